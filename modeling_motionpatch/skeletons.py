@@ -1,0 +1,411 @@
+"""Skeletons: joint names, parents, the five body-part chains and left/right pairs.
+
+A motion patch image is built from five kinematic chains, always in this order (from the
+body centre outward, as the original MotionPatches checkpoints expect):
+
+    0 right leg, 1 left leg, 2 torso to head, 3 right arm, 4 left arm
+
+Built-in skeletons are registered by name (``humanml3d``, ``kit``); any other hierarchy is
+described by joint names and parent indices, and its chains are derived automatically
+(:meth:`Skeleton.from_hierarchy`) or given explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+CHAIN_NAMES = ("right_leg", "left_leg", "torso", "right_arm", "left_arm")
+
+
+class SkeletonError(ValueError):
+    """A skeleton specification is invalid or its chains cannot be derived."""
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A joint hierarchy and its five body-part chains.
+
+    Args:
+        name: registry name (or a free name for user skeletons).
+        joint_names: one name per joint, in the order of the joint axis of motion arrays.
+        parents: parent index of each joint, ``-1`` for the root.
+        chains: five tuples of joint indices, ordered right leg, left leg, torso, right arm, left arm;
+            each chain starts at the joint it branches from.
+        left_right_pairs: ``(left, right)`` joint index pairs swapped by mirroring.
+        lateral_axis: index of the left/right coordinate axis (negated by mirroring); 0 = x.
+        up_axis: index of the vertical axis; 1 = y.
+    """
+
+    name: str
+    joint_names: tuple[str, ...]
+    parents: tuple[int, ...]
+    chains: tuple[tuple[int, ...], ...]
+    left_right_pairs: tuple[tuple[int, int], ...] = ()
+    lateral_axis: int = 0
+    up_axis: int = 1
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "joint_names", tuple(str(n) for n in self.joint_names))
+        object.__setattr__(self, "parents", tuple(int(p) for p in self.parents))
+        object.__setattr__(self, "chains", tuple(tuple(int(j) for j in c) for c in self.chains))
+        object.__setattr__(self, "left_right_pairs", tuple((int(a), int(b)) for a, b in self.left_right_pairs))
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    def validate(self) -> None:
+        j = self.num_joints
+        where = f"skeleton {self.name!r}"
+        if j == 0:
+            raise SkeletonError(f"{where}: no joints given.")
+        if len(self.parents) != j:
+            raise SkeletonError(
+                f"{where}: {j} joint names but {len(self.parents)} parents; give one parent index per joint."
+            )
+        for i, p in enumerate(self.parents):
+            if p < -1 or p >= j or p == i:
+                raise SkeletonError(f"{where}: joint {i} ({self.joint_names[i]!r}) has invalid parent {p}.")
+        if len(self.chains) != 5:
+            raise SkeletonError(
+                f"{where}: {len(self.chains)} chains given; exactly 5 are needed, in the order {CHAIN_NAMES}."
+            )
+        for name, chain in zip(CHAIN_NAMES, self.chains):
+            if len(chain) < 2:
+                raise SkeletonError(f"{where}: chain {name} has {len(chain)} joint(s); at least 2 are needed.")
+            bad = [k for k in chain if not 0 <= k < j]
+            if bad:
+                raise SkeletonError(f"{where}: chain {name} names joints {bad} outside 0..{j - 1}.")
+        for a, b in self.left_right_pairs:
+            if not (0 <= a < j and 0 <= b < j) or a == b:
+                raise SkeletonError(f"{where}: invalid left/right pair ({a}, {b}).")
+        if self.lateral_axis not in (0, 1, 2) or self.up_axis not in (0, 1, 2):
+            raise SkeletonError(f"{where}: lateral_axis and up_axis must be 0, 1 or 2.")
+
+    # ----------------------------------------------------------- conveniences
+    def chain_names(self) -> dict[str, list[str]]:
+        """The chains as joint names, keyed by body part."""
+        return {part: [self.joint_names[k] for k in chain] for part, chain in zip(CHAIN_NAMES, self.chains)}
+
+    def mirror_permutation(self) -> np.ndarray:
+        """Joint permutation that swaps every left joint with its right counterpart."""
+        perm = np.arange(self.num_joints)
+        for a, b in self.left_right_pairs:
+            perm[a], perm[b] = b, a
+        return perm
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "joint_names": list(self.joint_names),
+            "parents": list(self.parents),
+            "chains": [list(c) for c in self.chains],
+            "left_right_pairs": [list(p) for p in self.left_right_pairs],
+            "lateral_axis": self.lateral_axis,
+            "up_axis": self.up_axis,
+        }
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> "Skeleton":
+        known = {"name", "joint_names", "parents", "chains", "left_right_pairs", "lateral_axis", "up_axis", "description"}
+        unknown = set(spec) - known
+        if unknown:
+            raise SkeletonError(f"Unknown skeleton fields {sorted(unknown)}; expected a subset of {sorted(known)}.")
+        if "chains" not in spec or spec["chains"] is None:
+            return cls.from_hierarchy(
+                spec.get("name", "custom"),
+                spec["joint_names"],
+                spec["parents"],
+                lateral_axis=spec.get("lateral_axis", 0),
+                up_axis=spec.get("up_axis", 1),
+            )
+        return cls(**dict(spec))
+
+    # ------------------------------------------------------------- derivation
+    @classmethod
+    def from_hierarchy(
+        cls,
+        name: str,
+        joint_names: Sequence[str],
+        parents: Sequence[int],
+        offsets: np.ndarray | Sequence[Sequence[float]] | None = None,
+        chains: Sequence[Sequence[int]] | None = None,
+        lateral_axis: int = 0,
+        up_axis: int = 1,
+    ) -> "Skeleton":
+        """Build a skeleton from a joint hierarchy, deriving the five chains when not given.
+
+        Rules (see :func:`derive_chains`): the pelvis is the first joint from the root that has three
+        branches (two legs and the spine); the spine runs from the pelvis to the head through the
+        first joint above it with three branches (the chest, where the arms start); left and right are
+        read from the joint names (``_L``, ``Left``, ``l_``, ``.L`` ...) or, failing that, from the sign
+        of the lateral coordinate of the rest-pose ``offsets`` (positive = left, the SMPL convention).
+        """
+        joint_names = [str(n) for n in joint_names]
+        parents = [int(p) for p in parents]
+        if chains is None:
+            chains = derive_chains(joint_names, parents, offsets, lateral_axis=lateral_axis, up_axis=up_axis)
+        pairs = derive_left_right_pairs(joint_names, chains)
+        return cls(
+            name=name,
+            joint_names=tuple(joint_names),
+            parents=tuple(parents),
+            chains=tuple(tuple(c) for c in chains),
+            left_right_pairs=tuple(pairs),
+            lateral_axis=lateral_axis,
+            up_axis=up_axis,
+        )
+
+
+# ---------------------------------------------------------------------------
+# chain derivation
+# ---------------------------------------------------------------------------
+_LEFT_RE = re.compile(r"(^|[^a-z])(l|left)([^a-z]|$)|left", re.IGNORECASE)
+_RIGHT_RE = re.compile(r"(^|[^a-z])(r|right)([^a-z]|$)|right", re.IGNORECASE)
+_HEAD_WORDS = ("head", "neck", "skull", "nose")
+
+
+def _split_camel(name: str) -> str:
+    # "LeftArm" -> "Left_Arm", "l_hand" stays; "UpperArm_L" -> "Upper_Arm_L"
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+
+
+def side_of(name: str) -> str | None:
+    """'left', 'right' or None, read from a joint name (``Hand_L``, ``LeftHand``, ``l_wrist``, ``RightUpLeg``)."""
+    n = _split_camel(name)
+    left = bool(_LEFT_RE.search(n))
+    right = bool(_RIGHT_RE.search(n))
+    if left == right:
+        return None
+    return "left" if left else "right"
+
+
+def _children(parents: Sequence[int]) -> list[list[int]]:
+    kids: list[list[int]] = [[] for _ in parents]
+    for i, p in enumerate(parents):
+        if p >= 0:
+            kids[p].append(i)
+    return kids
+
+
+def _path_to_deepest_leaf(start: int, kids: list[list[int]]) -> list[int]:
+    """Joints from ``start`` down to the leaf with the most joints on the way (first child wins ties)."""
+
+    def depth(j: int) -> int:
+        return 1 + max((depth(c) for c in kids[j]), default=0)
+
+    path = [start]
+    while kids[path[-1]]:
+        path.append(max(kids[path[-1]], key=depth))  # max keeps the first of equal depths
+    return path
+
+
+def derive_chains(
+    joint_names: Sequence[str],
+    parents: Sequence[int],
+    offsets: np.ndarray | Sequence[Sequence[float]] | None = None,
+    lateral_axis: int = 0,
+    up_axis: int = 1,
+) -> list[list[int]]:
+    """Derive the five chains (right leg, left leg, torso, right arm, left arm) of a hierarchy.
+
+    Raises:
+        SkeletonError: when the pelvis, the chest, the head branch or the sides cannot be decided.
+    """
+    names = list(joint_names)
+    kids = _children(parents)
+    roots = [i for i, p in enumerate(parents) if p < 0]
+    if len(roots) != 1:
+        raise SkeletonError(f"A skeleton needs exactly one root joint (parent -1); found {len(roots)}.")
+    offs = None if offsets is None else np.asarray(offsets, dtype=np.float64)
+
+    # pelvis: first joint, walking down from the root, with >= 3 children
+    pelvis = roots[0]
+    while len(kids[pelvis]) < 3:
+        if len(kids[pelvis]) != 1:
+            raise SkeletonError(
+                f"Cannot find the pelvis: joint {names[pelvis]!r} has {len(kids[pelvis])} children before any "
+                "joint with three branches (two legs and the spine). Pass `chains=` explicitly."
+            )
+        pelvis = kids[pelvis][0]
+
+    def subtree(j: int) -> set[int]:
+        out, stack = set(), [j]
+        while stack:
+            k = stack.pop()
+            out.add(k)
+            stack.extend(kids[k])
+        return out
+
+    def first_branching(j: int) -> int | None:
+        while True:
+            if len(kids[j]) >= 3:
+                return j
+            if len(kids[j]) != 1:
+                return None
+            j = kids[j][0]
+
+    spine_children = [c for c in kids[pelvis] if first_branching(c) is not None]
+    if len(spine_children) != 1:
+        raise SkeletonError(
+            f"Cannot tell the spine from the legs at the pelvis {names[pelvis]!r}: {len(spine_children)} of its "
+            "branches contain a joint with three branches (the chest). Pass `chains=` explicitly."
+        )
+    spine_child = spine_children[0]
+    chest = first_branching(spine_child)
+    legs = [c for c in kids[pelvis] if c != spine_child]
+
+    # of the chest's children, the head branch: by name, else the most upward offset, else the shortest
+    chest_kids = kids[chest]
+    by_name = [c for c in chest_kids if any(w in n.lower() for n in (names[k] for k in subtree(c)) for w in _HEAD_WORDS)]
+    if len(by_name) == 1:
+        head_child = by_name[0]
+    elif offs is not None:
+        head_child = max(chest_kids, key=lambda c: offs[c, up_axis])
+    else:
+        sizes = sorted((len(subtree(c)), c) for c in chest_kids)
+        if sizes[0][0] == sizes[1][0]:
+            raise SkeletonError(
+                f"Cannot tell the head branch at the chest {names[chest]!r}: no joint is named like a neck or head, "
+                "no rest offsets were given and two branches are equally long. Pass `offsets=` or `chains=`."
+            )
+        head_child = sizes[0][1]
+    arms = [c for c in chest_kids if c != head_child]
+
+    def sides(branches: list[int], what: str, anchor: int) -> tuple[int, int]:
+        if len(branches) != 2:
+            raise SkeletonError(
+                f"Expected two {what} at {names[anchor]!r}, found {len(branches)} "
+                f"({[names[b] for b in branches]}). Pass `chains=` explicitly."
+            )
+        named = []
+        for b in branches:
+            side = None
+            for k in _path_to_deepest_leaf(b, kids):  # first joint of the branch that carries a side
+                side = side_of(names[k])
+                if side:
+                    break
+            named.append(side)
+        if sorted(s or "" for s in named) == ["left", "right"]:
+            left = branches[named.index("left")]
+        elif offs is not None:
+            # lateral coordinate of each branch's end in the rest pose, relative to the anchor
+            lat = [sum(offs[k, lateral_axis] for k in _path_to_deepest_leaf(b, kids)) for b in branches]
+            if np.isclose(lat[0], lat[1]):
+                raise SkeletonError(f"Cannot tell left from right {what} at {names[anchor]!r}: equal lateral offsets.")
+            left = branches[int(np.argmax(lat))]
+        else:
+            raise SkeletonError(
+                f"Cannot tell left from right {what} at {names[anchor]!r}: joint names "
+                f"{[names[b] for b in branches]} carry no side (_L/_R, Left/Right, l_/r_) and no rest offsets were "
+                "given. Rename the joints, pass `offsets=`, or pass `chains=` explicitly."
+            )
+        right = branches[0] if branches[1] == left else branches[1]
+        return left, right
+
+    left_leg, right_leg = sides(legs, "legs", pelvis)
+    left_arm, right_arm = sides(arms, "arms", chest)
+
+    spine = [pelvis]
+    j = spine_child
+    while j != chest:
+        spine.append(j)
+        j = kids[j][0]
+    torso = spine + _path_to_deepest_leaf(chest, kids)[:1] + _path_to_deepest_leaf(head_child, kids)
+    return [
+        [pelvis] + _path_to_deepest_leaf(right_leg, kids),
+        [pelvis] + _path_to_deepest_leaf(left_leg, kids),
+        torso,
+        [chest] + _path_to_deepest_leaf(right_arm, kids),
+        [chest] + _path_to_deepest_leaf(left_arm, kids),
+    ]
+
+
+def derive_left_right_pairs(joint_names: Sequence[str], chains: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """Pair the joints of the left and right chains position by position (they mirror each other)."""
+    pairs: list[tuple[int, int]] = []
+    for right, left in ((chains[0], chains[1]), (chains[3], chains[4])):
+        for r, l in zip(right, left):
+            if r != l:
+                pairs.append((l, r))
+    return pairs
+
+
+# ---------------------------------------------------------------------------
+# registry
+# ---------------------------------------------------------------------------
+_SMPL22_NAMES = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
+    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+)  # fmt: skip
+_SMPL22_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+
+_KIT_NAMES = (
+    "root", "torso", "chest", "neck", "head", "right_shoulder", "right_elbow", "right_wrist",
+    "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle", "right_heel",
+    "right_toe", "left_hip", "left_knee", "left_ankle", "left_heel", "left_toe",
+)  # fmt: skip
+_KIT_PARENTS = (-1, 0, 1, 2, 3, 3, 5, 6, 3, 8, 9, 0, 11, 12, 13, 14, 0, 16, 17, 18, 19)
+
+HUMANML3D = Skeleton(
+    name="humanml3d",
+    joint_names=_SMPL22_NAMES,
+    parents=_SMPL22_PARENTS,
+    chains=((0, 2, 5, 8, 11), (0, 1, 4, 7, 10), (0, 3, 6, 9, 12, 15), (9, 14, 17, 19, 21), (9, 13, 16, 18, 20)),
+    left_right_pairs=((1, 2), (4, 5), (7, 8), (10, 11), (13, 14), (16, 17), (18, 19), (20, 21)),
+    description="SMPL body, 22 joints (HumanML3D `new_joints`), 20 fps, metres, Y up, facing +Z, left = +X.",
+)
+
+KIT = Skeleton(
+    name="kit",
+    joint_names=_KIT_NAMES,
+    parents=_KIT_PARENTS,
+    chains=((0, 11, 12, 13, 14, 15), (0, 16, 17, 18, 19, 20), (0, 1, 2, 3, 4), (3, 5, 6, 7), (3, 8, 9, 10)),
+    left_right_pairs=((8, 5), (9, 6), (10, 7), (16, 11), (17, 12), (18, 13), (19, 14), (20, 15)),
+    description="KIT-ML / MMM reduced body, 21 joints, 12.5 fps in the source data.",
+)
+
+_REGISTRY: dict[str, Skeleton] = {}
+
+
+def register_skeleton(skeleton: Skeleton, overwrite: bool = False) -> Skeleton:
+    """Add a skeleton to the registry so that it can be referred to by name."""
+    if skeleton.name in _REGISTRY and not overwrite and _REGISTRY[skeleton.name] != skeleton:
+        raise SkeletonError(
+            f"A different skeleton named {skeleton.name!r} is already registered; pass overwrite=True to replace it."
+        )
+    _REGISTRY[skeleton.name] = skeleton
+    return skeleton
+
+
+def available_skeletons() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_skeleton(spec: "str | Skeleton | Mapping[str, Any]") -> Skeleton:
+    """Resolve a registry name, a :class:`Skeleton` or a ``to_dict()`` mapping into a skeleton."""
+    if isinstance(spec, Skeleton):
+        return spec
+    if isinstance(spec, str):
+        try:
+            return _REGISTRY[spec]
+        except KeyError:
+            raise SkeletonError(
+                f"Unknown skeleton {spec!r}. Registered skeletons: {available_skeletons()}. Register a new one with "
+                "`register_skeleton(Skeleton.from_hierarchy(name, joint_names, parents))` or pass its dict spec."
+            ) from None
+    if isinstance(spec, Mapping):
+        return Skeleton.from_dict(spec)
+    raise SkeletonError(f"Expected a skeleton name, a Skeleton or a dict, got {type(spec).__name__}.")
+
+
+register_skeleton(HUMANML3D)
+register_skeleton(KIT)
