@@ -1,0 +1,227 @@
+"""Feature extractor: raw joint positions -> ``motion_values`` for :class:`MotionPatchModel`."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
+
+from .motion_patches import (
+    PATCH_ROWS,
+    MotionInputError,
+    as_motion_array,
+    chain_interpolation_matrix,
+    check_joint_count,
+    crop_starts,
+    motions_to_patches,
+    patch_attention_mask,
+    resample_fps,
+)
+from .skeletons import Skeleton, get_skeleton
+
+
+class MotionPatchFeatureExtractor(FeatureExtractionMixin):
+    r"""Turns skeleton motions ``(frames, joints, 3)`` into motion-patch images for a ViT.
+
+    Steps, all vectorised over the batch: frame-rate conversion to ``fps`` (when ``input_fps`` differs),
+    z-score per (joint, axis) with ``mean``/``std`` of shape ``(joints, 3)``, resampling of the skeleton's five
+    chains to ``points_per_part`` points each, crop to ``max_frames`` (the first frames, or a random window
+    when ``training=True``) or zero-padding at the end (after normalisation, so padding is the mean pose).
+
+    Motions shorter than one patch row (16 frames) are padded like any other short motion and their
+    first patch row counts as valid; set ``min_frames`` to reject shorter motions with an error instead.
+
+    Args:
+        skeleton (`str` or `dict`): a registered skeleton name (``"humanml3d"``, ``"kit"``) or a skeleton spec
+            (``Skeleton.to_dict()``), stored in full so the file is self-contained.
+        mean, std (`array-like` of shape `(joints, 3)`, *optional*): normalisation statistics; identity when omitted.
+        max_frames (`int`, defaults to 224): frames per image, a multiple of 16.
+        points_per_part (`int`, defaults to 16): points each chain is resampled to.
+        fps (`float`, defaults to 20.0): the model's frame rate.
+        input_fps (`float`, *optional*): frame rate of incoming motions when it differs from ``fps``
+            (e.g. 12.5 for KIT-ML); can be overridden per call.
+        fps_mode (`str`, defaults to ``"nearest"``): ``"nearest"`` (reference behaviour) or ``"linear"``.
+        min_frames (`int`, defaults to 1): motions with fewer frames raise a ``ValueError``.
+        std_epsilon (`float`, defaults to 1e-8): floor applied to ``std`` to avoid division by zero.
+    """
+
+    model_input_names = ["motion_values", "motion_attention_mask"]
+
+    def __init__(
+        self,
+        skeleton: str | Mapping[str, Any] | Skeleton = "humanml3d",
+        mean: Sequence | np.ndarray | None = None,
+        std: Sequence | np.ndarray | None = None,
+        max_frames: int = 224,
+        points_per_part: int = 16,
+        fps: float = 20.0,
+        input_fps: float | None = None,
+        fps_mode: str = "nearest",
+        min_frames: int = 1,
+        std_epsilon: float = 1e-8,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        skel = get_skeleton(skeleton)
+        if max_frames <= 0 or max_frames % PATCH_ROWS:
+            raise ValueError(f"max_frames must be a positive multiple of {PATCH_ROWS}, got {max_frames}.")
+        if fps_mode not in ("nearest", "linear"):
+            raise ValueError(f"fps_mode must be 'nearest' or 'linear', got {fps_mode!r}.")
+        if min_frames < 1:
+            raise ValueError(f"min_frames must be at least 1, got {min_frames}.")
+        self.skeleton = skel.to_dict()
+        self.max_frames = int(max_frames)
+        self.points_per_part = int(points_per_part)
+        self.fps = float(fps)
+        self.input_fps = None if input_fps is None else float(input_fps)
+        self.fps_mode = fps_mode
+        self.min_frames = int(min_frames)
+        self.std_epsilon = float(std_epsilon)
+        self.set_statistics(mean, std)
+
+    # ----------------------------------------------------------------- state
+    def set_statistics(self, mean=None, std=None) -> None:
+        """Set the per-(joint, axis) normalisation statistics (``None`` = zeros / ones)."""
+        j = len(self.skeleton["joint_names"])
+        arrays = []
+        for what, value, default in (("mean", mean, 0.0), ("std", std, 1.0)):
+            arr = np.full((j, 3), default, dtype=np.float32) if value is None else np.asarray(value, dtype=np.float32)
+            if arr.shape != (j, 3):
+                raise ValueError(
+                    f"{what} has shape {arr.shape}; expected ({j}, 3) for skeleton {self.skeleton['name']!r} "
+                    f"({j} joints x 3 axes). Compute it with `MotionPatchFeatureExtractor.compute_statistics`."
+                )
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{what} contains NaN or Inf values.")
+            arrays.append(arr)
+        if (arrays[1] < 0).any():
+            raise ValueError("std has negative entries.")
+        self.mean = arrays[0]
+        self.std = arrays[1]
+
+    @property
+    def skeleton_obj(self) -> Skeleton:
+        return get_skeleton(self.skeleton)
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.skeleton["joint_names"])
+
+    def _weights(self) -> np.ndarray:
+        key = (tuple(map(tuple, self.skeleton["chains"])), self.num_joints, self.points_per_part)
+        cache = self.__dict__.get("_cache")
+        if cache is None or cache[0] != key:
+            w = chain_interpolation_matrix(self.skeleton["chains"], self.num_joints, self.points_per_part)
+            cache = (key, w)
+            self.__dict__["_cache"] = cache
+        return cache[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out.pop("_cache", None)
+        out["mean"] = np.asarray(self.mean).tolist()
+        out["std"] = np.asarray(self.std).tolist()
+        return out
+
+    # ------------------------------------------------------------ statistics
+    @staticmethod
+    def compute_statistics(motions: Iterable) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std per (joint, axis) over all frames of an iterable of ``(T, J, 3)`` motions, in one pass.
+
+        Uses float64 sums per motion (Chan et al.'s parallel update), so memory stays at one motion at a time.
+        Returns ``(mean, std)`` as float32 arrays of shape ``(J, 3)`` (population std).
+        """
+        count = 0
+        mean = m2 = None
+        for i, motion in enumerate(motions):
+            arr = as_motion_array(motion, i).astype(np.float64)
+            if not np.isfinite(arr).all():
+                raise MotionInputError(f"motion {i} contains NaN or Inf values; clean it before computing statistics.")
+            n = arr.shape[0]
+            m = arr.mean(axis=0)
+            s = ((arr - m) ** 2).sum(axis=0)
+            if mean is None:
+                count, mean, m2 = n, m, s
+                continue
+            if m.shape != mean.shape:
+                raise MotionInputError(f"motion {i} has {m.shape[0]} joints; earlier motions had {mean.shape[0]}.")
+            total = count + n
+            delta = m - mean
+            mean = mean + delta * (n / total)
+            m2 = m2 + s + delta**2 * (count * n / total)
+            count = total
+        if mean is None:
+            raise ValueError("compute_statistics got no motions.")
+        return mean.astype(np.float32), np.sqrt(m2 / count).astype(np.float32)
+
+    # ----------------------------------------------------------------- call
+    def __call__(
+        self,
+        motions,
+        return_tensors: str | None = None,
+        training: bool = False,
+        generator: np.random.Generator | int | None = None,
+        input_fps: float | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Build a batch of motion patches.
+
+        Args:
+            motions: one ``(T, J, 3)`` array (numpy, torch or nested lists) or a list of them (ragged lengths).
+            return_tensors: ``"pt"``, ``"np"`` or ``None`` (numpy).
+            training: crop a random window of ``max_frames`` from longer motions instead of the first frames.
+            generator: ``numpy.random.Generator`` or seed for the random crop.
+            input_fps: frame rate of ``motions`` (defaults to the extractor's ``input_fps``, else ``fps``).
+
+        Returns:
+            `BatchFeature` with ``motion_values`` ``(B, 3, max_frames, 5 * points_per_part)`` float32,
+            ``motion_lengths`` ``(B,)`` (valid frames after cropping) and ``motion_attention_mask``
+            ``(B, max_frames // 16 * 5)`` (1 for patch rows holding real frames).
+        """
+        if kwargs:
+            raise TypeError(f"Unexpected arguments for MotionPatchFeatureExtractor: {sorted(kwargs)}.")
+        if isinstance(motions, (list, tuple)):
+            if len(motions) == 0:
+                raise MotionInputError("got an empty list of motions.")
+            batch = [as_motion_array(m, i) for i, m in enumerate(motions)]
+        else:
+            arr = motions.detach().cpu().float().numpy() if hasattr(motions, "detach") else np.asarray(motions)
+            if arr.ndim == 4:  # an already-stacked (B, T, J, 3) batch of equal lengths
+                batch = [as_motion_array(m, i) for i, m in enumerate(arr)]
+            else:
+                batch = [as_motion_array(arr)]
+        j = self.num_joints
+        name = self.skeleton["name"]
+        for i, m in enumerate(batch):
+            check_joint_count(m, j, name, i if len(batch) > 1 else None)
+        finite = np.fromiter((np.isfinite(m).all() for m in batch), dtype=bool, count=len(batch))
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise MotionInputError(
+                f"motions {bad[:10].tolist()} contain NaN or Inf values ({len(bad)} of {len(batch)}); "
+                "clean or drop them before calling the feature extractor."
+            )
+        src_fps = input_fps if input_fps is not None else (self.input_fps or self.fps)
+        if src_fps != self.fps:
+            batch = [resample_fps(m, src_fps, self.fps, self.fps_mode) for m in batch]
+        lengths = np.fromiter((m.shape[0] for m in batch), dtype=np.int64, count=len(batch))
+        if (lengths < self.min_frames).any():
+            i = int(np.argmax(lengths < self.min_frames))
+            raise MotionInputError(
+                f"motion {i} has {lengths[i]} frames at {self.fps:g} fps, fewer than min_frames={self.min_frames}."
+            )
+        rng = generator if isinstance(generator, np.random.Generator) or generator is None else np.random.default_rng(generator)
+        starts = crop_starts(lengths, self.max_frames, random=training, generator=rng)
+        values, kept = motions_to_patches(
+            batch, self._weights(), self.mean, np.maximum(self.std, self.std_epsilon), self.max_frames, starts
+        )
+        data = {
+            "motion_values": values,
+            "motion_lengths": kept,
+            "motion_attention_mask": patch_attention_mask(kept, self.max_frames, len(self.skeleton["chains"])),
+        }
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+
+__all__ = ["MotionPatchFeatureExtractor"]

@@ -1,0 +1,316 @@
+"""MotionPatch: a ViT over motion patches and a text encoder, trained contrastively (CLIP-style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel, ViTModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
+from transformers.utils import ModelOutput
+
+from .configuration_motionpatch import MotionPatchConfig
+
+
+# ---------------------------------------------------------------------------
+# loss
+# ---------------------------------------------------------------------------
+def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each row against the diagonal."""
+    return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
+
+
+def motion_text_contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE: mean of the text->motion and motion->text cross-entropies, computed in float32."""
+    logits = logits_per_text.float()
+    return (contrastive_loss(logits) + contrastive_loss(logits.t())) / 2.0
+
+
+def similarity_logits(
+    text_embeds: torch.Tensor, motion_embeds: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """``exp(logit_scale) * text @ motion.T`` in float32, also under autocast. Returns ``logits_per_text``."""
+    device_type = text_embeds.device.type
+    with torch.autocast(device_type=device_type, enabled=False):
+        return logit_scale.float().exp() * (text_embeds.float() @ motion_embeds.float().t())
+
+
+# ---------------------------------------------------------------------------
+# outputs and heads
+# ---------------------------------------------------------------------------
+@dataclass
+class MotionPatchOutput(ModelOutput):
+    """Output of :class:`MotionPatchModel`.
+
+    Args:
+        loss: symmetric contrastive loss (with ``return_loss=True``), float32.
+        logits_per_motion: ``(motions, texts)`` scaled cosine similarities, float32.
+        logits_per_text: ``(texts, motions)``, the transpose.
+        motion_embeds: ``(motions, projection_dim)`` L2-normalised motion embeddings.
+        text_embeds: ``(texts, projection_dim)`` L2-normalised text embeddings.
+        motion_model_output: the ViT's output.
+        text_model_output: the text encoder's output.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_motion: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    motion_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    motion_model_output: BaseModelOutputWithPooling | None = None
+    text_model_output: BaseModelOutput | None = None
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(
+            self[k] if k not in ("motion_model_output", "text_model_output") else getattr(self, k).to_tuple()
+            for k in self.keys()
+        )
+
+
+class MotionPatchProjectionHead(nn.Module):
+    """The reference projection head: ``p = Linear(x); y = Linear(GELU(p)); y = Dropout(y) + p; LayerNorm(y)``."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float):
+        super().__init__()
+        self.projection = nn.Linear(in_dim, out_dim)
+        self.fc = nn.Linear(out_dim, out_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.layer_norm = nn.LayerNorm(out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        projected = self.projection(x)
+        y = self.fc(F.gelu(projected))
+        y = self.dropout(y) + projected
+        return self.layer_norm(y)
+
+
+class MotionPatchLinearHead(nn.Module):
+    """A bias-free linear projection (CLIP's head)."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.projection = nn.Linear(in_dim, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(x)
+
+
+def build_projection_head(config: MotionPatchConfig, in_dim: int) -> nn.Module:
+    cls = MotionPatchProjectionHead if config.projection_head == "mlp" else MotionPatchLinearHead
+    return cls(in_dim, config.projection_dim, config.projection_dropout)
+
+
+# ---------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------
+class MotionPatchPreTrainedModel(PreTrainedModel):
+    config: MotionPatchConfig
+    config_class = MotionPatchConfig
+    base_model_prefix = "motionpatch"
+    main_input_name = "motion_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _no_split_modules = ["ViTEmbeddings", "ViTLayer"]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)  # Linear: normal(0, initializer_range), zero bias; LayerNorm: ones/zeros
+        if isinstance(module, MotionPatchModel):
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+
+class MotionPatchModel(MotionPatchPreTrainedModel):
+    r"""A motion-language dual encoder over motion patches (Yu, Tanaka, Fujiwara, CVPR 2024).
+
+    ``motion_model`` is a transformers `ViTModel` (no pooler) over ``motion_values`` of shape
+    ``(batch, 3, max_frames, 5 * points)``; ``text_model`` any `AutoModel` text encoder. Both are pooled,
+    projected to ``projection_dim`` and L2-normalised.
+
+    Example:
+
+    ```python
+    >>> from transformers import AutoModel, AutoProcessor
+    >>> model = AutoModel.from_pretrained("path/to/motionpatch")
+    >>> processor = AutoProcessor.from_pretrained("path/to/motionpatch")
+    >>> inputs = processor(text=["a person walks"], motions=[joints], return_tensors="pt", padding=True)
+    >>> model(**inputs).logits_per_motion.softmax(-1)
+    ```
+    """
+
+    def __init__(
+        self,
+        config: MotionPatchConfig,
+        motion_model: PreTrainedModel | None = None,
+        text_model: PreTrainedModel | None = None,
+    ):
+        super().__init__(config)
+        if motion_model is None:
+            motion_model = ViTModel(config.motion_config, add_pooling_layer=False)
+        if text_model is None:
+            text_model = AutoModel.from_config(config.text_config)
+        if getattr(motion_model, "pooler", None) is not None:
+            motion_model.pooler = None
+        if config.motion_pooling == "mean":
+            # timm's global_pool="avg": no final norm over the tokens, a LayerNorm after the mean (fc_norm)
+            motion_model.layernorm = nn.Identity()
+            self.motion_fc_norm = nn.LayerNorm(
+                config.motion_config.hidden_size, eps=config.motion_config.layer_norm_eps
+            )
+        # keep the towers' configs and the composite config in sync (as VisionTextDualEncoderModel does)
+        self.config.motion_config._attn_implementation = motion_model.config._attn_implementation
+        self.config.text_config._attn_implementation = text_model.config._attn_implementation
+        motion_model.config = self.config.motion_config
+        text_model.config = self.config.text_config
+        self.motion_model = motion_model
+        self.text_model = text_model
+
+        self.motion_projection = build_projection_head(config, config.motion_config.hidden_size)
+        self.text_projection = build_projection_head(config, config.text_config.hidden_size)
+        self.logit_scale = nn.Parameter(
+            torch.tensor(float(config.logit_scale_init_value)), requires_grad=config.learnable_logit_scale
+        )
+        self.post_init()
+
+    # ------------------------------------------------------------- towers
+    def _pool_motion(self, hidden: torch.Tensor, motion_attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.config.motion_pooling == "cls":
+            return hidden[:, 0]
+        tokens = hidden[:, 1:]
+        if self.config.mask_motion_padding and motion_attention_mask is not None:
+            mask = motion_attention_mask.to(tokens.dtype).unsqueeze(-1)
+            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        else:
+            pooled = tokens.mean(dim=1)
+        return self.motion_fc_norm(pooled)
+
+    def _pool_text(self, outputs, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        pooling = self.config.text_pooling
+        hidden = outputs.last_hidden_state
+        if pooling == "cls":
+            return hidden[:, 0]
+        if pooling == "pooler":
+            if getattr(outputs, "pooler_output", None) is None:
+                raise ValueError(f"text_pooling='pooler' but {type(self.text_model).__name__} returns no pooler_output.")
+            return outputs.pooler_output
+        if attention_mask is None:
+            return hidden.mean(dim=1)
+        mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def _encode_motion(self, motion_values, motion_attention_mask=None, **kwargs):
+        attention_mask = None
+        if self.config.mask_motion_padding and motion_attention_mask is not None:
+            ones = motion_attention_mask.new_ones(motion_attention_mask.shape[0], 1)
+            attention_mask = torch.cat([ones, motion_attention_mask], dim=1)  # the class token is always attended
+        outputs = self.motion_model(pixel_values=motion_values, attention_mask=attention_mask, **kwargs)
+        pooled = self._pool_motion(outputs.last_hidden_state, motion_attention_mask)
+        return outputs, self.motion_projection(pooled)
+
+    def _encode_text(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, **kwargs):
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        pooled = self._pool_text(outputs, attention_mask)
+        return outputs, self.text_projection(pooled)
+
+    def get_motion_features(
+        self,
+        motion_values: torch.Tensor,
+        motion_attention_mask: torch.Tensor | None = None,
+        normalize: bool = True,
+        **kwargs,
+    ) -> torch.Tensor:
+        """Motion embeddings ``(batch, projection_dim)``, L2-normalised unless ``normalize=False``.
+
+        Unlike transformers 5's `CLIPModel.get_image_features` (which returns a model output), this returns the
+        embedding tensor itself, ready for cosine similarity.
+        """
+        kwargs.pop("motion_lengths", None)
+        _, embeds = self._encode_motion(motion_values, motion_attention_mask, **kwargs)
+        return F.normalize(embeds, dim=-1) if normalize else embeds
+
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        normalize: bool = True,
+        **kwargs,
+    ) -> torch.Tensor:
+        """Text embeddings ``(batch, projection_dim)``, L2-normalised unless ``normalize=False``."""
+        _, embeds = self._encode_text(input_ids, attention_mask, token_type_ids, position_ids, **kwargs)
+        return F.normalize(embeds, dim=-1) if normalize else embeds
+
+    # ------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        motion_values: torch.FloatTensor | None = None,
+        motion_attention_mask: torch.Tensor | None = None,
+        motion_lengths: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        return_loss: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> tuple | MotionPatchOutput:
+        r"""
+        Args:
+            input_ids, attention_mask, token_type_ids, position_ids: the tokenised captions.
+            motion_values (`torch.FloatTensor` of shape `(batch, 3, max_frames, 5 * points)`): motion patches from
+                :class:`MotionPatchFeatureExtractor`.
+            motion_attention_mask (`torch.LongTensor` of shape `(batch, num_patches)`, *optional*): 1 for patches that
+                hold real frames; used only when ``config.mask_motion_padding`` is set.
+            motion_lengths: accepted (the processor returns it) and ignored; the mask carries the same information.
+            return_loss (`bool`, *optional*): return the symmetric contrastive loss (texts and motions are pairs).
+        """
+        if input_ids is None or motion_values is None:
+            raise ValueError(
+                "MotionPatchModel.forward needs both `input_ids` and `motion_values`; use `get_text_features` or "
+                "`get_motion_features` to encode one modality."
+            )
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        motion_outputs, motion_embeds = self._encode_motion(motion_values, motion_attention_mask, **kwargs)
+        text_outputs, text_embeds = self._encode_text(input_ids, attention_mask, token_type_ids, position_ids)
+        motion_embeds = F.normalize(motion_embeds, dim=-1)
+        text_embeds = F.normalize(text_embeds, dim=-1)
+
+        logits_per_text = similarity_logits(text_embeds, motion_embeds, self.logit_scale)
+        logits_per_motion = logits_per_text.t()
+        loss = None
+        if return_loss:
+            if logits_per_text.shape[0] != logits_per_text.shape[1]:
+                raise ValueError(
+                    f"return_loss=True needs paired inputs: got {logits_per_text.shape[0]} texts and "
+                    f"{logits_per_text.shape[1]} motions."
+                )
+            loss = motion_text_contrastive_loss(logits_per_text)
+
+        output = MotionPatchOutput(
+            loss=loss,
+            logits_per_motion=logits_per_motion,
+            logits_per_text=logits_per_text,
+            motion_embeds=motion_embeds,
+            text_embeds=text_embeds,
+            motion_model_output=motion_outputs,
+            text_model_output=text_outputs,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "MotionPatchModel",
+    "MotionPatchOutput",
+    "MotionPatchPreTrainedModel",
+    "motion_text_contrastive_loss",
+    "similarity_logits",
+]

@@ -1,0 +1,184 @@
+"""Motion patches: pure, vectorised array functions from joint positions to ViT input images.
+
+A motion of ``T`` frames and ``J`` joints (``(T, J, 3)``) becomes an image of shape ``(3, T, 5 * N)``:
+
+* channel ``c`` is the coordinate (x, y, z) after a z-score per (joint, axis),
+* row ``t`` is frame ``t``,
+* column ``N * part + point`` is point ``point`` (of ``N`` = 16) of body part ``part`` in the order
+  right leg, left leg, torso, right arm, left arm; each chain of ``L`` joints is resampled to ``N``
+  points by linear interpolation along the joint index with half-pixel centres and edge clamping,
+  exactly as ``torch.nn.functional.interpolate(mode="linear", align_corners=False)``.
+
+Resampling is linear in the joints, so it is one ``(5N, J)`` matrix applied to every frame at once.
+None of these functions loops over frames or joints in Python.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+PATCH_ROWS = 16  # frames per patch row (the ViT patch height)
+
+
+class MotionInputError(ValueError):
+    """A motion array cannot be turned into patches (wrong shape, non-finite values, too short...)."""
+
+
+# ---------------------------------------------------------------------------
+# chain resampling
+# ---------------------------------------------------------------------------
+def chain_sample_positions(length: int, points: int = 16) -> np.ndarray:
+    """Fractional joint positions sampled along a chain of ``length`` joints.
+
+    Same rule as ``F.interpolate(mode="linear", align_corners=False)``: ``x = (i + 0.5) * L / N - 0.5``
+    clamped to ``[0, L - 1]``. For ``L = 5, N = 16``: 0, 0, 0.28125, 0.59375, ..., 3.71875, 4, 4.
+    """
+    if length < 1 or points < 1:
+        raise ValueError(f"chain length and points must be positive, got length={length}, points={points}.")
+    x = (np.arange(points, dtype=np.float64) + 0.5) * (length / points) - 0.5
+    return np.clip(x, 0.0, length - 1)
+
+
+def chain_interpolation_matrix(
+    chains: Sequence[Sequence[int]], num_joints: int, points: int = 16, dtype=np.float32
+) -> np.ndarray:
+    """The ``(len(chains) * points, num_joints)`` matrix ``W`` such that ``W @ joints`` resamples every chain."""
+    weights = np.zeros((len(chains) * points, num_joints), dtype=np.float64)
+    for part, chain in enumerate(chains):  # 5 chains: a loop over body parts, not over data
+        chain = np.asarray(chain, dtype=np.int64)
+        x = chain_sample_positions(len(chain), points)
+        lo = np.floor(x).astype(np.int64)
+        hi = np.minimum(lo + 1, len(chain) - 1)
+        frac = x - lo
+        rows = part * points + np.arange(points)
+        np.add.at(weights, (rows, chain[lo]), 1.0 - frac)
+        np.add.at(weights, (rows, chain[hi]), frac)
+    return weights.astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+def as_motion_array(motion, index: int | None = None) -> np.ndarray:
+    """Convert a numpy array / torch tensor / nested list to a float32 ``(T, J, 3)`` array, checking its shape."""
+    where = "motion" if index is None else f"motion {index}"
+    if hasattr(motion, "detach"):  # torch tensor, without importing torch
+        motion = motion.detach().cpu().float().numpy()
+    arr = np.asarray(motion, dtype=np.float32)
+    if arr.ndim != 3:
+        raise MotionInputError(
+            f"{where} has shape {arr.shape}; expected (frames, joints, 3). A single pose needs a frame axis: "
+            "use motion[None]."
+        )
+    if arr.shape[-1] != 3:
+        raise MotionInputError(
+            f"{where} has last dimension {arr.shape[-1]}; expected 3 coordinates (x, y, z) per joint. "
+            "Feature vectors (e.g. HumanML3D's 263-d `new_joint_vecs`) must first be converted to joint positions."
+        )
+    if arr.shape[0] == 0:
+        raise MotionInputError(f"{where} has zero frames.")
+    return arr
+
+
+def check_joint_count(motion: np.ndarray, num_joints: int, skeleton_name: str, index: int | None = None) -> None:
+    if motion.shape[1] != num_joints:
+        where = "motion" if index is None else f"motion {index}"
+        raise MotionInputError(
+            f"{where} has {motion.shape[1]} joints but skeleton {skeleton_name!r} has {num_joints}. Use the "
+            "processor of the matching skeleton (e.g. 'humanml3d' = 22 joints, 'kit' = 21), or reorder the joints."
+        )
+
+
+# ---------------------------------------------------------------------------
+# frame rate
+# ---------------------------------------------------------------------------
+def resample_fps(motion: np.ndarray, source_fps: float, target_fps: float = 20.0, mode: str = "nearest") -> np.ndarray:
+    """Change the frame rate of a ``(T, ...)`` array.
+
+    ``mode="nearest"`` (the reference behaviour for KIT-ML's 12.5 fps): output frame ``k`` is source frame
+    ``floor(k * source_fps / target_fps)``, for ``k < floor(T * target_fps / source_fps)``, so frames are
+    duplicated when upsampling. ``mode="linear"``: output frame ``k`` is at time ``k / target_fps``, for
+    ``k = 0 .. floor((T - 1) * target_fps / source_fps)``, linearly interpolated between the two nearest
+    source frames.
+    """
+    if source_fps <= 0 or target_fps <= 0:
+        raise ValueError(f"frame rates must be positive, got source_fps={source_fps}, target_fps={target_fps}.")
+    if math.isclose(source_fps, target_fps):
+        return motion
+    t = motion.shape[0]
+    ratio = source_fps / target_fps
+    if mode == "nearest":
+        n = max(1, int(math.floor(t / ratio + 1e-9)))
+        idx = np.minimum(np.floor(np.arange(n) * ratio + 1e-9).astype(np.int64), t - 1)
+        return motion[idx]
+    if mode == "linear":
+        n = int(math.floor((t - 1) / ratio + 1e-9)) + 1
+        pos = np.arange(n, dtype=np.float64) * ratio
+        lo = np.minimum(np.floor(pos).astype(np.int64), t - 1)
+        hi = np.minimum(lo + 1, t - 1)
+        w = (pos - lo).astype(motion.dtype).reshape((-1,) + (1,) * (motion.ndim - 1))
+        return motion[lo] * (1 - w) + motion[hi] * w
+    raise ValueError(f"Unknown frame-rate conversion mode {mode!r}; use 'nearest' or 'linear'.")
+
+
+# ---------------------------------------------------------------------------
+# batch construction
+# ---------------------------------------------------------------------------
+def crop_starts(
+    lengths: np.ndarray, max_frames: int, random: bool = False, generator: np.random.Generator | None = None
+) -> np.ndarray:
+    """Start frame of the kept window of each motion: 0, or uniform in ``[0, T - max_frames]`` when ``random``."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    excess = np.maximum(lengths - max_frames, 0)
+    if not random:
+        return np.zeros_like(lengths)
+    rng = generator if generator is not None else np.random.default_rng()
+    return rng.integers(0, excess + 1)
+
+
+def motions_to_patches(
+    motions: Sequence[np.ndarray],
+    weights: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    max_frames: int,
+    starts: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise, resample and crop/pad a ragged list of ``(T_i, J, 3)`` float32 motions in one pass.
+
+    Returns ``motion_values`` ``(B, 3, max_frames, P)`` float32 (zeros after each motion's end, i.e. the
+    mean pose) and the kept ``lengths`` ``(B,)``.
+    """
+    b = len(motions)
+    lengths = np.fromiter((m.shape[0] for m in motions), dtype=np.int64, count=b)
+    if starts is None:
+        starts = np.zeros(b, dtype=np.int64)
+    kept = np.minimum(lengths - starts, max_frames)
+    if np.all(starts == 0) and np.all(kept == lengths):
+        flat = np.concatenate(motions, axis=0) if b > 1 else motions[0]
+    else:
+        flat = np.concatenate([m[s : s + k] for m, s, k in zip(motions, starts, kept)], axis=0)
+    # z-score per (joint, axis), then resample every chain of every frame with one matrix product
+    normed = (flat - mean) / std  # (N, J, 3)
+    n, j, _ = normed.shape
+    # one GEMM for the whole batch: (N * 3, J) @ (J, P) -> (N, 3, P)
+    patches = (normed.transpose(0, 2, 1).reshape(n * 3, j) @ weights.T).reshape(n, 3, -1)
+    out = np.zeros((b, 3, max_frames, weights.shape[0]), dtype=np.float32)
+    batch_index = np.repeat(np.arange(b), kept)
+    offsets = np.cumsum(kept) - kept
+    frame_index = np.arange(batch_index.shape[0]) - np.repeat(offsets, kept)
+    out[batch_index, :, frame_index, :] = patches
+    return out, kept
+
+
+def patch_attention_mask(lengths: np.ndarray, max_frames: int, num_parts: int = 5, rows: int = PATCH_ROWS) -> np.ndarray:
+    """Per-patch mask ``(B, max_frames // rows * num_parts)`` in the ViT's row-major patch order.
+
+    A patch row is valid (1) when it holds at least one real frame.
+    """
+    grid_rows = max_frames // rows
+    valid_rows = (np.arange(grid_rows)[None, :] * rows) < np.asarray(lengths)[:, None]
+    return np.repeat(valid_rows, num_parts, axis=1).astype(np.int64)

@@ -1,0 +1,82 @@
+"""Processor: a motion feature extractor and a tokenizer in one object, like `CLIPProcessor`."""
+
+from __future__ import annotations
+
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+
+class MotionPatchProcessor(ProcessorMixin):
+    r"""Wraps a :class:`MotionPatchFeatureExtractor` and a tokenizer into a single processor.
+
+    ``processor(text=..., motions=..., return_tensors="pt", padding=True)`` returns the tokenizer's outputs
+    (``input_ids``, ``attention_mask``...) and the feature extractor's (``motion_values``, ``motion_lengths``,
+    ``motion_attention_mask``); either modality may be omitted.
+
+    Args:
+        feature_extractor (`MotionPatchFeatureExtractor`): motions -> motion patches.
+        tokenizer (`PreTrainedTokenizerBase`): captions -> token ids.
+    """
+
+    def __init__(self, feature_extractor=None, tokenizer=None, **kwargs):
+        # parameter names matter: ProcessorMixin finds its sub-processors from them
+        super().__init__(feature_extractor, tokenizer)
+
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        motions=None,
+        return_tensors: str | None = None,
+        padding: bool | str = True,
+        truncation: bool = True,
+        max_length: int | None = None,
+        training: bool = False,
+        generator=None,
+        input_fps: float | None = None,
+        **tokenizer_kwargs,
+    ) -> BatchFeature:
+        if text is None and motions is None:
+            raise ValueError("MotionPatchProcessor needs `text`, `motions` or both; got neither.")
+        data = {}
+        if text is not None:
+            texts = [text] if isinstance(text, str) else list(text)
+            if not texts:
+                raise ValueError("`text` is an empty list; give at least one caption.")
+            for i, t in enumerate(texts):
+                if not isinstance(t, str):
+                    raise ValueError(f"caption {i} is a {type(t).__name__}, not a string.")
+                if not t.strip():
+                    raise ValueError(f"caption {i} is empty; every caption needs at least one non-space character.")
+            data.update(
+                self.tokenizer(
+                    texts,
+                    padding=padding,
+                    truncation=truncation,
+                    max_length=max_length,
+                    return_tensors=return_tensors,
+                    **tokenizer_kwargs,
+                )
+            )
+        if motions is not None:
+            data.update(
+                self.feature_extractor(
+                    motions, return_tensors=return_tensors, training=training, generator=generator, input_fps=input_fps
+                )
+            )
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def batch_decode(self, *args, **kwargs):
+        """Forwarded to the tokenizer's `batch_decode`."""
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        """Forwarded to the tokenizer's `decode`."""
+        return self.tokenizer.decode(*args, **kwargs)
+
+    @property
+    def model_input_names(self):
+        names = list(self.tokenizer.model_input_names) + list(self.feature_extractor.model_input_names)
+        return list(dict.fromkeys(names))
+
+
+__all__ = ["MotionPatchProcessor"]
