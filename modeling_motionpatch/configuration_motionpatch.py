@@ -97,4 +97,21 @@ class MotionPatchConfig(PreTrainedConfig):
         return cls(motion_config=motion_config.to_dict(), text_config=text_config.to_dict(), **kwargs)
 
 
-__all__ = ["MotionPatchConfig"]
+@strict
+class MotionPatchInteractionConfig(MotionPatchConfig):
+    r"""Configuration of a :class:`MotionPatchInteractionModel` (the paper's two-person interaction setting).
+
+    Same fields as :class:`MotionPatchConfig`, plus ``num_persons`` (defaults to 2): one shared motion encoder is
+    applied to each person, and the pooled features of all persons are concatenated before the projection head.
+    """
+
+    model_type = "motionpatch_interaction"
+    num_persons: int = 2
+
+    def validate_architecture(self):
+        super().validate_architecture()
+        if self.num_persons < 2:
+            raise ValueError(f"num_persons must be at least 2 for an interaction model, got {self.num_persons}.")
+
+
+__all__ = ["MotionPatchConfig", "MotionPatchInteractionConfig"]

@@ -44,6 +44,8 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         fps_mode (`str`, defaults to ``"nearest"``): ``"nearest"`` (reference behaviour) or ``"linear"``.
         min_frames (`int`, defaults to 1): motions with fewer frames raise a ``ValueError``.
         std_epsilon (`float`, defaults to 1e-8): floor applied to ``std`` to avoid division by zero.
+        num_persons (`int`, defaults to 1): persons per sample. With 2 (two-person interactions), each sample is a
+            pair of motions; outputs gain a person axis after the batch axis and both persons share one crop window.
     """
 
     model_input_names = ["motion_values", "motion_attention_mask"]
@@ -60,6 +62,7 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         fps_mode: str = "nearest",
         min_frames: int = 1,
         std_epsilon: float = 1e-8,
+        num_persons: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,6 +81,9 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         self.fps_mode = fps_mode
         self.min_frames = int(min_frames)
         self.std_epsilon = float(std_epsilon)
+        if num_persons < 1:
+            raise ValueError(f"num_persons must be at least 1, got {num_persons}.")
+        self.num_persons = int(num_persons)
         self.set_statistics(mean, std)
 
     # ----------------------------------------------------------------- state
@@ -155,6 +161,20 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
             raise ValueError("compute_statistics got no motions.")
         return mean.astype(np.float32), np.sqrt(m2 / count).astype(np.float32)
 
+    def _flatten_groups(self, motions) -> list:
+        """``[(a, b), ...]`` or a ``(persons, T, J, 3)`` array per sample -> a flat list of motions."""
+        persons = self.num_persons
+        if hasattr(motions, "shape") and getattr(motions, "ndim", 0) == 4:  # one sample (persons, T, J, 3)
+            motions = [motions]
+        flat = []
+        for i, group in enumerate(motions):
+            if len(group) != persons:
+                raise MotionInputError(
+                    f"sample {i} has {len(group)} motions; this extractor expects {persons} per sample (num_persons)."
+                )
+            flat.extend(group)
+        return flat
+
     # ----------------------------------------------------------------- call
     def __call__(
         self,
@@ -181,6 +201,9 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         """
         if kwargs:
             raise TypeError(f"Unexpected arguments for MotionPatchFeatureExtractor: {sorted(kwargs)}.")
+        persons = self.num_persons
+        if persons > 1:
+            motions = self._flatten_groups(motions)
         if isinstance(motions, (list, tuple)):
             if len(motions) == 0:
                 raise MotionInputError("got an empty list of motions.")
@@ -212,15 +235,21 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
                 f"motion {i} has {lengths[i]} frames at {self.fps:g} fps, fewer than min_frames={self.min_frames}."
             )
         rng = generator if isinstance(generator, np.random.Generator) or generator is None else np.random.default_rng(generator)
-        starts = crop_starts(lengths, self.max_frames, random=training, generator=rng)
+        if persons > 1:  # one crop window per group, shared by its persons
+            group_lengths = lengths.reshape(-1, persons).max(axis=1)
+            starts = np.repeat(crop_starts(group_lengths, self.max_frames, random=training, generator=rng), persons)
+            starts = np.minimum(starts, lengths - 1)
+        else:
+            starts = crop_starts(lengths, self.max_frames, random=training, generator=rng)
         values, kept = motions_to_patches(
             batch, self._weights(), self.mean, np.maximum(self.std, self.std_epsilon), self.max_frames, starts
         )
-        data = {
-            "motion_values": values,
-            "motion_lengths": kept,
-            "motion_attention_mask": patch_attention_mask(kept, self.max_frames, len(self.skeleton["chains"])),
-        }
+        mask = patch_attention_mask(kept, self.max_frames, len(self.skeleton["chains"]))
+        if persons > 1:
+            values = values.reshape(-1, persons, *values.shape[1:])
+            kept = kept.reshape(-1, persons)
+            mask = mask.reshape(-1, persons, mask.shape[-1])
+        data = {"motion_values": values, "motion_lengths": kept, "motion_attention_mask": mask}
         return BatchFeature(data=data, tensor_type=return_tensors)
 
 

@@ -13,7 +13,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 
-from .configuration_motionpatch import MotionPatchConfig
+from .configuration_motionpatch import MotionPatchConfig, MotionPatchInteractionConfig
 
 
 # ---------------------------------------------------------------------------
@@ -169,12 +169,16 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
         self.motion_model = motion_model
         self.text_model = text_model
 
-        self.motion_projection = build_projection_head(config, config.motion_config.hidden_size)
+        self.motion_projection = build_projection_head(config, self._motion_feature_dim(config))
         self.text_projection = build_projection_head(config, config.text_config.hidden_size)
         self.logit_scale = nn.Parameter(
             torch.tensor(float(config.logit_scale_init_value)), requires_grad=config.learnable_logit_scale
         )
         self.post_init()
+
+    @staticmethod
+    def _motion_feature_dim(config: MotionPatchConfig) -> int:
+        return config.motion_config.hidden_size
 
     # ------------------------------------------------------------- towers
     def _pool_motion(self, hidden: torch.Tensor, motion_attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -306,8 +310,131 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
+    # ------------------------------------------------------ pretrained towers
+    @classmethod
+    def from_motion_text_pretrained(
+        cls,
+        motion_model_name_or_path: str,
+        text_model_name_or_path: str,
+        *,
+        motion_image_size: tuple[int, int] | None = None,
+        motion_num_attention_heads: int | None = None,
+        motion_kwargs: dict[str, Any] | None = None,
+        text_kwargs: dict[str, Any] | None = None,
+        **config_overrides,
+    ) -> "MotionPatchModel":
+        r"""Build a model from a pretrained ViT and a pretrained text encoder (like
+        ``VisionTextDualEncoderModel.from_vision_text_pretrained``); projections and logit scale are new.
+
+        Args:
+            motion_model_name_or_path: a transformers ViT folder or Hub id (``google/vit-base-patch16-224-in21k``),
+                a timm Hub id (``timm/...``) or a timm checkpoint file (``.safetensors``/``.bin``/``.pth``). Its
+                position embeddings are resampled once to the motion grid (class position kept, bicubic with
+                antialiasing); ``layer_norm_eps`` and sizes come from the checkpoint.
+            text_model_name_or_path: any `AutoModel` text encoder folder or Hub id (DistilBERT, BERT, RoBERTa,
+                sentence-transformers MiniLM, or a CLIP folder whose `CLIPTextModel` is used).
+            motion_image_size: ``(max_frames, 5 * points_per_part)``; defaults to ``(224, 80)``.
+            motion_num_attention_heads: heads of a timm ViT whose hidden size is not 64 x heads.
+            motion_kwargs, text_kwargs: extra ``from_pretrained``/Hub options of each tower (``revision``, ``token``...).
+            config_overrides: `MotionPatchConfig` fields (``projection_dim``, ``motion_pooling``, ``text_pooling``...).
+                ``text_pooling`` defaults per family: the sentence-transformers Pooling module when present (MiniLM:
+                ``"mean"``), ``"pooler"`` for CLIP, ``"cls"`` otherwise.
+
+        Emits one warning listing the newly initialised weights (train them before use).
+        """
+        import warnings
+
+        from .configuration_motionpatch import DEFAULT_MOTION_CONFIG
+        from .convert_timm import load_motion_tower, load_text_tower, patch_grid
+
+        image_size = tuple(motion_image_size or DEFAULT_MOTION_CONFIG["image_size"])
+        motion = load_motion_tower(
+            motion_model_name_or_path, image_size, motion_num_attention_heads, **(motion_kwargs or {})
+        )
+        text_model, text_pooling, pooling_note = load_text_tower(
+            text_model_name_or_path, config_overrides.pop("text_pooling", None), **(text_kwargs or {})
+        )
+        config = MotionPatchConfig.from_motion_text_configs(
+            motion.config, text_model.config, text_pooling=text_pooling, **config_overrides
+        )
+        model = cls(config, text_model=text_model)
+        incompatible = model.motion_model.load_state_dict(motion.state_dict, strict=False)
+        final_keys = {"layernorm.weight", "layernorm.bias"}
+        if incompatible.unexpected_keys or set(incompatible.missing_keys) - final_keys - set(motion.missing):
+            raise ValueError(
+                f"{motion.source} does not fit the motion ViT: missing {incompatible.missing_keys}, unexpected "
+                f"{incompatible.unexpected_keys}."
+            )
+        norm_weights, norm_note = motion.final_norm_for(config.motion_pooling)
+        norm_module = model.motion_fc_norm if config.motion_pooling == "mean" else model.motion_model.layernorm
+        if norm_weights is not None:
+            with torch.no_grad():
+                norm_module.weight.copy_(norm_weights["weight"])
+                norm_module.bias.copy_(norm_weights["bias"])
+        head = "MLP" if config.projection_head == "mlp" else "linear"
+        new = [
+            f"motion_projection.* and text_projection.* ({head} heads to {config.projection_dim} dims)",
+            f"logit_scale (= {config.logit_scale_init_value:.4f}, learnable={config.learnable_logit_scale})",
+        ]
+        if norm_weights is None:
+            new.append("motion_fc_norm" if config.motion_pooling == "mean" else "motion_model.layernorm")
+        new += [f"motion_model.{k}" for k in motion.missing]
+        grid = patch_grid(image_size, motion.config.patch_size)
+        notes = [
+            f"motion tower from {motion.source}; position embeddings "
+            + (f"resampled from a {motion.resampled_from[0]}x{motion.resampled_from[1]} to a {grid[0]}x{grid[1]} grid"
+               if motion.resampled_from else f"kept ({grid[0]}x{grid[1]} grid)"),
+            f"final LayerNorm ({'motion_fc_norm' if config.motion_pooling == 'mean' else 'layernorm'}): {norm_note}",
+            f"text tower {type(text_model).__name__} from {str(text_model_name_or_path)!r}, text_pooling="
+            f"{text_pooling!r} ({pooling_note})",
+        ]
+        if motion.dropped:
+            notes.append(f"checkpoint weights not used: {', '.join(motion.dropped)}")
+        warnings.warn(
+            "MotionPatchModel.from_motion_text_pretrained: newly initialised, train before use: "
+            + "; ".join(new) + ". " + ". ".join(notes) + ".",
+            UserWarning,
+            stacklevel=2,
+        )
+        return model
+
+
+class MotionPatchInteractionModel(MotionPatchModel):
+    r"""Two-person interaction model (the paper's InterHuman setting).
+
+    One shared motion encoder (the ViT) is applied to each person; the pooled features of the persons are
+    concatenated (``num_persons * hidden_size``) and projected into the joint space. ``motion_values`` has shape
+    ``(batch, num_persons, 3, max_frames, 5 * points)`` and ``motion_attention_mask`` ``(batch, num_persons,
+    patches)``, as a :class:`MotionPatchFeatureExtractor` with ``num_persons=2`` returns them.
+    """
+
+    config: MotionPatchInteractionConfig
+    config_class = MotionPatchInteractionConfig
+
+    @staticmethod
+    def _motion_feature_dim(config) -> int:
+        return config.num_persons * config.motion_config.hidden_size
+
+    def _encode_motion(self, motion_values, motion_attention_mask=None, **kwargs):
+        persons = self.config.num_persons
+        if motion_values.dim() != 5 or motion_values.shape[1] != persons:
+            raise ValueError(
+                f"motion_values must have shape (batch, {persons}, 3, frames, points) for an interaction model; "
+                f"got {tuple(motion_values.shape)}. Use a feature extractor with num_persons={persons}."
+            )
+        batch = motion_values.shape[0]
+        flat_values = motion_values.flatten(0, 1)
+        flat_mask = None if motion_attention_mask is None else motion_attention_mask.flatten(0, 1)
+        attention_mask = None
+        if self.config.mask_motion_padding and flat_mask is not None:
+            attention_mask = torch.cat([flat_mask.new_ones(flat_mask.shape[0], 1), flat_mask], dim=1)
+        outputs = self.motion_model(pixel_values=flat_values, attention_mask=attention_mask, **kwargs)
+        pooled = self._pool_motion(outputs.last_hidden_state, flat_mask)  # (batch * persons, hidden)
+        return outputs, self.motion_projection(pooled.reshape(batch, -1))
+
 
 __all__ = [
+    "MotionPatchInteractionModel",
     "MotionPatchModel",
     "MotionPatchOutput",
     "MotionPatchPreTrainedModel",
