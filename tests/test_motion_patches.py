@@ -152,3 +152,20 @@ def test_all_bandai_ds1_clips_become_finite_patches():
     assert out["motion_values"].shape == (174, 3, 224, 80)
     assert np.isfinite(out["motion_values"]).all()
     np.testing.assert_array_equal(out["motion_lengths"], np.minimum(lengths, 224))
+
+
+def test_render_motion_patches_png(tmp_path):
+    from PIL import Image
+
+    from modeling_motionpatch.visualization import motion_patches_to_rgb, render_motion_patches
+
+    fe = MotionPatchFeatureExtractor("humanml3d", max_frames=32)
+    batch = fe(random_motions(1, lengths=(20, 21))[0])
+    rgb = motion_patches_to_rgb(batch["motion_values"][0], batch["motion_lengths"][0])
+    assert rgb.shape == (32, 80, 3) and rgb.dtype == np.uint8
+    assert rgb[:20].min() == 0 and rgb[:20].max() == 255 and np.all(rgb[20:] == 0)  # padding is black
+    image = render_motion_patches(batch["motion_values"][0], 20, scale=2, path=tmp_path / "m.png")
+    assert image.size == (80 * 2 + 4, 64)  # 4 white separators between 5 parts
+    assert Image.open(tmp_path / "m.png").size == image.size
+    with pytest.raises(ValueError, match="shape \\(3, frames, points\\)"):
+        motion_patches_to_rgb(np.zeros((2, 4, 4)))
