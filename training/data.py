@@ -1,0 +1,492 @@
+"""Training data: load a dataset once, cache motions as one float32 array, and build reproducible batches.
+
+Sources (:func:`load_training_data`): the embedded synthetic generator (``"synthetic"``), the Bandai-Namco
+real data (``"bandai-namco"`` from a folder), a folder written by ``motionpatch-prepare``, or a Hub dataset id.
+Every source is a ``DatasetDict`` in the schema of :mod:`motionpatch_processing.schema`.
+
+Preprocessing happens once, before the first epoch: each split's ``motion`` column is read from Arrow in one
+vectorised pass into a :class:`MotionStore` (one contiguous float32 ``(frames, joints, 3)`` array plus offsets;
+clips are zero-copy views), and the normalisation statistics are computed once over the training split
+(unless the dataset ships its own). Nothing is recomputed per epoch.
+
+Reproducibility: which caption a motion gets in an epoch, whether it is mirrored, and where it is cropped
+depend only on ``(seed, epoch, index)`` - never on a running random state - so a run resumed mid-epoch sees
+exactly the batches of an uninterrupted run. :class:`EpochSampler` shuffles with ``(seed, epoch)`` and yields
+``(index, epoch)`` keys, so the epoch reaches DataLoader worker processes with every item.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcessor, Skeleton, get_skeleton
+from modeling_motionpatch.skeletons import SkeletonError, available_skeletons
+
+logger = logging.getLogger(__name__)
+
+KNOWN_SOURCES = ("synthetic", "bandai-namco")
+DEFAULT_BANDAI_DIR = "../shared/data/bandai-namco"
+#: what the captions of each source are (stated in the model card)
+CAPTION_KINDS = {
+    "synthetic": "synthetic: templated captions generated with procedural (not captured) motions",
+    "bandai-namco": "label-derived: sentences built mechanically from the content and style labels",
+}
+
+
+# ---------------------------------------------------------------------------
+# deterministic per-sample randomness
+# ---------------------------------------------------------------------------
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def sample_uniform(seed: int, epoch: int, index: int, stream: int) -> float:
+    """A uniform number in ``[0, 1)`` that depends only on ``(seed, epoch, index, stream)`` (SplitMix64 hash)."""
+    h = _splitmix64(int(seed) & _MASK64)
+    for v in (epoch, index, stream):
+        h = _splitmix64(h ^ (int(v) & _MASK64))
+    return (h >> 11) * (1.0 / (1 << 53))
+
+
+# ---------------------------------------------------------------------------
+# motions cached once
+# ---------------------------------------------------------------------------
+@dataclass
+class MotionStore:
+    """Every motion of a split in one contiguous float32 array; ``store[i]`` is a zero-copy ``(T_i, J, 3)`` view."""
+
+    flat: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        o = int(self.offsets[i])
+        return self.flat[o : o + int(self.lengths[i])]
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.lengths.sum())
+
+    @classmethod
+    def from_dataset(cls, dataset: datasets.Dataset, column: str = "motion", batch_size: int = 1024) -> "MotionStore":
+        """Read ``column`` once. Arrow list storage is flattened without Python loops over frames or joints."""
+        if column not in dataset.column_names:
+            raise ValueError(f"dataset has no {column!r} column (columns: {dataset.column_names}).")
+        if len(dataset) == 0:
+            return cls(np.zeros((0, 1, 3), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        try:
+            return cls._from_arrow(dataset, column)
+        except Exception as e:  # unusual storage: fall back to the numpy formatter, batch by batch
+            logger.debug("arrow fast path failed (%s); using with_format('numpy')", e)
+        motions: list[np.ndarray] = []
+        for batch in dataset.with_format("numpy", columns=[column]).iter(batch_size=batch_size):
+            motions.extend(np.asarray(m, dtype=np.float32) for m in batch[column])
+        return cls.from_list(motions)
+
+    @classmethod
+    def _from_arrow(cls, dataset: datasets.Dataset, column: str) -> "MotionStore":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # an Arrow table with any select()/shuffle() index mapping applied (zero-copy without one)
+        col = dataset.with_format("arrow", columns=[column])[:].column(column)
+        flats, lengths = [], []
+        joints = None
+        for chunk in col.chunks:
+            storage = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
+            if storage.null_count:
+                raise ValueError(f"{storage.null_count} null motions")
+            lengths.append(pc.list_value_length(storage).to_numpy(zero_copy_only=False).astype(np.int64))
+            frames = storage.flatten()  # list<list<float>> per frame
+            joint_lists = frames.flatten()  # list<float> per joint
+            values = joint_lists.flatten().to_numpy(zero_copy_only=False)
+            j = len(joint_lists) // max(len(frames), 1)
+            if len(frames) and (len(joint_lists) != j * len(frames) or len(values) != 3 * len(joint_lists)):
+                raise ValueError("ragged joints")
+            joints = j if joints is None or len(frames) == 0 else joints
+            flats.append(values.astype(np.float32, copy=False).reshape(-1, j or 1, 3))
+        flat = np.ascontiguousarray(np.concatenate(flats)) if len(flats) > 1 else np.ascontiguousarray(flats[0])
+        lengths_arr = np.concatenate(lengths)
+        offsets = np.concatenate([[0], np.cumsum(lengths_arr)[:-1]]).astype(np.int64)
+        return cls(flat, offsets, lengths_arr)
+
+    @classmethod
+    def from_list(cls, motions: Sequence[np.ndarray]) -> "MotionStore":
+        lengths = np.fromiter((len(m) for m in motions), dtype=np.int64, count=len(motions))
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        flat = np.concatenate([np.asarray(m, dtype=np.float32) for m in motions]) if motions else np.zeros((0, 1, 3))
+        return cls(np.ascontiguousarray(flat, dtype=np.float32), offsets, lengths)
+
+
+# ---------------------------------------------------------------------------
+# loading sources
+# ---------------------------------------------------------------------------
+@dataclass
+class TrainingData:
+    """A loaded dataset, its skeleton, statistics and provenance (what the model card reports)."""
+
+    dataset: datasets.DatasetDict
+    skeleton: Skeleton
+    mean: np.ndarray | None
+    std: np.ndarray | None
+    fps: float
+    name: str
+    pretty_name: str
+    license: str | None = None
+    captions_kind: str = "human-written captions"
+    hub_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def source(self):
+        """The :class:`motionpatch_processing.io.SourceInfo` of the data (licence text, citation, restrictions)."""
+        from motionpatch_processing.io import source_info
+
+        return source_info(self.name)
+
+
+def load_training_data(data_args, seed: int = 0) -> TrainingData:
+    """Load the dataset named by ``data_args.dataset`` (see :class:`~.arguments.DataArguments`)."""
+    name = str(data_args.dataset).strip()
+    options = dict(data_args.dataset_kwargs)
+    if name == "synthetic":
+        from motionpatch_processing.synthetic import FPS, SKELETON, build_synthetic_dataset_dict
+
+        dd = build_synthetic_dataset_dict(
+            num_train=data_args.synthetic_num_train,
+            num_validation=data_args.synthetic_num_validation,
+            num_test=data_args.synthetic_num_test,
+            seed=data_args.synthetic_seed,
+            **options,
+        )
+        data = TrainingData(
+            dd, get_skeleton(SKELETON), None, None, float(FPS), "synthetic",
+            "motionpatch synthetic procedural motions", "apache-2.0", CAPTION_KINDS["synthetic"],
+            notes=["procedurally generated motions (not motion capture) with templated captions; for demos and "
+                   "tests only - results on it say nothing about real data"],
+        )  # fmt: skip
+    elif name in ("bandai-namco", "bandai_namco", "bandai"):
+        data = _load_bandai(data_args, options)
+    else:
+        data = _load_prepared(name, data_args)
+    _check_data(data, data_args)
+    return data
+
+
+def _load_bandai(data_args, options: dict[str, Any]) -> TrainingData:
+    from motionpatch_processing import bandai_namco
+
+    root = Path(data_args.dataset_dir or DEFAULT_BANDAI_DIR).expanduser()
+    if not root.exists():
+        raise ValueError(
+            f"bandai-namco: dataset_dir {str(root)!r} does not exist. Point --dataset_dir at the folder holding "
+            "ds2_h22_20fps.npz (e.g. ../shared/data/bandai-namco) or at a Bandai-Namco BVH folder (ds2-bvh/...)."
+        )
+    npz_name = options.pop("npz", "ds2_h22_20fps.npz")
+    npz = root / npz_name if root.is_dir() else root
+    options.setdefault("splits", "take")
+    if npz.is_file() and npz.suffix == ".npz":
+        dd, skel = bandai_namco.dataset_from_npz(npz, **options)
+        source = f"{npz.name} (forward kinematics of the BVH takes, 20 fps, SMPL-22 joint order)"
+    else:
+        dd, skel = bandai_namco.load_bandai_namco(root, **options)
+        source = f"BVH files under {root}"
+    return TrainingData(
+        dd, skel, None, None, 20.0, "bandai-namco", "Bandai-Namco Research Motion Dataset",
+        "cc-by-nc-4.0", CAPTION_KINDS["bandai-namco"],
+        notes=[f"real motion capture: {source}; split by take (no take in two splits)",
+               "captions are built from the content and style labels (e.g. 'a person bows angrily.'), not "
+               "written by people; licence CC BY-NC 4.0 (non-commercial)"],
+    )  # fmt: skip
+
+
+def _load_prepared(name: str, data_args) -> TrainingData:
+    from motionpatch_processing.io import load_prepared
+
+    path = Path(name).expanduser()
+    is_hub_id = not path.exists() and name.count("/") == 1 and not name.startswith((".", "/", "~"))
+    if not path.exists() and not is_hub_id:
+        raise ValueError(
+            f"unknown dataset {name!r}: it is neither one of {list(KNOWN_SOURCES)}, nor an existing folder prepared "
+            "by `motionpatch-prepare ... --output DIR`, nor a Hub dataset id 'user/name'. Check the path (relative "
+            f"paths start from the current directory, {os.getcwd()})."
+        )
+    try:
+        prepared = load_prepared(str(path) if path.exists() else name, revision=data_args.dataset_revision)
+    except ValueError:
+        raise
+    except Exception as e:  # network / Hub errors
+        raise ValueError(
+            f"could not load dataset {name!r} from the Hub ({type(e).__name__}: {e}). If it is a local folder, check "
+            "the path; if it is a Hub id, check the name, your connection and `huggingface-cli login`."
+        ) from e
+    report = prepared.report or {}
+    license_ = report.get("license") or (prepared.card.data.to_dict().get("license") if prepared.card else None)
+    source = str(report.get("source") or path.name or name)
+    captions_kind = CAPTION_KINDS.get(source, "captions from the prepared dataset")
+    notes = [f"prepared dataset {name}"]
+    if report.get("restriction"):
+        notes.append(str(report["restriction"]))
+    return TrainingData(
+        prepared.dataset, prepared.skeleton, prepared.mean, prepared.std, prepared.fps, source,
+        str(report.get("pretty_name") or source), license_, captions_kind,
+        hub_id=name if is_hub_id else None, notes=notes,
+    )  # fmt: skip
+
+
+def _check_data(data: TrainingData, data_args) -> None:
+    dd = data.dataset
+    if data_args.skeleton:
+        try:
+            expected = get_skeleton(data_args.skeleton)
+        except (SkeletonError, KeyError, ValueError) as e:
+            raise ValueError(
+                f"skeleton {data_args.skeleton!r} is unknown ({e}); registered skeletons: {available_skeletons()}."
+            ) from None
+        if expected.num_joints != data.skeleton.num_joints or expected.name != data.skeleton.name:
+            raise ValueError(
+                f"the config expects skeleton {expected.name!r} ({expected.num_joints} joints) but dataset "
+                f"{data_args.dataset!r} has skeleton {data.skeleton.name!r} ({data.skeleton.num_joints} joints)."
+            )
+    if data_args.train_split not in dd:
+        raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.train_split!r}; it has {list(dd)}.")
+    for what in ("validation_split", "test_split"):
+        split = getattr(data_args, what)
+        if split and split not in dd:
+            raise ValueError(
+                f"dataset {data_args.dataset!r} has no {what.split('_')[0]} split {split!r} (splits: {list(dd)}); "
+                f"name an existing split with --{what} or pass --{what} '' to skip it."
+            )
+    col = data_args.caption_column
+    if col not in dd[data_args.train_split].column_names:
+        raise ValueError(
+            f"dataset {data_args.dataset!r} has no caption column {col!r} (columns: "
+            f"{dd[data_args.train_split].column_names}); set --caption_column."
+        )
+
+
+def select_rows(dataset: datasets.Dataset, limit: int | None, what: str) -> datasets.Dataset:
+    """The first ``limit`` rows (logged, never silent)."""
+    if limit is not None and limit < len(dataset):
+        logger.warning("%s: using the first %d of %d rows (max_*_samples).", what, limit, len(dataset))
+        return dataset.select(range(limit))
+    return dataset
+
+
+def captioned_rows(dataset: datasets.Dataset, column: str, split: str) -> tuple[datasets.Dataset, list[list[str]], int]:
+    """Drop rows without any non-empty caption (a warning gives the count and first ids); error if none are left."""
+    captions = [[c for c in (caps or []) if isinstance(c, str) and c.strip()] for caps in dataset[column]]
+    keep = [i for i, c in enumerate(captions) if c]
+    dropped = len(captions) - len(keep)
+    if not keep:
+        raise ValueError(
+            f"split {split!r} has no captions: all {len(captions)} rows have an empty {column!r} list. Motion-text "
+            "training needs captions; prepare the dataset with captions (or captions from labels) first."
+        )
+    if dropped:
+        ids = dataset["id"] if "id" in dataset.column_names else list(range(len(captions)))
+        missing = [str(ids[i]) for i, c in enumerate(captions) if not c][:10]
+        logger.warning(
+            "split %r: %d of %d rows have no caption and are left out of training/evaluation (first: %s).",
+            split, dropped, len(captions), ", ".join(missing),
+        )  # fmt: skip
+        dataset = dataset.select(keep)
+        captions = [captions[i] for i in keep]
+    return dataset, captions, dropped
+
+
+def split_fps(dataset: datasets.Dataset, default: float) -> float:
+    """The single frame rate of a split (``fps`` column); mixed rates are an error."""
+    if "fps" not in dataset.column_names or len(dataset) == 0:
+        return float(default)
+    values = np.unique(np.asarray(dataset.data.column("fps").to_numpy(), dtype=np.float64))
+    if len(values) > 1:
+        raise ValueError(
+            f"the split mixes frame rates {values.tolist()}; resample it to one rate when preparing it."
+        )
+    return float(values[0])
+
+
+# ---------------------------------------------------------------------------
+# torch datasets, sampler and collator
+# ---------------------------------------------------------------------------
+class EpochSampler(Sampler):
+    """Shuffles ``range(n)`` with ``torch.randperm`` seeded by ``(seed, epoch)``; yields ``(index, epoch)`` keys.
+
+    The epoch is set with :meth:`start_epoch` (not ``set_epoch``, which Accelerate calls with its own
+    iteration counter). ``shuffle=False`` yields the natural order.
+    """
+
+    def __init__(self, num_samples: int, seed: int, shuffle: bool = True):
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.num_samples, generator=g).tolist()
+        else:
+            order = range(self.num_samples)
+        epoch = self.epoch
+        return iter([(i, epoch) for i in order])
+
+
+class MotionTextTrainDataset(Dataset):
+    """Training pairs: item ``(index, epoch)`` -> a motion view and one of its captions, maybe mirrored.
+
+    The caption is ``captions[index][floor(u * K)]`` with ``u = sample_uniform(seed, epoch, index, 0)``; the
+    sample is mirrored (motion via :func:`motionpatch_processing.mirror.mirror_motion`, caption side words via
+    ``mirror_text``) when ``sample_uniform(seed, epoch, index, 1) < mirror_probability``.
+    """
+
+    def __init__(
+        self,
+        store: MotionStore,
+        captions: Sequence[Sequence[str]],
+        seed: int,
+        skeleton: Skeleton,
+        mirror_probability: float = 0.0,
+    ):
+        if len(store) != len(captions):
+            raise ValueError(f"{len(store)} motions but {len(captions)} caption lists.")
+        self.store = store
+        self.captions = [list(c) for c in captions]
+        self.seed = int(seed)
+        self.skeleton = skeleton
+        self.mirror_probability = float(mirror_probability)
+        self._skeleton_spec = skeleton.to_dict()
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), 0)
+        caps = self.captions[index]
+        caption = caps[min(int(sample_uniform(self.seed, epoch, index, 0) * len(caps)), len(caps) - 1)]
+        motion = self.store[index]
+        mirrored = self.mirror_probability > 0 and sample_uniform(self.seed, epoch, index, 1) < self.mirror_probability
+        if mirrored:
+            from motionpatch_processing.mirror import mirror_motion, mirror_text
+
+            motion = mirror_motion(motion, self.skeleton)
+            caption = mirror_text(caption)
+        return {"motion": motion, "caption": caption, "index": index, "epoch": epoch}
+
+
+class MotionTextEvalDataset(Dataset):
+    """Evaluation pairs: every motion with its first caption (the paper's protocol), no augmentation."""
+
+    def __init__(self, store: MotionStore, captions: Sequence[Sequence[str]]):
+        if len(store) != len(captions):
+            raise ValueError(f"{len(store)} motions but {len(captions)} caption lists.")
+        self.store = store
+        self.first_captions = [c[0] for c in captions]
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"motion": self.store[index], "caption": self.first_captions[index], "index": int(index), "epoch": 0}
+
+
+class MotionTextCollator:
+    """Collates items into model inputs with a :class:`MotionPatchProcessor`.
+
+    Training batches are cropped at random (the feature extractor's ``training=True``) with a generator seeded
+    by ``(seed, epoch, indices of the batch)``, so a batch is identical whenever it is rebuilt.
+    """
+
+    def __init__(self, processor: MotionPatchProcessor, max_length: int, training: bool, seed: int = 0):
+        self.processor = processor
+        self.max_length = int(max_length)
+        self.training = training
+        self.seed = int(seed)
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        generator = None
+        if self.training:
+            generator = np.random.default_rng([self.seed, int(items[0]["epoch"])] + [int(i["index"]) for i in items])
+        batch = self.processor(
+            text=[i["caption"] for i in items],
+            motions=[i["motion"] for i in items],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            training=self.training,
+            generator=generator,
+        )
+        out = dict(batch)
+        out["sample_index"] = torch.tensor([i["index"] for i in items], dtype=torch.long)
+        return out
+
+
+def build_feature_extractor(
+    data: TrainingData, train_store: MotionStore | None, statistics: str, max_frames: int, points_per_part: int,
+    fps: float | None, input_fps: float,
+) -> tuple[MotionPatchFeatureExtractor, str]:
+    """The feature extractor with the dataset's skeleton and statistics, and a note on where they came from."""
+    mean = std = None
+    if statistics in ("auto", "dataset") and data.mean is not None:
+        mean, std, note = data.mean, data.std, "statistics saved with the dataset"
+    elif statistics == "dataset":
+        raise ValueError(
+            f"statistics='dataset' but dataset {data.name!r} ships no statistics.json; use 'train' or 'auto'."
+        )
+    elif statistics == "none":
+        note = "no normalisation (statistics='none')"
+    else:
+        if train_store is None or len(train_store) == 0:
+            raise ValueError("cannot compute statistics: the training split is empty.")
+        # one vectorised pass over every training frame (the flat array is a single "motion")
+        mean, std = MotionPatchFeatureExtractor.compute_statistics([train_store.flat])
+        note = f"statistics computed once over the {len(train_store)} training motions ({train_store.num_frames} frames)"
+    model_fps = float(fps) if fps else float(input_fps)
+    fe = MotionPatchFeatureExtractor(
+        skeleton=data.skeleton.to_dict(), mean=mean, std=std, max_frames=max_frames, points_per_part=points_per_part,
+        fps=model_fps, input_fps=None if math.isclose(model_fps, input_fps) else float(input_fps),
+    )  # fmt: skip
+    return fe, note
+
+
+__all__ = [
+    "EpochSampler",
+    "MotionStore",
+    "MotionTextCollator",
+    "MotionTextEvalDataset",
+    "MotionTextTrainDataset",
+    "TrainingData",
+    "build_feature_extractor",
+    "captioned_rows",
+    "load_training_data",
+    "sample_uniform",
+    "select_rows",
+    "split_fps",
+]

@@ -1,0 +1,134 @@
+"""Validation / test retrieval: embed a split with the model, then score it with ``modeling_motionpatch.retrieval``.
+
+Each motion is paired with its **first** caption (the paper's protocol); motions are cropped to their first
+``max_frames`` frames (no random crop, no mirroring). Embeddings from all processes are collected with
+``accelerator.gather_for_metrics`` (which drops the samples Accelerate repeats to even out the last batch) and
+re-ordered by sample index, so the metrics do not depend on the number of processes.
+
+The metrics themselves come from :func:`modeling_motionpatch.retrieval.compute_retrieval_metrics` (the one
+implementation in the project); this module only flattens them to ``{protocol}/{t2m|m2t}/{metric}`` keys and
+adds ``{protocol}/rsum`` (sum of R@1, R@5 and R@10 in both directions, the usual model-selection score).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from modeling_motionpatch.modeling_motionpatch import motion_text_contrastive_loss
+from modeling_motionpatch.retrieval import compute_retrieval_metrics, format_retrieval_table
+
+logger = logging.getLogger(__name__)
+
+RSUM_RECALLS = (1, 5, 10)
+SMALL_BATCH_SIZE = 32
+
+
+@torch.no_grad()
+def embed_split(accelerator, model, dataloader) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(text_embeds, motion_embeds, indices)`` of a prepared eval dataloader, float32 on CPU, sorted by index."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    texts, motions, indices = [], [], []
+    for batch in dataloader:
+        index = batch.pop("sample_index").to(device)
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        with accelerator.autocast():
+            out = model(**batch)
+        t, m, i = accelerator.gather_for_metrics((out.text_embeds.float(), out.motion_embeds.float(), index))
+        texts.append(t.cpu())
+        motions.append(m.cpu())
+        indices.append(i.cpu())
+    if was_training:
+        model.train()
+    index = torch.cat(indices)
+    order = torch.argsort(index)
+    return torch.cat(texts)[order], torch.cat(motions)[order], index[order]
+
+
+def flatten_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """``{protocol: {t2m/R@1: ...}}`` -> ``{"all/t2m/R@1": ..., "all/rsum": ...}`` (numbers only)."""
+    flat: dict[str, float] = {}
+    for protocol, metrics in results.items():
+        for key, value in metrics.items():
+            if "/" in key:
+                flat[f"{protocol}/{key}"] = float(value)
+        recalls = [metrics.get(f"{d}/R@{k}") for d in ("t2m", "m2t") for k in RSUM_RECALLS]
+        if all(v is not None for v in recalls):
+            flat[f"{protocol}/rsum"] = float(sum(recalls))
+    return flat
+
+
+def block_loss(text: torch.Tensor, motion: torch.Tensor, logit_scale: float, block: int) -> float:
+    """Mean contrastive loss over consecutive blocks of ``block`` pairs (the training batch), in float32."""
+    n = text.shape[0]
+    losses, weights = [], []
+    for start in range(0, n, block):
+        t, m = text[start : start + block], motion[start : start + block]
+        if t.shape[0] < 2:
+            continue
+        logits = float(np.exp(logit_scale)) * (t @ m.t())
+        losses.append(motion_text_contrastive_loss(logits).item())
+        weights.append(t.shape[0])
+    return float(np.average(losses, weights=weights)) if losses else float("nan")
+
+
+def retrieval_metrics(
+    text: torch.Tensor, motion: torch.Tensor, captions: Sequence[str], protocols: Sequence[str], seed: int
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Metrics of the protocols that apply to ``len(captions)`` pairs; notes say what was skipped and why."""
+    notes = []
+    protocols = list(dict.fromkeys(protocols))
+    if "small_batches" in protocols and len(captions) < SMALL_BATCH_SIZE:
+        protocols.remove("small_batches")
+        notes.append(f"small_batches skipped: {len(captions)} pairs < batch size {SMALL_BATCH_SIZE}")
+    results = compute_retrieval_metrics(text, motion, captions=list(captions), protocols=protocols, seed=seed)
+    return results, notes
+
+
+def chance_metrics(
+    captions: Sequence[str], protocols: Sequence[str], seed: int = 0, draws: int = 10, dim: int = 64
+) -> dict[str, dict[str, Any]]:
+    """Expected metrics of a model with random embeddings (mean over ``draws`` Gaussian draws), same protocols.
+
+    With the ``all`` protocol, motions sharing the query's caption count as correct, so chance is higher than
+    ``k / N`` when captions repeat (label-derived captions); this measures it instead of assuming it.
+    """
+    n = len(captions)
+    g = torch.Generator().manual_seed(int(seed))
+    acc: dict[str, dict[str, Any]] = {}
+    for _ in range(draws):
+        t = torch.randn(n, dim, generator=g)
+        m = torch.randn(n, dim, generator=g)
+        res, _ = retrieval_metrics(t, m, captions, protocols, seed)
+        for protocol, metrics in res.items():
+            slot = acc.setdefault(protocol, {})
+            for k, v in metrics.items():
+                if "/" in k:
+                    slot[k] = slot.get(k, 0.0) + float(v) / draws
+                else:
+                    slot[k] = v
+    return acc
+
+
+def results_table(results: dict[str, dict[str, Any]], chance: dict[str, dict[str, Any]] | None = None) -> str:
+    """The paper-style markdown table (``format_retrieval_table``), with chance-level rows when given."""
+    rows = dict(results)
+    if chance:
+        for protocol, metrics in chance.items():
+            rows[f"{protocol} (chance)"] = metrics
+    return format_retrieval_table(rows)
+
+
+__all__ = [
+    "block_loss",
+    "chance_metrics",
+    "embed_split",
+    "flatten_metrics",
+    "results_table",
+    "retrieval_metrics",
+]
