@@ -354,7 +354,7 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
         text_model, text_pooling, pooling_note = load_text_tower(
             text_model_name_or_path, config_overrides.pop("text_pooling", None), **(text_kwargs or {})
         )
-        config = MotionPatchConfig.from_motion_text_configs(
+        config = cls.config_class.from_motion_text_configs(
             motion.config, text_model.config, text_pooling=text_pooling, **config_overrides
         )
         model = cls(config, text_model=text_model)
@@ -373,26 +373,31 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
                 norm_module.bias.copy_(norm_weights["bias"])
         head = "MLP" if config.projection_head == "mlp" else "linear"
         new = [
-            f"motion_projection.* and text_projection.* ({head} heads to {config.projection_dim} dims)",
+            f"motion_projection.*, text_projection.* ({head} heads, {config.projection_dim} dims)",
             f"logit_scale (= {config.logit_scale_init_value:.4f}, learnable={config.learnable_logit_scale})",
         ]
         if norm_weights is None:
             new.append("motion_fc_norm" if config.motion_pooling == "mean" else "motion_model.layernorm")
-        new += [f"motion_model.{k}" for k in motion.missing]
+        new += [f"motion_model.{k} (absent from the checkpoint)" for k in motion.missing]
         grid = patch_grid(image_size, motion.config.patch_size)
-        notes = [
-            f"motion tower from {motion.source}; position embeddings "
-            + (f"resampled from a {motion.resampled_from[0]}x{motion.resampled_from[1]} to a {grid[0]}x{grid[1]} grid"
-               if motion.resampled_from else f"kept ({grid[0]}x{grid[1]} grid)"),
+        resampled = (
+            f"resampled from a {motion.resampled_from[0]}x{motion.resampled_from[1]} to a {grid[0]}x{grid[1]} grid"
+            if motion.resampled_from
+            else f"kept (already a {grid[0]}x{grid[1]} grid)"
+        )
+        loaded = [
+            f"motion tower: {motion.source}; position embeddings {resampled}",
             f"final LayerNorm ({'motion_fc_norm' if config.motion_pooling == 'mean' else 'layernorm'}): {norm_note}",
-            f"text tower {type(text_model).__name__} from {str(text_model_name_or_path)!r}, text_pooling="
-            f"{text_pooling!r} ({pooling_note})",
+            f"text tower: {type(text_model).__name__} from {str(text_model_name_or_path)!r}, "
+            f"text_pooling={text_pooling!r} ({pooling_note})",
         ]
         if motion.dropped:
-            notes.append(f"checkpoint weights not used: {', '.join(motion.dropped)}")
+            loaded.append(f"checkpoint weights not used: {', '.join(motion.dropped)}")
         warnings.warn(
-            "MotionPatchModel.from_motion_text_pretrained: newly initialised, train before use: "
-            + "; ".join(new) + ". " + ". ".join(notes) + ".",
+            "MotionPatchModel.from_motion_text_pretrained: newly initialised weights, train them before use:\n"
+            + "".join(f"  - {line}\n" for line in new)
+            + "Loaded:\n"
+            + "".join(f"  - {line}\n" for line in loaded),
             UserWarning,
             stacklevel=2,
         )
