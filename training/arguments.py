@@ -347,6 +347,7 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 def build_parser() -> HfArgumentParser:
     parser = HfArgumentParser(ARGUMENT_CLASSES)
     parser.prog = "motionpatch-train"
+    parser.allow_abbrev = False  # a misspelt flag is an error, not a silent prefix match
     parser.description = (
         "Train a MotionPatch motion-language model with Accelerate. Usage: motionpatch-train [CONFIG.yaml] "
         "[--key value ...]; flags override the config file."
