@@ -171,10 +171,28 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
 
         self.motion_projection = build_projection_head(config, self._motion_feature_dim(config))
         self.text_projection = build_projection_head(config, config.text_config.hidden_size)
-        self.logit_scale = nn.Parameter(
-            torch.tensor(float(config.logit_scale_init_value)), requires_grad=config.learnable_logit_scale
-        )
+        logit_scale = torch.tensor(float(config.logit_scale_init_value))
+        if config.learnable_logit_scale:
+            self.logit_scale = nn.Parameter(logit_scale)
+        else:
+            # a persistent buffer: saved and loaded under the same key, never trained (the reference keeps the
+            # temperature fixed), and it stays fixed after `from_pretrained` too
+            self.register_buffer("logit_scale", logit_scale)
         self.post_init()
+
+    def set_learnable_logit_scale(self, learnable: bool) -> None:
+        """Make the temperature trainable (an ``nn.Parameter``) or fixed (a buffer), keeping its value.
+
+        Use this, not ``requires_grad_``, to change it on a built model: a fixed temperature is a buffer.
+        ``config.learnable_logit_scale`` is updated so that the choice is saved.
+        """
+        value = self.logit_scale.detach().clone()
+        del self.logit_scale  # removes the parameter or the buffer
+        if learnable:
+            self.logit_scale = nn.Parameter(value)
+        else:
+            self.register_buffer("logit_scale", value)
+        self.config.learnable_logit_scale = bool(learnable)
 
     @staticmethod
     def _motion_feature_dim(config: MotionPatchConfig) -> int:
@@ -282,7 +300,7 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
                 "MotionPatchModel.forward needs both `input_ids` and `motion_values`; use `get_text_features` or "
                 "`get_motion_features` to encode one modality."
             )
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         motion_outputs, motion_embeds = self._encode_motion(motion_values, motion_attention_mask, **kwargs)
         text_outputs, text_embeds = self._encode_text(input_ids, attention_mask, token_type_ids, position_ids)
         motion_embeds = F.normalize(motion_embeds, dim=-1)

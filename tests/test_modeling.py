@@ -71,9 +71,19 @@ def test_gradients_reach_both_towers_and_logit_scale_is_fixed(tiny_model, batch)
     assert tiny_model.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
 
 
+def test_set_learnable_logit_scale_switches_between_buffer_and_parameter(tiny_model):
+    tiny_model.logit_scale.fill_(1.5)
+    tiny_model.set_learnable_logit_scale(True)
+    assert "logit_scale" in dict(tiny_model.named_parameters()) and tiny_model.config.learnable_logit_scale
+    tiny_model.set_learnable_logit_scale(False)
+    assert "logit_scale" not in dict(tiny_model.named_parameters()) and "logit_scale" in tiny_model.state_dict()
+    assert tiny_model.logit_scale.item() == 1.5
+
+
 def test_learnable_logit_scale_changes(tokenizer, batch):
     torch.manual_seed(0)
     model = MotionPatchModel(tiny_config(vocab_size=len(tokenizer), learnable_logit_scale=True))
+    assert "logit_scale" in dict(model.named_parameters())
     before = model.logit_scale.item()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     model(**batch, return_loss=True).loss.backward()
@@ -87,6 +97,10 @@ def test_save_pretrained_auto_round_trip_is_exact(tmp_path, tiny_model, tiny_pro
     tiny_model.save_pretrained(tmp_path)
     tiny_processor.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists()
+    # a fixed temperature stays fixed after loading (it is not a trainable parameter)
+    reloaded = MotionPatchModel.from_pretrained(tmp_path)
+    assert "logit_scale" not in dict(reloaded.named_parameters())
+    assert reloaded.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "motionpatch" and config["auto_map"]["AutoModel"].endswith("MotionPatchModel")
     assert isinstance(AutoConfig.from_pretrained(tmp_path), MotionPatchConfig)
@@ -190,8 +204,8 @@ def test_sdpa_matches_eager_and_gradient_checkpointing_runs(tmp_path, tiny_model
     with torch.no_grad():
         torch.testing.assert_close(eager(**batch).logits_per_text, sdpa(**batch).logits_per_text, rtol=1e-4, atol=1e-4)
     sdpa.train()
-    sdpa.gradient_checkpointing_enable()
-    assert sdpa.motion_model.is_gradient_checkpointing and sdpa.text_model.is_gradient_checkpointing
+    sdpa.activation_checkpointing_enable()  # transformers 5's name for gradient checkpointing
+    assert sdpa.motion_model.is_activation_checkpointing and sdpa.text_model.is_activation_checkpointing
     sdpa(**batch, return_loss=True).loss.backward()
     assert sdpa.motion_model.embeddings.patch_embeddings.projection.weight.grad is not None
 
