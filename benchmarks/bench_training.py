@@ -63,7 +63,7 @@ def _script_run(argv: list[str]) -> dict:
 
 def _demo_argv(out: Path, steps: int, window: int, extra: list[str] | None = None) -> list[str]:
     return ["demo", "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", str(window),
-            "--eval_strategy", "no", "--do_test", "false", "--disable_tqdm", "--synthetic_num_train", "640",
+            "--eval_strategy", "no", "--do_test", "false", "--disable_tqdm", "--synthetic_num_train", str(64 * (steps + 1)),
             "--synthetic_num_validation", "64", "--synthetic_num_test", "64", "--checkpointing_steps", "0",
             *(extra or [])]  # fmt: skip
 

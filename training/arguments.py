@@ -240,6 +240,11 @@ class TrainingArguments:
         default=True, metadata={"help": "Differentiable all-gather of features (needed for exact global negatives)."}
     )
     cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is available."})
+    torch_num_threads: Optional[int] = field(
+        default=None,
+        metadata={"help": "torch.set_num_threads for this process (CPU training; default: PyTorch's choice). On a "
+                  "machine shared with other jobs, 1 avoids the slowdown of oversubscribed OpenMP threads."},
+    )
     logging_steps: int = field(default=10, metadata={"help": "Log every N optimizer steps."})
     eval_strategy: Literal["epoch", "steps", "no"] = field(
         default="epoch", metadata={"help": "When to evaluate on the validation split."}
@@ -286,6 +291,8 @@ class TrainingArguments:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if self.torch_num_threads is not None and self.torch_num_threads < 1:
+            raise ValueError(f"torch_num_threads must be at least 1, got {self.torch_num_threads}.")
         if self.save_total_limit < 1:
             raise ValueError(f"save_total_limit must be at least 1, got {self.save_total_limit}.")
         if self.eval_strategy == "steps" and self.eval_steps <= 0:

@@ -136,6 +136,10 @@ def build_model_card(
                         f"ViT ({mc.motion_config.num_hidden_layers} layers, width {mc.motion_config.hidden_size})")
     text_tower = next((n.split(":", 1)[1].strip() for n in model_notes if n.startswith("text tower")),
                       f"{mc.text_config.model_type}")
+    if model_args.freeze_motion_tower:
+        motion_tower += " - frozen during training"
+    if model_args.freeze_text_tower:
+        text_tower += " - frozen during training (its projection head trained)"
     warnings = []
     if test_metrics is None:
         warnings.append("This model has not been evaluated on a test split.")

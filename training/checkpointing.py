@@ -44,6 +44,7 @@ class TrainerState:
     best_step: int | None = None
     best_epoch: int | None = None
     last_checkpoint: str | None = None
+    best_results: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def state_dict(self) -> dict[str, Any]:

@@ -121,9 +121,14 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
     else:
         from modeling_motionpatch.convert_timm import load_text_tower
 
+        from .card import base_model_id
+
         text_model, pooling, note = load_text_tower(text_path, model_args.text_pooling, **_attn_kwargs(model_args))
-        notes.append(f"text tower: pretrained {type(text_model).__name__} from {model_args.text_model_name_or_path!r}"
-                     f" (text_pooling={pooling!r}: {note})")  # fmt: skip
+        hub_id = base_model_id(model_args.text_model_name_or_path)
+        where = repr(model_args.text_model_name_or_path)
+        if hub_id and hub_id != model_args.text_model_name_or_path:
+            where = f"{hub_id} ({where})"
+        notes.append(f"text tower: pretrained {type(text_model).__name__} {where}, text_pooling={pooling!r} ({note})")
     config = MotionPatchConfig(
         motion_config=motion_config, text_config=text_model.config.to_dict(), text_pooling=pooling, **heads
     )

@@ -149,6 +149,23 @@ def _check_precision(training_args: TrainingArguments) -> None:
             raise ValueError("this GPU does not support bf16; use --mixed_precision fp16 or 'no'.")
 
 
+def _check_selection_metric(key: str, protocols: list[str]) -> None:
+    """``metric_for_best_model`` must name a metric that validation will produce."""
+    from modeling_motionpatch.retrieval import RECALL_AT
+
+    names = ["loss"] + [f"{p}/rsum" for p in protocols] + [
+        f"{p}/{d}/{m}" for p in protocols for d in ("t2m", "m2t") for m in [f"R@{k}" for k in RECALL_AT] + ["MedR", "MeanR"]
+    ]
+    if key not in names:
+        import difflib
+
+        close = difflib.get_close_matches(key, names, n=3)
+        raise ValueError(
+            f"metric_for_best_model {key!r} is not a validation metric of eval_protocols {protocols}; choose e.g. "
+            + ", ".join(repr(c) for c in (close or names[:4])) + "."
+        )
+
+
 def _make_accelerator(training_args: TrainingArguments):
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
@@ -228,9 +245,12 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
             "continue it, --overwrite_output_dir to start over there, or choose another --output_dir."
         )
 
+    _check_selection_metric(training_args.metric_for_best_model, data_args.eval_protocols)
     accelerator = _make_accelerator(training_args)
     is_main = accelerator.is_main_process
     _setup_logging(is_main)
+    if training_args.torch_num_threads:
+        torch.set_num_threads(training_args.torch_num_threads)
     if training_args.deterministic:
         torch.use_deterministic_algorithms(True)
     set_seed(training_args.seed)
@@ -401,7 +421,6 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
     greater_is_better = training_args.metric_for_best_model != "loss"
     last_val: dict[str, float] = {}
     last_val_results: dict[str, dict[str, Any]] = {}
-    best_val_results: dict[str, dict[str, Any]] = {}
 
     def evaluate_validation() -> dict[str, float]:
         nonlocal last_val, last_val_results
@@ -443,7 +462,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
             + (f" (frozen: {', '.join(frozen)})" if frozen else "")
             + f", {training_args.lr_scheduler_type} schedule with {warmup} warm-up steps, gradient clipping at "
             f"{training_args.max_grad_norm:g}; global batch {global_batch * training_args.gradient_accumulation_steps} "
-            f"pairs ({accelerator.num_processes} process(es), negatives gathered across processes), precision "
+            f"pairs ({accelerator.num_processes} process(es)"
+            + (", negatives gathered across processes" if accelerator.num_processes > 1 else "")
+            + f"), precision "
             f"{training_args.mixed_precision}; one random caption per motion per epoch, random {unwrapped.config.max_frames}-frame crops"
             + (f", mirroring with probability {data_args.mirror_probability:g}" if data_args.mirror_probability else "")
             + f"; seed {training_args.seed}."
@@ -456,14 +477,13 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
             selection={"metric": training_args.metric_for_best_model, "epoch": state.best_epoch,
                        "step": state.best_step, "fps": feature_extractor.fps},
             test_metrics=test_metrics, test_table=test_table, test_size=test_size,
-            validation_table=results_table(best_val_results) if best_val_results else None,
+            validation_table=results_table(state.best_results) if state.best_results else None,
             repo_or_path=training_args.push_to_hub or str(best_dir),
             training_config=f"`training_args.yaml` in this folder",
         )  # fmt: skip
         card.save(str(folder / "README.md"))
 
     def maybe_select(metrics: dict[str, float]) -> bool:
-        nonlocal best_val_results
         key = training_args.metric_for_best_model
         if not metrics:
             return False
@@ -475,7 +495,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
         better = state.best_metric is None or (value > state.best_metric if greater_is_better else value < state.best_metric)
         if better:
             state.best_metric, state.best_step, state.best_epoch = value, state.global_step, state.epoch
-            best_val_results = last_val_results
+            state.best_results = json.loads(json.dumps(last_val_results, default=_json_default))
             save_best(metrics)
         return better
 
@@ -598,17 +618,20 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
                 window_loss.zero_()
                 window_batches = window_samples = 0
                 window_start = time.perf_counter()
+            pause_t0 = time.perf_counter()  # evaluation and checkpoints do not count as training time
             if training_args.eval_strategy == "steps" and state.global_step % training_args.eval_steps == 0:
-                train_seconds += time.perf_counter() - train_t0
                 run_validation("steps")
                 set_train_mode(model, frozen)
-                train_t0 = time.perf_counter()
             if training_args.checkpointing_steps and state.global_step % training_args.checkpointing_steps == 0:
                 checkpoint("steps")
+            pause = time.perf_counter() - pause_t0
+            train_t0 += pause
+            window_start += pause
             if state.global_step >= total_steps:
                 stop = True
                 break
         train_seconds += time.perf_counter() - train_t0
+        pause_t0 = time.perf_counter()
         finished_epoch = state.batches_in_epoch >= len(train_dl)
         if finished_epoch:
             state.epoch = epoch + 1
@@ -619,6 +642,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
             run_validation("end")
         checkpoint("epoch" if finished_epoch else "end")
         set_train_mode(model, frozen)
+        window_start += time.perf_counter() - pause_t0
         train_t0 = time.perf_counter()
     progress.close()
 
