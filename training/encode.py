@@ -513,10 +513,17 @@ def default_sentence_encoder() -> str | None:
 
 
 def make_accelerator(cpu: bool = False):
-    """An ``accelerate.Accelerator`` for inference (no mixed precision); ``cpu=True`` ignores GPUs."""
+    """An ``accelerate.Accelerator`` for inference (no mixed precision); ``cpu=True`` ignores GPUs.
+
+    Under ``torchrun --nproc_per_node N`` on a machine without CUDA, CPU mode is switched on so that Accelerate
+    sets up its gloo process group (``MULTI_CPU``) instead of running N independent copies.
+    """
+    import os
+
     from accelerate import Accelerator
 
-    return Accelerator(cpu=cpu)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(cpu=cpu or (distributed and not torch.cuda.is_available()))
 
 
 def environment(accelerator) -> dict[str, Any]:

@@ -339,13 +339,13 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
     model.to(accelerator.device)
     data = load_eval_data(args.dataset, args.split, revision=args.dataset_revision, synthetic_size=args.synthetic_size,
                           synthetic_seed=args.synthetic_seed, max_samples=args.max_samples)  # fmt: skip
+    gt = row_labels(data.dataset, args.labels_column, label_index, args.dataset)
     labels, labels_source = candidate_labels(args.candidate_labels, data, args.labels_column, label_index)
     texts, phrases_note = label_phrases(labels, args.label_phrases)
     if len(set(texts)) != len(texts):
         dup = [t for t, c in Counter(texts).items() if c > 1]
         raise ValueError(f"several candidate labels map to the same text {dup}; use --label-phrases none or a file.")
     index_of = {label: j for j, label in enumerate(labels)}
-    gt = row_labels(data.dataset, args.labels_column, label_index, args.dataset)
     no_label = sum(1 for g in gt if not g)
     truth_all = [[index_of[x] for x in g if x in index_of] for g in gt]
     outside = sum(1 for g, t in zip(gt, truth_all) if g and not t)
