@@ -43,7 +43,7 @@ def test_demo_prints_what_it_uses_and_the_table(demo_run):
     assert "synthetic procedural motions (not motion capture)" in stdout
     assert "all-MiniLM-L6-v2" in stdout and "text_pooling='mean'" in stdout
     assert "| all | 32 |" in stdout and "| all (chance) | 32 |" in stdout
-    assert "with AutoModel/AutoProcessor" in stdout
+    assert "with AutoModel/AutoProcessor" in stdout and "motions matched their own caption first" in stdout
 
 
 def test_demo_folder_loads_with_auto_classes(demo_run):

@@ -17,9 +17,16 @@ import time
 
 from .arguments import parse_args
 
+#: actions of the load-and-query check after training
+DEMO_ACTIONS = ("walk", "jump", "wave left hand", "sit down", "kick right leg", "squat", "turn left", "clap")
 
-def check_loadable(folder: str, num_captions: int = 5) -> str:
-    """Load ``folder`` with the Auto classes and rank captions for one synthetic motion; returns a report."""
+
+def check_loadable(folder: str, actions: tuple[str, ...] = DEMO_ACTIONS, seed: int = 123) -> str:
+    """Load ``folder`` with the Auto classes and match new synthetic motions of ``actions`` to their captions.
+
+    One new motion per action (not in any split: generated with its own seed) and its first generated caption;
+    every motion ranks the captions of all of them. Returns a printable report with the number matched.
+    """
     import numpy as np
     import torch
     from transformers import AutoModel, AutoProcessor
@@ -29,16 +36,24 @@ def check_loadable(folder: str, num_captions: int = 5) -> str:
 
     model = AutoModel.from_pretrained(folder).eval()
     processor = AutoProcessor.from_pretrained(folder)
-    motion, _, _ = generate_motion("jump", np.random.default_rng(123), style=None)
-    texts = ["a person walks forward.", "a person jumps in place.", "a person waves their left hand.",
-             "a person sits down.", "a person kicks with their right leg."][:num_captions]  # fmt: skip
-    inputs = processor(text=texts, motions=[motion], return_tensors="pt", padding=True)
+    rng = np.random.default_rng(seed)
+    motions, texts = [], []
+    for action in actions:
+        motion, captions, _ = generate_motion(action, rng)
+        motions.append(motion)
+        texts.append(captions[0])
+    inputs = processor(text=texts, motions=motions, return_tensors="pt", padding=True)
     with torch.no_grad():
-        probs = model(**inputs).logits_per_motion.softmax(-1)[0]
-    lines = [f"loaded {folder} with AutoModel/AutoProcessor ({type(model).__name__}); a synthetic 'jump' motion "
-             f"({len(motion)} frames) ranks:"]  # fmt: skip
-    for i in probs.argsort(descending=True).tolist():
-        lines.append(f"  {probs[i].item():6.3f}  {texts[i]}")
+        probs = model(**inputs).logits_per_motion.softmax(-1)  # (motions, texts)
+    best = probs.argmax(-1).tolist()
+    lines = [f"loaded {folder} with AutoModel/AutoProcessor ({type(model).__name__}); {len(actions)} new synthetic "
+             "motions, each ranking the captions of all of them:"]  # fmt: skip
+    for i, action in enumerate(actions):
+        mark = "ok" if best[i] == i else "--"
+        lines.append(f"  [{mark}] {action:<16} -> {texts[best[i]]!r} (p={probs[i, best[i]].item():.2f}; own caption "
+                     f"p={probs[i, i].item():.2f})")  # fmt: skip
+    correct = sum(b == i for i, b in enumerate(best))
+    lines.append(f"  {correct} of {len(actions)} motions matched their own caption first (chance {1 / len(actions):.0%}).")
     return "\n".join(lines)
 
 

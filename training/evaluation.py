@@ -96,23 +96,13 @@ def chance_metrics(
     """Expected metrics of a model with random embeddings (mean over ``draws`` Gaussian draws), same protocols.
 
     With the ``all`` protocol, motions sharing the query's caption count as correct, so chance is higher than
-    ``k / N`` when captions repeat (label-derived captions); this measures it instead of assuming it.
+    ``k / N`` when captions repeat (label-derived captions); this measures it instead of assuming it. Delegates to
+    ``motionpatch-evaluate``'s :func:`~.evaluate_retrieval.chance_levels`, so training and evaluation report the same
+    chance levels.
     """
-    n = len(captions)
-    g = torch.Generator().manual_seed(int(seed))
-    acc: dict[str, dict[str, Any]] = {}
-    for _ in range(draws):
-        t = torch.randn(n, dim, generator=g)
-        m = torch.randn(n, dim, generator=g)
-        res, _ = retrieval_metrics(t, m, captions, protocols, seed)
-        for protocol, metrics in res.items():
-            slot = acc.setdefault(protocol, {})
-            for k, v in metrics.items():
-                if "/" in k:
-                    slot[k] = slot.get(k, 0.0) + float(v) / draws
-                else:
-                    slot[k] = v
-    return acc
+    from .evaluate_retrieval import chance_levels
+
+    return chance_levels(list(captions), list(protocols), seed, draws=draws, dim=dim)
 
 
 def results_table(results: dict[str, dict[str, Any]], chance: dict[str, dict[str, Any]] | None = None) -> str:

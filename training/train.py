@@ -612,8 +612,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
                 jsonl.write(record)
                 if training_args.trackers:
                     accelerator.log({k: v for k, v in record.items() if k not in ("type", "step")}, step=state.global_step)
-                progress.set_postfix(loss=f"{mean_loss:.4f}", lr_m=f"{lrs.get('motion_tower', 0):.1e}",
-                                     lr_t=f"{lrs.get('text_tower', 0):.1e}", lr_h=f"{lrs.get('heads', 0):.1e}",
+                short = {"motion_tower": "lr_m", "text_tower": "lr_t", "heads": "lr_h"}
+                progress.set_postfix(loss=f"{mean_loss:.4f}", **{short[k]: f"{v:.1e}" for k, v in lrs.items()},
                                      sps=f"{record['samples_per_second']:.0f}")  # fmt: skip
                 window_loss.zero_()
                 window_batches = window_samples = 0
