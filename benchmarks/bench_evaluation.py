@@ -20,6 +20,9 @@ Steps (each runs the project's console scripts in a subprocess, timed; results g
                 native skeleton (``--skeleton-from-dataset``, all 70 clips).
 ``finetune``    ``motionpatch-train --model_name_or_path WORK/runs/h22/best --dataset WORK/data/bn-native-ds1`` (text
                 tower frozen), then the same evaluations on the native 70 clips with the fine-tuned model.
+``finetune_styles``  the 70 native ds2 clips split by style (train: active, elderly, exhausted, feminine = 40 clips;
+                test: masculine, normal, youthful = 30 clips): zero-shot on the 30 test clips, then a fine-tune on the
+                40 (same vocabulary, native skeleton, no validation split: the last model) and the same evaluation.
 ``engines``     zero-shot on the test split with ``--engine batched`` vs ``--engine pipeline`` (same numbers; time).
 """
 
@@ -37,7 +40,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("prepare", "train", "evaluate", "finetune", "engines")
+STEPS = ("prepare", "train", "evaluate", "finetune", "finetune_styles", "engines")
+#: styles of the native ds2 clips used to fine-tune in ``finetune_styles``; the other three are the test split
+FINETUNE_STYLES = ("active", "elderly", "exhausted", "feminine")
 
 
 def run(cmd: list[str], log: Path, record: dict, name: str) -> float:
@@ -48,7 +53,7 @@ def run(cmd: list[str], log: Path, record: dict, name: str) -> float:
     with log.open("a") as fh:
         fh.write(f"\n===== {name}: {shlex.join(cmd)}\n")
         fh.flush()
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(REPO), check=False)
     seconds = time.perf_counter() - t0
     record.setdefault("commands", {})[name] = {"command": shlex.join(cmd), "seconds": round(seconds, 1),
                                                "returncode": proc.returncode}  # fmt: skip
@@ -59,11 +64,10 @@ def run(cmd: list[str], log: Path, record: dict, name: str) -> float:
 
 
 def prepare(data: Path, work: Path, log: Path, record: dict) -> None:
+    import datasets
     from motionpatch_processing.bandai_namco import dataset_from_npz, take_number
     from motionpatch_processing.io import PrepareReport, save_prepared
     from motionpatch_processing.statistics import compute_dataset_statistics
-
-    import datasets
 
     datasets.disable_progress_bars()
     t0 = time.perf_counter()
@@ -88,6 +92,29 @@ def prepare(data: Path, work: Path, log: Path, record: dict) -> None:
              str(work / "data" / name), "--overwrite"], log, record, f"prepare_{name}")  # fmt: skip
 
 
+def prepare_styles(work: Path) -> Path:
+    """``WORK/data/bn-native-ds2s-styles``: the 70 native ds2 clips, train = :data:`FINETUNE_STYLES` (40 clips), test =
+    the other styles (30 clips); statistics over the train split."""
+    import datasets
+    from motionpatch_processing.io import PrepareReport, load_prepared, save_prepared
+    from motionpatch_processing.statistics import compute_dataset_statistics
+
+    datasets.disable_progress_bars()
+    src = load_prepared(work / "data" / "bn-native-ds2s")
+    rows = datasets.concatenate_datasets([src.dataset[s] for s in src.dataset])
+    styles = [labels[1] for labels in rows["labels"]]
+    dd = datasets.DatasetDict({
+        "train": rows.select([i for i, st in enumerate(styles) if st in FINETUNE_STYLES]),
+        "test": rows.select([i for i, st in enumerate(styles) if st not in FINETUNE_STYLES]),
+    })  # fmt: skip
+    out = work / "data" / "bn-native-ds2s-styles"
+    report = PrepareReport(source="bandai-namco", root=str(src.path), skeleton=src.skeleton, fps=20.0,
+                           messages=[f"native ds2 take-001 clips; train styles {FINETUNE_STYLES}, test the others"])  # fmt: skip
+    save_prepared(dd, out, src.skeleton, statistics=compute_dataset_statistics(dd, "train"), report=report,
+                  overwrite=True)  # fmt: skip
+    return out
+
+
 def summary_of(path: Path) -> dict:
     res = json.loads(path.read_text())
     if res["task"] == "text-motion-retrieval":
@@ -103,10 +130,20 @@ def summary_of(path: Path) -> dict:
             "skeleton": res["processor"]["skeleton"], "seconds": res["seconds"]}  # fmt: skip
 
 
-def evaluations(model: Path, tag: str, work: Path, log: Path, record: dict, native_only: bool = False) -> None:
+def evaluations(model: Path, tag: str, work: Path, log: Path, record: dict, native_only: bool = False,
+                styles_only: bool = False) -> None:  # fmt: skip
     out = work / "results"
     out.mkdir(exist_ok=True)
     jobs = []
+    if styles_only:  # the 30 native clips of the held-out styles
+        data = str(work / "data" / "bn-native-ds2s-styles")
+        jobs = [
+            ("retrieval_native_styles", ["motionpatch-evaluate", "--dataset", data, "--split", "test",
+                                         "--skeleton-from-dataset", "--protocols", "all,small_batches"]),
+            ("content_native_styles", ["motionpatch-zero-shot", "--dataset", data, "--split", "test", "--label-index",
+                                       "0", "--skeleton-from-dataset"]),
+        ]  # fmt: skip
+        native_only = True
     if not native_only:
         test = str(work / "data" / "bn-h22")
         take1 = str(work / "data" / "bn-h22-take001")
@@ -119,7 +156,7 @@ def evaluations(model: Path, tag: str, work: Path, log: Path, record: dict, nati
         ]
     native = str(work / "data" / "bn-native-ds2s")
     flag = ["--skeleton-from-dataset"]
-    jobs += [
+    jobs += [] if styles_only else [
         ("retrieval_native", ["motionpatch-evaluate", "--dataset", native, "--split", "all", *flag]),
         ("content_native", ["motionpatch-zero-shot", "--dataset", native, "--split", "all", "--label-index", "0", *flag]),
     ]
@@ -173,6 +210,19 @@ def main(argv: list[str] | None = None) -> int:
                  "--overwrite_output_dir", "true", "--disable_tqdm", "true"], log, record, "finetune_native")  # fmt: skip
             record["finetune_summary"] = json.loads((ft / "summary.json").read_text())
             evaluations(ft / "best", "ft", work, log, record, native_only=True)
+            save()
+        if "finetune_styles" in steps:
+            prepare_styles(work)
+            evaluations(h22 / "best", "h22", work, log, record, styles_only=True)  # zero-shot, same 30 clips
+            fts = work / "runs" / "native-ft-styles"
+            run(["motionpatch-train", "bandai-namco", "--model_name_or_path", str(h22 / "best"), "--dataset",
+                 str(work / "data" / "bn-native-ds2s-styles"), "--skeleton", "", "--validation_split", "",
+                 "--output_dir", str(fts), "--num_train_epochs", str(args.finetune_epochs),
+                 "--per_device_train_batch_size", "20", "--per_device_eval_batch_size", "30",
+                 "--learning_rate_motion", "1e-4", "--learning_rate_heads", "1e-4", "--warmup_ratio", "0.0",
+                 "--overwrite_output_dir", "true", "--disable_tqdm", "true"], log, record, "finetune_native_styles")  # fmt: skip
+            record["finetune_styles_summary"] = json.loads((fts / "summary.json").read_text())
+            evaluations(fts / "best", "ftstyles", work, log, record, styles_only=True)
             save()
         if "engines" in steps:
             test = str(work / "data" / "bn-h22")

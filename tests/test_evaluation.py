@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from conftest import tiny_config  # noqa: E402
+from conftest import tiny_config
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 N_CLIPS = 36  # > 32, so small_batches has one batch
@@ -32,11 +32,15 @@ N_CLIPS = 36  # > 32, so small_batches has one batch
 def workdir(tmp_path_factory, tokenizer_dir):
     """A saved tiny model + processor and a saved synthetic dataset (first caption of clip 1 = that of clip 0)."""
     import datasets
-
-    from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchModel, MotionPatchProcessor
     from motionpatch_processing.io import save_prepared
     from motionpatch_processing.synthetic import generate_synthetic_dataset
     from transformers import AutoTokenizer
+
+    from modeling_motionpatch import (
+        MotionPatchFeatureExtractor,
+        MotionPatchModel,
+        MotionPatchProcessor,
+    )
 
     root = tmp_path_factory.mktemp("evaluation")
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -56,7 +60,9 @@ def workdir(tmp_path_factory, tokenizer_dir):
                                                          feature=test.features["captions"])  # fmt: skip
     save_prepared(datasets.DatasetDict({"test": no_caps}), root / "data_no_captions", "humanml3d")
 
-    from motionpatch_processing.schema import motion_features  # the 21-joint KIT-ML skeleton
+    from motionpatch_processing.schema import (
+        motion_features,  # the 21-joint KIT-ML skeleton
+    )
 
     rng = np.random.default_rng(0)
     kit_rows = {
@@ -77,8 +83,9 @@ def _run(argv):
 
 def _direct_embeddings(workdir):
     """Text (first captions) and motion embeddings computed directly with the model, in one batch each."""
-    from modeling_motionpatch import MotionPatchModel, MotionPatchProcessor
     from motionpatch_processing.io import load_prepared
+
+    from modeling_motionpatch import MotionPatchModel, MotionPatchProcessor
 
     model = MotionPatchModel.from_pretrained(workdir / "model").eval()
     processor = MotionPatchProcessor.from_pretrained(workdir / "model")
@@ -93,8 +100,9 @@ def _direct_embeddings(workdir):
 
 
 def test_evaluate_end_to_end_matches_direct_metrics(workdir, tmp_path, capsys):
-    from modeling_motionpatch.retrieval import compute_retrieval_metrics
     from motionpatch_training.encode import default_sentence_encoder
+
+    from modeling_motionpatch.retrieval import compute_retrieval_metrics
 
     encoder = default_sentence_encoder()
     protocols = "all,small_batches,strict" + (",threshold" if encoder else "")

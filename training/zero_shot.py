@@ -44,8 +44,9 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -192,7 +193,10 @@ def label_phrases(labels: Sequence[str], mode: str) -> tuple[list[str], str]:
     if mode == "none":
         return list(labels), "labels verbatim"
     if mode == "auto":
-        from motionpatch_processing.bandai_namco import BANDAI_CONTENT_PHRASES, BANDAI_STYLE_PHRASES
+        from motionpatch_processing.bandai_namco import (
+            BANDAI_CONTENT_PHRASES,
+            BANDAI_STYLE_PHRASES,
+        )
 
         for table, what in ((BANDAI_CONTENT_PHRASES, "content"), (BANDAI_STYLE_PHRASES, "style")):
             if all(table.get(label) for label in labels):
@@ -203,7 +207,7 @@ def label_phrases(labels: Sequence[str], mode: str) -> tuple[list[str], str]:
         raise ValueError(f"--label-phrases {mode!r} is not 'auto', 'none' or an existing JSON file.")
     table = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(table, dict):
-        raise ValueError(f"--label-phrases {path}: expected a JSON object {{label: phrase}}.")
+        raise ValueError(f"--label-phrases {path}: expected a JSON object {{label: phrase}}.")  # noqa: TRY004
     return [str(table.get(label) or label) for label in labels], f"phrases from {path}"
 
 
@@ -400,19 +404,19 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
         "label_phrases": phrases_note,
         "engine": args.engine,
         "counts": {"rows": len(data.dataset), "evaluated": len(rows), "without_label": no_label,
-                   "labels_outside_candidates": outside, "num_candidates": len(labels)},  # fmt: skip
+                   "labels_outside_candidates": outside, "num_candidates": len(labels)},
         **{k: report[k] for k in ("metrics", "chance", "majority", "per_class")},
         "confusion": report.get("confusion"),
         "predictions": [
             {"id": ids[r] if ids is not None else r, "true": [labels[j] for j in t], "top1": labels[p]}
-            for r, t, p in zip(rows, truth, report["predictions_top1"])
+            for r, t, p in zip(rows, truth, report["predictions_top1"], strict=True)
         ],
         "processor": {**proc_info, "input_fps": input_fps},
         "notes": notes,
         "environment": environment(accelerator),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": {"encode": round(encode_seconds, 3), "total": round(time.perf_counter() - t_start, 3)},
-    }  # fmt: skip
+    }
     if accelerator.is_main_process:
         print(format_report(result), flush=True)
         if args.output:
