@@ -242,7 +242,19 @@ def _load_prepared(name: str, data_args) -> TrainingData:
     report = prepared.report or {}
     license_ = report.get("license") or (prepared.card.data.to_dict().get("license") if prepared.card else None)
     source = str(report.get("source") or path.name or name)
-    captions_kind = CAPTION_KINDS.get(source, "captions from the prepared dataset")
+    from motionpatch_processing.io import source_info
+
+    info = source_info(source)
+    if source in CAPTION_KINDS:
+        captions_kind = CAPTION_KINDS[source]
+    elif info.synthetic:
+        captions_kind = CAPTION_KINDS["synthetic"]
+    elif info.label_derived_captions:
+        captions_kind = "label-derived: captions built from the dataset's action labels"
+    elif source in ("humanml3d", "kit", "interhuman"):
+        captions_kind = f"human-written captions ({info.pretty_name} annotations)"
+    else:
+        captions_kind = "captions from the prepared dataset (see its dataset card)"
     notes = [f"prepared dataset {name}"]
     if report.get("restriction"):
         notes.append(str(report["restriction"]))
