@@ -87,9 +87,12 @@ def build_model_card(
     from motionpatch_hub_cards.render import render_card
 
     source = data.source
-    bases = [b for b in (base_model_id(model_args.motion_model_name_or_path),
-                         base_model_id(model_args.text_model_name_or_path if not model_args.text_from_scratch else None),
-                         base_model_id(model_args.model_name_or_path)) if b]  # fmt: skip
+    if model_args.model_name_or_path:  # fine-tuned from a MotionPatch model: that model is the base
+        candidates = [model_args.model_name_or_path]
+    else:
+        candidates = [model_args.motion_model_name_or_path,
+                      None if model_args.text_from_scratch else model_args.text_model_name_or_path]  # fmt: skip
+    bases = [b for b in (base_model_id(c) for c in candidates) if b]
     data_license = data.license or source.license
     license_ = data_license if data_license and data_license not in PERMISSIVE else "apache-2.0"
     card_kwargs: dict[str, Any] = {}
@@ -117,7 +120,7 @@ def build_model_card(
             "**Trained on synthetic data.** The motions are procedurally generated (not motion capture) and the "
             "captions come from templates; the numbers above say nothing about real motions or free text."
         )
-    if "label" in kind or source.label_derived_captions:
+    elif "label" in kind or source.label_derived_captions:
         limitations.append(
             "**Label-derived captions.** The captions were built mechanically from labels, so the text tower saw a "
             "small, repetitive vocabulary; do not expect it to understand free-form descriptions."

@@ -85,7 +85,11 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
         if model_args.learnable_temperature != model.config.learnable_logit_scale:
             model.config.learnable_logit_scale = model_args.learnable_temperature
             model.logit_scale.requires_grad_(model_args.learnable_temperature)
-        notes.append(f"all weights from the MotionPatch model {model_args.model_name_or_path!r} (fine-tuning)")
+        mc = model.config.motion_config
+        notes.append(f"motion tower: ViT ({mc.num_hidden_layers} layers, width {mc.hidden_size}) of the MotionPatch "
+                     f"model {model_args.model_name_or_path!r} (fine-tuned)")  # fmt: skip
+        notes.append(f"text tower: {type(model.text_model).__name__} of the MotionPatch model "
+                     f"{model_args.model_name_or_path!r} (fine-tuned), text_pooling={model.config.text_pooling!r}")
         return model, notes
 
     text_path = resolve_model_path(model_args.text_model_name_or_path)
@@ -99,9 +103,19 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
             model = MotionPatchModel.from_motion_text_pretrained(
                 motion_path, text_path, motion_image_size=tuple(image_size), **overrides
             )
-        notes += [str(w.message) for w in caught if "from_motion_text_pretrained" in str(w.message)]
-        notes.insert(0, f"motion tower: pretrained ViT {model_args.motion_model_name_or_path!r}; text tower: "
-                     f"pretrained {model_args.text_model_name_or_path!r}; projection heads new")  # fmt: skip
+        from .card import base_model_id
+
+        def named(value: str) -> str:
+            hub_id = base_model_id(value)
+            return f"{hub_id} ({value!r})" if hub_id and hub_id != value else repr(value)
+
+        mc = model.config.motion_config
+        notes.append(f"motion tower: pretrained ViT {named(model_args.motion_model_name_or_path)} "
+                     f"({mc.num_hidden_layers} layers, width {mc.hidden_size}), position embeddings fitted to "
+                     f"{image_size[0]} x {image_size[1]} motion images")  # fmt: skip
+        notes.append(f"text tower: pretrained {type(model.text_model).__name__} "
+                     f"{named(model_args.text_model_name_or_path)}, text_pooling={model.config.text_pooling!r}")
+        notes += [" ".join(str(w.message).split()) for w in caught if "from_motion_text_pretrained" in str(w.message)]
         return model, notes
 
     motion_config = dict(
