@@ -275,6 +275,12 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
             rows, caps, _ = captioned_rows(rows, data_args.caption_column, split)
             eval_sets[role] = (rows, caps)
     input_fps = split_fps(train_rows, data.fps)
+    for role, (rows, _) in eval_sets.items():
+        if not math.isclose(split_fps(rows, input_fps), input_fps):
+            raise ValueError(
+                f"the {role} split is at {split_fps(rows, input_fps):g} fps but the training split at {input_fps:g} fps; "
+                "prepare every split at one frame rate."
+            )
     t0 = time.perf_counter()
     train_store = MotionStore.from_dataset(train_rows)
     eval_stores = {role: MotionStore.from_dataset(rows) for role, (rows, _) in eval_sets.items()}
@@ -474,7 +480,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
             f"motionpatch-{data.name}",
             data=data, model_args=model_args, data_args=data_args, training_args=training_args,
             model_config=unwrapped.config, model_notes=model_notes, split_sizes=split_sizes, procedure=procedure,
-            selection={"metric": training_args.metric_for_best_model, "epoch": state.best_epoch,
+            selection={"metric": training_args.metric_for_best_model if state.best_metric is not None else None,
+                       "epoch": state.best_epoch,
                        "step": state.best_step, "fps": feature_extractor.fps},
             test_metrics=test_metrics, test_table=test_table, test_size=test_size,
             validation_table=results_table(state.best_results) if state.best_results else None,
@@ -647,10 +654,10 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
     progress.close()
 
     # ---------------------------------------------------------------- best model and test
-    if not best_dir.exists() or val_dl is None:
-        if val_dl is None:
-            state.best_step, state.best_epoch = state.global_step, state.epoch
-            logger.warning("no validation split: the final model is saved as %s", best_dir)
+    if not best_dir.exists() or val_dl is None or state.best_metric is None:
+        # no validation (no split, or eval_strategy='no'): the final model is the one kept
+        state.best_step, state.best_epoch, state.best_metric = state.global_step, state.epoch, None
+        logger.warning("no validation was run: the final model (step %d) is saved as %s", state.global_step, best_dir)
         save_best(last_val)
     accelerator.wait_for_everyone()
 
