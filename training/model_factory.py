@@ -83,8 +83,11 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
             )
         set_projection_dropout(model, model_args.projection_dropout)
         if model_args.learnable_temperature != model.config.learnable_logit_scale:
-            model.config.learnable_logit_scale = model_args.learnable_temperature
-            model.logit_scale.requires_grad_(model_args.learnable_temperature)
+            if hasattr(model, "set_learnable_logit_scale"):  # a buffer when fixed, a parameter when learnable
+                model.set_learnable_logit_scale(model_args.learnable_temperature)
+            else:
+                model.config.learnable_logit_scale = model_args.learnable_temperature
+                model.logit_scale.requires_grad_(model_args.learnable_temperature)
         mc = model.config.motion_config
         notes.append(f"motion tower: ViT ({mc.num_hidden_layers} layers, width {mc.hidden_size}) of the MotionPatch "
                      f"model {model_args.model_name_or_path!r} (fine-tuned)")  # fmt: skip
