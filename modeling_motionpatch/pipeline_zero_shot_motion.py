@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import UserDict
 from typing import Any, Sequence
 
 import numpy as np
@@ -69,26 +68,38 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         if not templates or any("{}" not in t for t in templates):
             raise ValueError(f"every hypothesis_template needs a '{{}}' placeholder; got {templates!r}.")
         inputs = self.processor(motions=motion, return_tensors="pt", input_fps=input_fps)
-        sentences = [t.format(label) for t in templates for label in labels]
-        text = self.processor(text=sentences, return_tensors="pt", padding=True)
         return {
             "motion_values": inputs["motion_values"],
             "motion_attention_mask": inputs["motion_attention_mask"],
-            "text_inputs": UserDict(text),
             "candidate_labels": labels,
-            "num_templates": len(templates),
+            "templates": templates,
         }
+
+    def label_embeddings(self, labels: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+        """Normalised text embeddings of the labels ``(labels, dim)``, averaged over templates.
+
+        Cached per (labels, templates): classifying many motions against the same labels encodes the texts once.
+        """
+        key = (tuple(labels), tuple(templates))
+        cache = self.__dict__.setdefault("_label_cache", {})
+        if key not in cache:
+            sentences = [t.format(label) for t in templates for label in labels]
+            text = self.processor(text=sentences, return_tensors="pt", padding=True)
+            text = {k: v.to(self.model.device) for k, v in text.items()}
+            with torch.no_grad():
+                embeds = self.model.get_text_features(**text).float()
+            cache.clear()  # keep one label set: pipelines are usually called with the same labels
+            cache[key] = F.normalize(embeds.view(len(templates), len(labels), -1).mean(0), dim=-1)
+        return cache[key]
 
     def _forward(self, model_inputs):
         labels = model_inputs.pop("candidate_labels")
-        num_templates = model_inputs.pop("num_templates")
-        text_inputs = model_inputs.pop("text_inputs")
+        templates = model_inputs.pop("templates")
         motion = self.model.get_motion_features(
             motion_values=model_inputs["motion_values"].to(self.model.dtype),
             motion_attention_mask=model_inputs["motion_attention_mask"],
         )
-        text = self.model.get_text_features(**dict(text_inputs))
-        text = F.normalize(text.float().view(num_templates, len(labels), -1).mean(0), dim=-1)
+        text = self.label_embeddings(labels, templates)
         logits = self.model.logit_scale.float().exp() * motion.float() @ text.t()
         return {"logits": logits, "candidate_labels": labels}
 

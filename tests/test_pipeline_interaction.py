@@ -128,3 +128,17 @@ def test_two_persons_share_one_training_crop():
     ramp = np.arange(200, dtype=np.float32)[:, None, None] * np.ones((1, 22, 3), np.float32)
     out = fe([(ramp, ramp + 1000)] * 4, training=True, generator=0)["motion_values"]
     np.testing.assert_array_equal(out[:, 1, 0, :, 0] - out[:, 0, 0, :, 0], 1000)
+
+
+def test_pipeline_encodes_the_labels_once_for_many_motions(constructed_folder, monkeypatch):
+    from transformers import pipeline
+
+    folder, motions = constructed_folder
+    classify = pipeline("zero-shot-motion-classification", model=str(folder))
+    calls = []
+    original = classify.model.get_text_features
+    monkeypatch.setattr(classify.model, "get_text_features", lambda *a, **k: calls.append(1) or original(*a, **k))
+    results = classify(motions * 3, candidate_labels=LABELS)
+    assert len(calls) == 1 and [r[0]["label"] for r in results] == LABELS * 3
+    classify(motions[0], candidate_labels=LABELS[:2])  # other labels: encoded again
+    assert len(calls) == 2
