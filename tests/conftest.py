@@ -13,7 +13,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 WORDS = (
     "a person walks forward slowly quickly jumps runs kicks with the left right leg hand waves turns sits down "
-    "squats raises arms someone ahead backwards in circle"
+    "squats raises arms someone ahead backwards in circle walk run jump kick wave"
 ).split()
 
 
