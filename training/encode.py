@@ -584,3 +584,26 @@ __all__ = [
     "same_skeleton",
     "text_max_length_of",
 ]
+
+
+def run_cli(prog: str, command, args) -> int:
+    """Run a console command: quiet logging, no progress bars, ``ValueError`` -> message on stderr and status 2.
+
+    Set ``MOTIONPATCH_DEBUG=1`` to get the traceback instead.
+    """
+    import os
+    import sys
+
+    import transformers
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        level=logging.WARNING)  # fmt: skip
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        command(args)
+    except ValueError as e:
+        if os.environ.get("MOTIONPATCH_DEBUG"):
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -388,21 +388,9 @@ def evaluate(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``motionpatch-evaluate``; returns the exit status (2 for input errors)."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        level=logging.WARNING)  # fmt: skip
-    try:
-        import transformers
+    from .encode import run_cli
 
-        transformers.utils.logging.disable_progress_bar()
-        evaluate(args)
-    except ValueError as e:
-        if os.environ.get("MOTIONPATCH_DEBUG"):
-            raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+    return run_cli(PROG, evaluate, build_parser().parse_args(argv))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -40,7 +40,6 @@ import datetime as _dt
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections import Counter
@@ -454,21 +453,9 @@ def format_report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``motionpatch-zero-shot``; returns the exit status (2 for input errors)."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        level=logging.WARNING)  # fmt: skip
-    try:
-        import transformers
+    from .encode import run_cli
 
-        transformers.utils.logging.disable_progress_bar()
-        zero_shot(args)
-    except ValueError as e:
-        if os.environ.get("MOTIONPATCH_DEBUG"):
-            raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+    return run_cli(PROG, zero_shot, build_parser().parse_args(argv))
 
 if __name__ == "__main__":
     sys.exit(main())
