@@ -267,7 +267,7 @@ def _load_prepared(name: str, data_args) -> TrainingData:
 
 def _check_data(data: TrainingData, data_args) -> None:
     dd = data.dataset
-    if data_args.skeleton:
+    if data_args.skeleton and data_args.skeleton != data.skeleton.name:  # same name: the dataset's own skeleton
         try:
             expected = get_skeleton(data_args.skeleton)
         except (SkeletonError, KeyError, ValueError) as e:
