@@ -9,7 +9,16 @@ import torch
 import torch.nn.functional as F
 from transformers import Pipeline
 
+from .modeling_motionpatch import similarity_logits
+
 DEFAULT_TEMPLATE = "A person {}."  # the paper's prompt
+
+
+def ensemble_prompt_embeddings(text_embeds: torch.Tensor, num_templates: int) -> torch.Tensor:
+    """Prompt ensembling: ``(templates * labels, dim)`` text embeddings, template-major (all labels of template 0
+    first), -> ``(labels, dim)``, the mean over templates re-normalised. Shared by the pipeline and batch scripts."""
+    labels = text_embeds.shape[0] // num_templates
+    return F.normalize(text_embeds.float().view(num_templates, labels, -1).mean(0), dim=-1)
 
 
 class ZeroShotMotionClassificationPipeline(Pipeline):
@@ -89,7 +98,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             with torch.no_grad():
                 embeds = self.model.get_text_features(**text).float()
             cache.clear()  # keep one label set: pipelines are usually called with the same labels
-            cache[key] = F.normalize(embeds.view(len(templates), len(labels), -1).mean(0), dim=-1)
+            cache[key] = ensemble_prompt_embeddings(embeds, len(templates))
         return cache[key]
 
     def _forward(self, model_inputs):
@@ -100,7 +109,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             motion_attention_mask=model_inputs["motion_attention_mask"],
         )
         text = self.label_embeddings(labels, templates)
-        logits = self.model.logit_scale.float().exp() * motion.float() @ text.t()
+        logits = similarity_logits(motion, text, self.model.logit_scale)  # (motions, labels), float32
         return {"logits": logits, "candidate_labels": labels}
 
     def postprocess(self, model_outputs, top_k: int | None = None) -> list[dict[str, Any]]:

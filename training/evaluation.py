@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from modeling_motionpatch.modeling_motionpatch import motion_text_contrastive_loss
+from modeling_motionpatch.modeling_motionpatch import motion_text_contrastive_loss, similarity_logits
 from modeling_motionpatch.retrieval import compute_retrieval_metrics, format_retrieval_table
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def block_loss(text: torch.Tensor, motion: torch.Tensor, logit_scale: float, blo
         t, m = text[start : start + block], motion[start : start + block]
         if t.shape[0] < 2:
             continue
-        logits = float(np.exp(logit_scale)) * (t @ m.t())
+        logits = similarity_logits(t, m, torch.tensor(float(logit_scale)))
         losses.append(motion_text_contrastive_loss(logits).item())
         weights.append(t.shape[0])
     return float(np.average(losses, weights=weights)) if losses else float("nan")

@@ -225,11 +225,13 @@ def candidate_text_embeddings(accelerator, model, processor, texts: Sequence[str
                               batch_size: int = 64) -> torch.Tensor:  # fmt: skip
     """``(labels, dim)``: each label's normalised text embedding averaged over the templates, re-normalised (the
     pipeline's prompt ensembling); with one template simply ``get_text_features(template.format(label))``."""
+    from modeling_motionpatch.pipeline_zero_shot_motion import ensemble_prompt_embeddings
+
     from .encode import encode_texts
 
     sentences = [t.format(x) for t in templates for x in texts]
     emb = encode_texts(accelerator, model, processor, sentences, batch_size, max_length=None)
-    return torch.nn.functional.normalize(emb.view(len(templates), len(texts), -1).mean(0), dim=-1)
+    return ensemble_prompt_embeddings(emb, len(templates))
 
 
 def batched_logits(accelerator, model, processor, get_motion, num_motions: int, texts: Sequence[str],
@@ -239,7 +241,9 @@ def batched_logits(accelerator, model, processor, get_motion, num_motions: int, 
 
     text = candidate_text_embeddings(accelerator, model, processor, texts, templates, batch_size)
     motion = encode_motions(accelerator, model, processor, get_motion, num_motions, batch_size, input_fps)
-    return model.logit_scale.detach().float().exp().cpu() * (motion @ text.t())
+    from modeling_motionpatch import similarity_logits
+
+    return similarity_logits(motion, text, model.logit_scale.detach().cpu())  # the pipeline's logits, batched
 
 
 def pipeline_scores(model, processor, get_motion, num_motions: int, texts: Sequence[str], templates: Sequence[str],
