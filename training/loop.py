@@ -45,7 +45,7 @@ from .data import (
     split_fps,
 )
 from .encode import json_default
-from .evaluation import block_loss, chance_metrics, embed_split, flatten_metrics, results_table, retrieval_metrics
+from .evaluation import block_loss, chance_levels, embed_split, flatten_metrics, results_table, retrieval_metrics
 from .losses import ClipLoss
 from .model_factory import (
     GROUPS,
@@ -776,7 +776,7 @@ def evaluate_test(run: Run) -> HeldOutResults:
         text, motion, _ = embed_split(_LocalGather(run.accelerator), best_model, test_dl)
         captions = [c[0] for c in test_caps]
         results, notes = retrieval_metrics(text, motion, captions, run.data_args.eval_protocols, ta.seed)
-        chance = chance_metrics(captions, list(results), seed=ta.seed)
+        chance = chance_levels(captions, list(results), ta.seed)
         out = HeldOutResults(flatten_metrics(results), flatten_metrics(chance), results_table(results, chance), len(captions))
         (run.best_dir / "test_results.json").write_text(json.dumps(
             {"split": run.data_args.test_split, "num_motions": len(captions), "checkpoint_step": state.best_step,

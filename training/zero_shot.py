@@ -50,6 +50,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from modeling_motionpatch import similarity_logits
+from modeling_motionpatch.pipeline_zero_shot_motion import ensemble_prompt_embeddings
+
+from .encode import encode_motions, encode_texts, environment, load_model_and_data, make_accelerator, motion_source
+from .encode import run_cli, write_result
+
 logger = logging.getLogger("motionpatch_training.zero_shot")
 
 PROG = "motionpatch-zero-shot"
@@ -225,10 +231,6 @@ def candidate_text_embeddings(accelerator, model, processor, texts: Sequence[str
                               batch_size: int = 64) -> torch.Tensor:  # fmt: skip
     """``(labels, dim)``: each label's normalised text embedding averaged over the templates, re-normalised (the
     pipeline's prompt ensembling); with one template simply ``get_text_features(template.format(label))``."""
-    from modeling_motionpatch.pipeline_zero_shot_motion import ensemble_prompt_embeddings
-
-    from .encode import encode_texts
-
     sentences = [t.format(x) for t in templates for x in texts]
     emb = encode_texts(accelerator, model, processor, sentences, batch_size, max_length=None)
     return ensemble_prompt_embeddings(emb, len(templates))
@@ -237,12 +239,8 @@ def candidate_text_embeddings(accelerator, model, processor, texts: Sequence[str
 def batched_logits(accelerator, model, processor, get_motion, num_motions: int, texts: Sequence[str],
                    templates: Sequence[str], batch_size: int = 64, input_fps: float | None = None) -> torch.Tensor:  # fmt: skip
     """``(motions, labels)`` scaled cosine similarities ``exp(logit_scale) * motion @ text.T`` (float32, CPU)."""
-    from .encode import encode_motions
-
     text = candidate_text_embeddings(accelerator, model, processor, texts, templates, batch_size)
     motion = encode_motions(accelerator, model, processor, get_motion, num_motions, batch_size, input_fps)
-    from modeling_motionpatch import similarity_logits
-
     return similarity_logits(motion, text, model.logit_scale.detach().cpu())  # the pipeline's logits, batched
 
 
@@ -321,17 +319,6 @@ def accuracy_report(scores: torch.Tensor, truth: Sequence[Sequence[int]], labels
 # ---------------------------------------------------------------------------
 def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
     """Run the classification described by parsed ``args``; returns the JSON-ready result (on every process)."""
-    from .encode import (
-        environment,
-        input_fps_of,
-        json_default,
-        load_eval_data,
-        load_model_and_processor,
-        make_accelerator,
-        match_skeleton,
-        motion_store,
-    )
-
     t_start = time.perf_counter()
     label_index = parse_label_index(args.label_index)
     templates = check_templates(args.template)
@@ -342,10 +329,7 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
     if not ks or ks[0] < 1:
         raise ValueError(f"--top-k must be comma-separated positive integers, got {args.top_k!r}.")
     accelerator = accelerator or make_accelerator(cpu=args.cpu)
-    model, processor = load_model_and_processor(args.model, args.revision, args.trust_remote_code)
-    model.to(accelerator.device)
-    data = load_eval_data(args.dataset, args.split, revision=args.dataset_revision, synthetic_size=args.synthetic_size,
-                          synthetic_seed=args.synthetic_seed, max_samples=args.max_samples)  # fmt: skip
+    model, processor, data = load_model_and_data(args, accelerator)
     gt = row_labels(data.dataset, args.labels_column, label_index, args.dataset)
     labels, labels_source = candidate_labels(args.candidate_labels, data, args.labels_column, label_index)
     texts, phrases_note = label_phrases(labels, args.label_phrases)
@@ -365,23 +349,13 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
             "--candidate-labels."
         )
     truth = [truth_all[i] for i in rows]
-    columns = data.motion_columns
-    stores = [motion_store(data, c) for c in columns]
-    processor, proc_info = match_skeleton(processor, data, int(stores[0].flat.shape[1]), args.skeleton_from_dataset,
-                                          args.model)  # fmt: skip
-    input_fps = input_fps_of(data)
-    if input_fps is not None and abs(input_fps - processor.feature_extractor.fps) < 1e-6:
-        input_fps = None
-
-    def get_motion(i: int):
-        r = rows[i]
-        return stores[0][r] if len(stores) == 1 else tuple(s[r] for s in stores)
-
+    source = motion_source(data, processor, rows, args)
+    processor, input_fps = source.processor, source.input_fps
     t0 = time.perf_counter()
     if args.engine == "pipeline":
-        scores = pipeline_scores(model, processor, get_motion, len(rows), texts, templates, input_fps)
+        scores = pipeline_scores(model, processor, source, len(rows), texts, templates, input_fps)
     else:
-        scores = batched_logits(accelerator, model, processor, get_motion, len(rows), texts, templates,
+        scores = batched_logits(accelerator, model, processor, source, len(rows), texts, templates,
                                 args.batch_size, input_fps)  # fmt: skip
     encode_seconds = time.perf_counter() - t0
     report = accuracy_report(scores, truth, labels, ks)
@@ -414,7 +388,7 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
             {"id": ids[r] if ids is not None else r, "true": [labels[j] for j in t], "top1": labels[p]}
             for r, t, p in zip(rows, truth, report["predictions_top1"], strict=True)
         ],
-        "processor": {**proc_info, "input_fps": input_fps},
+        "processor": {**source.info, "input_fps": input_fps},
         "notes": notes,
         "environment": environment(accelerator),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -423,10 +397,7 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
     if accelerator.is_main_process:
         print(format_report(result), flush=True)
         if args.output:
-            out = Path(args.output)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(result, indent=1, default=json_default))
-            print(f"{PROG}: wrote {out}", flush=True)
+            write_result(PROG, args.output, result)
     accelerator.wait_for_everyone()
     return result
 
@@ -457,8 +428,6 @@ def format_report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``motionpatch-zero-shot``; returns the exit status (2 for input errors)."""
-    from .encode import run_cli
-
     return run_cli(PROG, zero_shot, build_parser().parse_args(argv))
 
 if __name__ == "__main__":
