@@ -472,7 +472,7 @@ def render_model_card(
     try:
         from motionpatch_hub_cards.usage import usage_snippet
 
-        values["usage"] = usage_snippet(repo_id, preset.skeleton, skeleton.num_joints, preset.fps)
+        values["usage"] = usage_snippet(repo_id, preset.skeleton, skeleton.num_joints, preset.input_fps or preset.fps)
     except ImportError:  # the card templates are not installed: the fallback card has no usage section
         pass
     return Template(_card_template()).safe_substitute(values)

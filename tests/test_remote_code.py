@@ -7,6 +7,8 @@ Saves are atomic: a save_pretrained killed with SIGKILL mid-write leaves the pre
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import json
 import os
 import re
@@ -280,12 +282,7 @@ for name, folder in FOLDERS.items():
 """
 
 
-def run_snippets(folders: dict[str, Path], blocked: bool) -> dict[str, list[str]]:
-    for folder in folders.values():
-        (folder / "usage_snippet.py").write_text(usage_code(folder / "README.md"), encoding="utf-8")
-    prelude = BLOCK_PACKAGE if blocked else "import modeling_motionpatch\n"
-    code = prelude + f"FOLDERS = {({k: str(v) for k, v in folders.items()})!r}\n" + SNIPPET_RUNNER
-    stdout = run_python(code, cwd=next(iter(folders.values())).parent).stdout
+def printed_by_snippet(stdout: str) -> dict[str, list[str]]:
     printed: dict[str, list[str]] = {}
     for line in stdout.splitlines():
         if line.startswith("SNIPPET "):
@@ -295,14 +292,20 @@ def run_snippets(folders: dict[str, Path], blocked: bool) -> dict[str, list[str]
     return printed
 
 
-def test_card_snippet_runs_as_written_with_and_without_the_package(cli_folders):
+def test_card_snippet_runs_as_written_with_and_without_the_package(cli_folders, monkeypatch):
     for folder in cli_folders.values():
         code = usage_code(folder / "README.md")
         assert "trust_remote_code=True" in code and "modeling_motionpatch" not in code
         assert json.loads((folder / "config.json").read_text())["custom_pipelines"][TASK]
         assert (folder / "pipeline_zero_shot_motion.py").exists()
-    installed = run_snippets(cli_folders, blocked=False)
-    blocked = run_snippets(cli_folders, blocked=True)
+        (folder / "usage_snippet.py").write_text(code, encoding="utf-8")
+    runner = f"FOLDERS = {({k: str(v) for k, v in cli_folders.items()})!r}\n" + SNIPPET_RUNNER
+    blocked = printed_by_snippet(run_python(BLOCK_PACKAGE + runner, cwd=cli_folders["convert"].parent).stdout)
+    output = io.StringIO()
+    monkeypatch.chdir(cli_folders["convert"].parent)
+    with contextlib.redirect_stdout(output):  # here, with the package installed and imported
+        exec(runner, {})
+    installed = printed_by_snippet(output.getvalue())
     for name in cli_folders:
         assert len(installed[name]) == len(blocked[name]) == 2, (installed, blocked)
         ranked = [ast.literal_eval(out[0]) for out in (installed[name], blocked[name])]
@@ -319,30 +322,36 @@ def test_card_snippet_runs_as_written_with_and_without_the_package(cli_folders):
 # atomic saves
 # ---------------------------------------------------------------------------
 KILLED_SAVE = """
-import sys, time, safetensors.torch
+import sys, threading, time
 import modeling_motionpatch
-from modeling_motionpatch import MotionPatchConfig, MotionPatchModel
-original = safetensors.torch.save_file
-def slow_save_file(*args, **kwargs):  # the config and code are written; the weights hang
-    print("WRITING_WEIGHTS", flush=True)
-    time.sleep(60)
-    return original(*args, **kwargs)
 import transformers.modeling_utils
+from modeling_motionpatch import MotionPatchConfig, MotionPatchModel
+
+def slow_save_file(*args, **kwargs):  # the config and code are written; the weights hang until the kill
+    print("WRITING_WEIGHTS", flush=True)
+    time.sleep(120)
+
 transformers.modeling_utils.safe_save_file = slow_save_file
 config = MotionPatchConfig.from_pretrained(sys.argv[1])
-MotionPatchModel(config).save_pretrained(sys.argv[2])
+saves = [threading.Thread(target=MotionPatchModel(config).save_pretrained, args=(target,)) for target in sys.argv[2:]]
+for save in saves:
+    save.start()
+for save in saves:
+    save.join()
 """
 
 
-def kill_mid_save(config_folder: Path, target: Path) -> None:
-    """Run a save of a new model into ``target`` and SIGKILL it while the weights are being written."""
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(config_folder), str(target)],
+def kill_mid_save(config_folder: Path, *targets: Path) -> None:
+    """Save new models into ``targets`` in one process and SIGKILL it while their weights are being written."""
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(config_folder), *map(str, targets)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())  # fmt: skip
     try:
-        line = proc.stdout.readline()
-        assert line.strip() == "WRITING_WEIGHTS", line + proc.stderr.read()[-3000:]
-        temporary = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.tmp-")]
-        assert temporary and (temporary[0] / "config.json").exists(), "the save does not write into a temporary folder"
+        for _ in targets:
+            line = proc.stdout.readline()
+            assert line.strip() == "WRITING_WEIGHTS", line + proc.stderr.read()[-3000:]
+        for target in targets:
+            temporary = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.tmp-")]
+            assert temporary and (temporary[0] / "config.json").exists(), "the save does not write into a temporary folder"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -353,18 +362,16 @@ def test_save_killed_mid_write_leaves_the_previous_folder_or_none(tmp_path, toke
     torch.manual_seed(0)
     model = MotionPatchModel(tiny_config(vocab_size=len(tokenizer)))
     model.config.save_pretrained(tmp_path / "config")
-
-    kill_mid_save(tmp_path / "config", tmp_path / "new")
-    assert not (tmp_path / "new").exists()  # absent, not half-written
-
     model.save_pretrained(tmp_path / "old")
     (tmp_path / "old" / "README.md").write_text("kept")
     before = {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()}
-    kill_mid_save(tmp_path / "config", tmp_path / "old")
+
+    kill_mid_save(tmp_path / "config", tmp_path / "new", tmp_path / "old")
+    assert not (tmp_path / "new").exists()  # absent, not half-written
     assert {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()} == before  # untouched
     assert MotionPatchModel.from_pretrained(tmp_path / "old").state_dict().keys() == model.state_dict().keys()
 
-    # the next saves remove what the killed processes left; an existing folder keeps the files it does not rewrite
+    # the next saves remove what the killed process left; an existing folder keeps the files it does not rewrite
     model.save_pretrained(tmp_path / "old")
     model.save_pretrained(tmp_path / "new")
     assert (tmp_path / "old" / "README.md").read_text() == "kept"
