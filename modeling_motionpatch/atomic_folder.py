@@ -10,9 +10,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 TMP_INFIX = ".tmp-"
 _RENAME_EXCHANGE = 2  # linux/fs.h
@@ -51,7 +51,11 @@ def replace_folder(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         return
     old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
     os.replace(dst, old / "old")
-    os.replace(src, dst)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        os.replace(old / "old", dst)  # put the previous folder back
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -64,8 +68,11 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def _remove_stale_siblings(folder: Path) -> None:
     """Temporary siblings of ``folder`` left by processes that were killed (their pid is in the name)."""
-    for path in folder.parent.glob(f".{folder.name}{TMP_INFIX}*"):
-        pid = path.name[len(f".{folder.name}{TMP_INFIX}") :].split("-", 1)[0]
+    prefix = f".{folder.name}{TMP_INFIX}"
+    for name in os.listdir(folder.parent):
+        if not name.startswith(prefix):
+            continue
+        path, pid = folder.parent / name, name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid():
             try:
                 os.kill(int(pid), 0)
@@ -91,7 +98,7 @@ def atomic_folder(
     ``.{name}.tmp-{pid}-*``, which the next write to ``folder`` removes; an exception removes it at once.
     """
     folder = Path(os.path.realpath(folder))
-    if folder.exists() and not folder.is_dir():
+    if keep is not None and folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{str(folder)!r} is a file; save into a folder path (it is created if absent).")
     folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_siblings(folder)

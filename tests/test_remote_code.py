@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import random_motions, tiny_config
+from training_helpers import make_tiny_text_dir, run_training, subprocess_env, tiny_args
 
 import modeling_motionpatch  # noqa: F401  (registers the Auto classes and the pipeline task)
 from modeling_motionpatch import (
@@ -30,9 +32,6 @@ from modeling_motionpatch import (
     MotionPatchModel,
     MotionPatchProcessor,
 )
-
-from conftest import random_motions, tiny_config
-from training_helpers import make_tiny_text_dir, run_training, subprocess_env, tiny_args
 
 TASK = "zero-shot-motion-classification"
 LABELS = ["walks", "jumps", "kicks with the left leg"]
@@ -135,8 +134,10 @@ pair_model = AutoModel.from_pretrained(pair_folder, trust_remote_code=True).eval
 pair_processor = AutoProcessor.from_pretrained(pair_folder, trust_remote_code=True)
 out("PAIR_CLASS:", type(pair_model).__module__ + "." + type(pair_model).__name__)
 with torch.no_grad():
-    out("PAIR_LOGITS:", pair_model(**pair_processor(text=CAPTIONS, motions=pairs, return_tensors="pt")).logits_per_text.tolist())
-    out("PAIR_ONE:", pair_model(**pair_processor(text=CAPTIONS[:1], motions=pairs[:1], return_tensors="pt")).logits_per_text.tolist())
+    logits = pair_model(**pair_processor(text=CAPTIONS, motions=pairs, return_tensors="pt")).logits_per_text
+    one = pair_model(**pair_processor(text=CAPTIONS[:1], motions=pairs[:1], return_tensors="pt")).logits_per_text
+out("PAIR_LOGITS:", logits.tolist())
+out("PAIR_ONE:", one.tolist())
 """
 
 
@@ -243,7 +244,7 @@ def usage_code(readme: Path) -> str:
     """The first ```python block of the card's "How to use" section, verbatim."""
     text = readme.read_text(encoding="utf-8")
     section = text[text.index("## How to use") :]
-    match = re.search(r"```python\n(.*?)```", section, flags=re.S)
+    match = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert match, f"no python block under 'How to use' in {readme}"
     return match.group(1)
 
@@ -343,15 +344,15 @@ for save in saves:
 
 def kill_mid_save(config_folder: Path, *targets: Path) -> None:
     """Save new models into ``targets`` in one process and SIGKILL it while their weights are being written."""
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(config_folder), *map(str, targets)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())  # fmt: skip
+    command = [sys.executable, "-c", KILLED_SAVE, str(config_folder), *map(str, targets)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
     try:
         for _ in targets:
             line = proc.stdout.readline()
             assert line.strip() == "WRITING_WEIGHTS", line + proc.stderr.read()[-3000:]
         for target in targets:
             temporary = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.tmp-")]
-            assert temporary and (temporary[0] / "config.json").exists(), "the save does not write into a temporary folder"
+            assert temporary and (temporary[0] / "config.json").exists(), "the save did not write a temporary folder"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
