@@ -49,25 +49,21 @@ def load_motion(path: str | os.PathLike) -> np.ndarray:
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file. Accepted inputs: {ACCEPTED_INPUTS}.")
     try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
         with np.load(path, allow_pickle=False) as loaded:
-            if isinstance(loaded, np.ndarray):
-                return loaded
             names = loaded.files
-            if {"lengths", "offsets"} & set(names):
-                raise ValueError(
-                    f"{path} holds several concatenated clips (arrays {names}); slice one clip "
-                    "(joints[offset:offset + length]) and pass that array."
-                )
             key = names[0] if len(names) == 1 else next((k for k in ("motion", "joints", "positions") if k in names), None)
-            if key is None:
-                raise ValueError(f"{path} holds arrays {names}; expected one array, or one named 'motion', 'joints' or 'positions'.")
-            return loaded[key]
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
+            if key is not None and not {"lengths", "offsets"} & set(names):
+                return loaded[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # pickled, truncated or not numpy at all
         raise ValueError(f"{path} cannot be read as a numpy file ({err}); re-save it with np.save / np.savez.") from None
-    except ValueError as err:
-        if str(err).startswith(path):
-            raise
-        raise ValueError(f"{path} cannot be read as a numpy file ({err}); re-save it with np.save / np.savez.") from None
+    if key is not None:
+        raise ValueError(
+            f"{path} holds several concatenated clips (arrays {names}); slice one clip (joints[offset:offset + length]) "
+            "and pass that array."
+        )
+    raise ValueError(f"{path} holds arrays {names}; expected one array, or one named 'motion', 'joints' or 'positions'.")
 
 
 def check_candidate_labels(candidate_labels) -> tuple[str, ...]:
