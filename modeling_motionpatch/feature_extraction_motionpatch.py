@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -76,6 +77,9 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
             raise ValueError(f"max_frames must be a positive multiple of {PATCH_ROWS}, got {max_frames}.")
         if fps_mode not in ("nearest", "linear"):
             raise ValueError(f"fps_mode must be 'nearest' or 'linear', got {fps_mode!r}.")
+        for what, rate in (("fps", fps), ("input_fps", input_fps)):
+            if rate is not None and not 0 < float(rate) < math.inf:  # also refuses NaN
+                raise ValueError(f"{what} must be a positive, finite frame rate, got {rate!r}.")
         if min_frames < 1:
             raise ValueError(f"min_frames must be at least 1, got {min_frames}.")
         self.skeleton = skel.to_dict()

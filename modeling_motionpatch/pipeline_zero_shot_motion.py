@@ -40,9 +40,9 @@ def load_motion(path: str | os.PathLike) -> np.ndarray:
     if suffix == ".bvh":
         raise ValueError(
             f"{path}: the pipeline does not read BVH files (their units, up axis and joint order must match the "
-            "model's skeleton). Convert it first, e.g. `from motionpatch_processing.bvh import read_bvh; "
-            "motion = read_bvh(path, scale=0.01)` (centimetres -> metres), and pass `motion.positions` with "
-            f"`input_fps=motion.fps`. Accepted inputs: {ACCEPTED_INPUTS}."
+            "model's skeleton). Convert it first, e.g. for a model trained on that rig: `from "
+            "motionpatch_processing.bvh import read_bvh; motion = read_bvh(path, scale=0.01)` (centimetres -> "
+            f"metres), then pass `motion.positions` with `input_fps=motion.fps`. Accepted inputs: {ACCEPTED_INPUTS}."
         )
     if suffix not in (".npy", ".npz"):
         raise ValueError(f"{path}: unsupported motion file type {suffix or '(none)'!r}. Accepted inputs: {ACCEPTED_INPUTS}.")

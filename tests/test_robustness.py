@@ -221,3 +221,18 @@ def test_compute_statistics_is_finite_or_a_value_error(pairs):
         return
     assert np.isfinite(mean).all() and np.isfinite(std).all() and (std >= 0).all()
     assert len({a.shape[1:] for a in arrays}) == 1 and all(a.ndim == 3 and a.shape[0] > 0 for a in arrays)
+
+
+def test_bad_frame_rates_and_two_person_groups_are_value_errors():
+    for bad in (0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="positive, finite frame rate"):
+            MotionPatchFeatureExtractor("humanml3d", fps=bad)
+        with pytest.raises(ValueError, match="positive, finite frame rate"):
+            MotionPatchFeatureExtractor("humanml3d", input_fps=bad)
+    pair = MotionPatchFeatureExtractor("humanml3d", max_frames=MAX_FRAMES, num_persons=2)
+    a = np.zeros((20, JOINTS, 3), dtype=np.float32)
+    assert pair([(a, a), (a, a[:5])])["motion_values"].shape == (2, 2, 3, MAX_FRAMES, 80)
+    for bad, message in (([(a, a), (a,)], "sample 1 has 1 motions"), ([(a, a), 3.0], "sample 1 has float motions"),
+                         (5, "got a int"), ([(a, "walk.npy")], "motion 1 is a str")):
+        with pytest.raises(ValueError, match=message):
+            pair(bad)
