@@ -147,7 +147,7 @@ class SkeletonRenderer:
         size: ``(width, height)`` in pixels.
         azimuth, elevation: camera direction in degrees (0, 0 = straight at the body's front at frame 0).
         trace: draw the root's trajectory on the ground (the whole path faint, the path so far dark).
-        title: text drawn at the top left (e.g. the clip id); the frame counter is drawn at the top right.
+        title: text drawn at the top left (e.g. the clip id); the time and frame counter at the bottom right.
         fps: frame rate, for the time shown with the frame counter.
         linewidth: bone width in points.
 
@@ -240,7 +240,7 @@ class SkeletonRenderer:
         self._lines = LineCollection([], colors=colors, linewidths=linewidth, capstyle="round", zorder=4, animated=True)
         ax.add_collection(self._lines)
         self._joints = ax.plot([], [], "o", color=(0.15, 0.15, 0.15), markersize=2.5, zorder=5, animated=True)[0]
-        self._clock = ax.text(0.98, 0.98, "", transform=ax.transAxes, ha="right", va="top", fontsize=8, animated=True)
+        self._clock = ax.text(0.98, 0.02, "", transform=ax.transAxes, ha="right", va="bottom", fontsize=8, animated=True)
         self._ax = ax
         self._canvas.draw()
         self._background = self._canvas.copy_from_bbox(self._fig.bbox)
