@@ -237,9 +237,10 @@ def test_app_in_a_real_browser(workspace, app, tmp_path):
         box.send_keys(query)
         driver.find_element(By.ID, "search-button").click()
         wait.until(lambda d: "Top 5 of 6" in d.find_element(By.ID, "search-status").text)
-        cells = driver.find_elements(By.CSS_SELECTOR, "#search-results tbody tr:first-child td")
-        first_row = [c.text.strip() for c in cells if c.text.strip()]  # (Gradio adds an empty row-number cell)
-        assert first_row[0] == "1" and first_row[2] == expected_top, first_row
+        rows = [[c.text.strip() for c in row.find_elements(By.CSS_SELECTOR, "[role=gridcell]")]
+                for row in driver.find_elements(By.CSS_SELECTOR, "#search-results [role=row]")]
+        rows = [r for r in rows if r]  # data rows (the header row has no grid cells)
+        assert len(rows) == 5 and rows[0][:1] == ["1"] and rows[0][2] == expected_top, rows
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#search-gallery img")) >= 5)
         driver.save_screenshot(str(tmp_path / "search.png"))
 
