@@ -10,8 +10,9 @@ background (ground plane, full root trace), so no figure is created per frame.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -62,8 +62,9 @@ def smpl_bvh(frames: int = 40, fps: float = 20.0) -> str:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tokenizer):
     """A tiny model saved to a folder and a library folder of .npy clips (one per action)."""
-    from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchModel, MotionPatchProcessor
     from motionpatch_processing.synthetic import generate_motion
+
+    from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchModel, MotionPatchProcessor
 
     root = tmp_path_factory.mktemp("app")
     torch.manual_seed(0)
@@ -97,8 +98,9 @@ def app(workspace):
 
 
 def test_search_equals_the_index_and_the_index_is_cached(workspace, app):
-    from modeling_motionpatch.retrieval import MotionSearchIndex
     from motionpatch_training.app import create_app
+
+    from modeling_motionpatch.retrieval import MotionSearchIndex
 
     assert len(app.library) == len(ACTIONS) and sorted(app.library.ids) == sorted(a.replace(" ", "_") for a in ACTIONS)
     assert "embedded the library" in app.notes[-1]
@@ -125,7 +127,8 @@ def test_search_equals_the_index_and_the_index_is_cached(workspace, app):
 
 
 def test_neighbours_and_zero_shot(workspace, app):
-    rows, gallery, status = app.neighbours(None, "jump", 3)
+    rows, _, status = app.neighbours(None, "jump", 3)
+    assert "3 nearest motions to jump" in status
     assert len(rows) == 3 and "jump" not in [r[2] for r in rows]
     emb = app.index.embeddings
     scores = emb @ app.index.get_embedding("jump")
@@ -215,11 +218,11 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_app_in_a_real_browser(workspace, app, tmp_path):
     pytest.importorskip("gradio", reason="the app needs gradio (pip install 'motionpatch[app]')")
+    from motionpatch_training.app import build_interface
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     from modeling_motionpatch.retrieval import MotionSearchIndex
-    from motionpatch_training.app import build_interface
 
     query = "a person waves the left hand"
     reference = MotionSearchIndex.from_model(app.model, app.processor, app.library.motions, app.library.ids)

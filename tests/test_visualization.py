@@ -53,7 +53,7 @@ def test_arm_colours_are_drawn_on_the_arms():
     # seen from the front, the person's left (+x) is on the right of the picture
     assert left_mid[0] > right_mid[0] + 10
     # every left-arm pixel lies on the left arm's side of the body
-    rows, cols = np.nonzero(_color_mask(image, CHAIN_COLORS["left_arm"], tol=20))
+    _, cols = np.nonzero(_color_mask(image, CHAIN_COLORS["left_arm"], tol=20))
     assert len(cols) > 20
     centre = px[list(skel.chains[CHAIN_NAMES.index("torso")])][:, 0].mean()
     assert (cols > centre).mean() > 0.95

@@ -28,9 +28,10 @@ import os
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -478,7 +479,7 @@ TABLE_HEADERS = ["rank", "score", "id", "captions", "labels"]
 
 def error_markdown(err: BaseException) -> str:
     """The error as shown in the page: its type and the package's own message, verbatim."""
-    return f"**Error** ({type(err).__name__}):\n\n<pre class='motionpatch-error'>{html.escape(str(err))}</pre>"
+    return f"**Error** ({type(err).__name__}):\n\n<pre style='white-space: pre-wrap'>{html.escape(str(err))}</pre>"
 
 
 def _guarded(fn: Callable, empty: tuple) -> Callable:
@@ -488,7 +489,7 @@ def _guarded(fn: Callable, empty: tuple) -> Callable:
         try:
             *outputs, status = fn(*args)
             return (*outputs, html.escape(status))
-        except Exception as err:  # noqa: BLE001 - every failure is shown in the page, never raised into Gradio
+        except Exception as err:  # every failure is shown in the page, never raised into Gradio
             if not isinstance(err, ValueError):
                 logger.exception("motionpatch-app: unexpected error")
             return (*empty, error_markdown(err))
@@ -635,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     demo = build_interface(app, top_k=args.top_k)
     host = args.host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
-    port = args.port or int(os.environ.get("GRADIO_SERVER_PORT", 7860))
+    port = args.port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
     demo.launch(server_name=host, server_port=port, allowed_paths=[str(app.render_dir)])
     return 0
 
