@@ -235,7 +235,7 @@ def test_app_in_a_real_browser(workspace, app, tmp_path):
                 allowed_paths=[str(app.render_dir)])  # fmt: skip
     try:
         driver.get(f"http://127.0.0.1:{port}/")
-        wait = WebDriverWait(driver, 90)
+        wait = WebDriverWait(driver, 120)
         box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#query textarea"))
         box.send_keys(query)
         driver.find_element(By.ID, "search-button").click()
@@ -248,9 +248,13 @@ def test_app_in_a_real_browser(workspace, app, tmp_path):
         driver.save_screenshot(str(tmp_path / "search.png"))
 
         driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Zero-shot labels')]").click()
-        upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#zs-upload input[type=file]"))
+        wait.until(lambda d: d.find_element(By.ID, "zs-upload").is_displayed()
+                   and d.find_element(By.ID, "zs-button").is_displayed())  # fmt: skip
+        upload = driver.find_element(By.CSS_SELECTOR, "#zs-upload input[type=file]")
         upload.send_keys(str(workspace / "uploads" / "cut.bvh"))
-        wait.until(lambda d: "cut.bvh" in d.find_element(By.ID, "zs-upload").text)
+        # the upload is complete when the file is listed with its size (the name's stem and suffix are separate spans)
+        wait.until(lambda d: "cut.bvh" in "".join(d.find_element(By.ID, "zs-upload").text.split())
+                   and "B⇣" in "".join(d.find_element(By.ID, "zs-upload").text.split()))  # fmt: skip
         driver.find_element(By.ID, "zs-button").click()
         wait.until(lambda d: "truncated" in d.find_element(By.ID, "zs-status").text)
         status = driver.find_element(By.ID, "zs-status").text
@@ -260,6 +264,9 @@ def test_app_in_a_real_browser(workspace, app, tmp_path):
         driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Text search')]").click()
         driver.find_element(By.ID, "search-button").click()
         wait.until(lambda d: "Top 5 of 6" in d.find_element(By.ID, "search-status").text)
+    except Exception:
+        driver.save_screenshot(str(tmp_path / "failure.png"))
+        raise
     finally:
         driver.quit()
         demo.close()
