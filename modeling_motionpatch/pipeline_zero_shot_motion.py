@@ -211,7 +211,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             text = self.processor(text=sentences, return_tensors="pt", padding=True)
             text = {k: v.to(self.model.device) for k, v in text.items()}
             with torch.no_grad():
-                embeds = self.model.get_text_features(**text).float()
+                embeds = F.normalize(self.model.get_text_features(**text).pooler_output.float(), dim=-1)
             cache.clear()  # keep one label set: pipelines are usually called with the same labels
             cache[key] = ensemble_prompt_embeddings(embeds, len(templates))
         return cache[key]
@@ -232,7 +232,8 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         motion = self.model.get_motion_features(
             motion_values=model_inputs["motion_values"].to(self.model.dtype),
             motion_attention_mask=model_inputs["motion_attention_mask"],
-        )
+        ).pooler_output
+        motion = F.normalize(motion, dim=-1)
         text = self.label_embeddings(labels, templates)
         logits = similarity_logits(motion, text, self.model.logit_scale)  # (motions, labels), float32
         return {"logits": logits, "candidate_labels": batch_labels}  # unbatched per motion by the pipeline iterator

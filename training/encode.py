@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .data import MotionStore, split_fps
 
@@ -476,7 +477,7 @@ def encode_texts(
                               max_length=max_length))  # fmt: skip
 
     def embed(batch):
-        return model.get_text_features(**batch)
+        return F.normalize(model.get_text_features(**batch).pooler_output, dim=-1)
 
     return encode_in_batches(accelerator, len(texts), make_batch, embed, batch_size)
 
@@ -497,7 +498,8 @@ def encode_motions(
         return {"motion_values": out["motion_values"], "motion_attention_mask": out["motion_attention_mask"]}
 
     def embed(batch):
-        return model.get_motion_features(batch["motion_values"].to(dtype), batch["motion_attention_mask"])
+        out = model.get_motion_features(batch["motion_values"].to(dtype), batch["motion_attention_mask"])
+        return F.normalize(out.pooler_output, dim=-1)
 
     return encode_in_batches(accelerator, num_motions, make_batch, embed, batch_size)
 
