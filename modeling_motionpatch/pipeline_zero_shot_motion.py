@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Pipeline
 
+from .configuration_motionpatch import PIPELINE_TASK
 from .modeling_motionpatch import similarity_logits
 from .motion_patches import as_motion_array, is_nested_list_motion
 
@@ -243,15 +244,23 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         return result if top_k is None else result[:top_k]
 
 
+def custom_pipelines_config() -> dict[str, dict[str, Any]]:
+    """The ``custom_pipelines`` entry of a saved ``config.json``, as ``Pipeline.save_pretrained`` writes it.
+
+    With it (and this file saved next to the model), ``pipeline(PIPELINE_TASK, model=folder, trust_remote_code=True)``
+    loads this pipeline class and ``AutoModel`` from the folder alone, without the package installed.
+    """
+    cls = ZeroShotMotionClassificationPipeline
+    return {PIPELINE_TASK: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}", "pt": ["AutoModel"],
+                            "type": "multimodal"}}  # fmt: skip
+
+
 def register_pipeline() -> None:
     """Register ``zero-shot-motion-classification`` with transformers' pipeline registry."""
     from transformers import AutoModel
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    if "zero-shot-motion-classification" not in PIPELINE_REGISTRY.get_supported_tasks():
+    if PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
         PIPELINE_REGISTRY.register_pipeline(
-            "zero-shot-motion-classification",
-            pipeline_class=ZeroShotMotionClassificationPipeline,
-            pt_model=AutoModel,
-            type="multimodal",
+            PIPELINE_TASK, pipeline_class=ZeroShotMotionClassificationPipeline, pt_model=AutoModel, type="multimodal"
         )

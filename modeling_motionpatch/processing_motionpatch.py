@@ -96,6 +96,13 @@ class MotionPatchProcessor(ProcessorMixin):
         """Forwarded to the tokenizer's `decode`."""
         return self.tokenizer.decode(*args, **kwargs)
 
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """`ProcessorMixin.save_pretrained`, written atomically: an interrupted save leaves the previous folder (or
+        none), never a half-written one; the folder's other files (the model) are kept."""
+        from .atomic_folder import save_atomically
+
+        return save_atomically(super().save_pretrained, save_directory, push_to_hub=push_to_hub, **kwargs)
+
     @property
     def model_input_names(self):
         names = list(self.tokenizer.model_input_names) + list(self.feature_extractor.model_input_names)
