@@ -231,7 +231,7 @@ def test_bad_frame_rates_and_two_person_groups_are_value_errors():
             MotionPatchFeatureExtractor("humanml3d", input_fps=bad)
     pair = MotionPatchFeatureExtractor("humanml3d", max_frames=MAX_FRAMES, num_persons=2)
     a = np.zeros((20, JOINTS, 3), dtype=np.float32)
-    assert pair([(a, a), (a, a[:5])])["motion_values"].shape == (2, 2, 3, MAX_FRAMES, 80)
+    assert pair([(a, a), (a, a[:16])])["motion_values"].shape == (2, 2, 3, MAX_FRAMES, 80)
     for bad, message in (([(a, a), (a,)], "sample 1 has 1 motions"), ([(a, a), 3.0], "sample 1 has float motions"),
                          (5, "got a int"), ([(a, "walk.npy")], "motion 1 is a str")):
         with pytest.raises(ValueError, match=message):
