@@ -53,6 +53,14 @@ def _last_line_start(data: bytes) -> int:
     return data.rstrip().rindex(b"\n") + 1
 
 
+def _draw_frame_line(real: bytes, data) -> tuple[list[bytes], int, list[bytes]]:
+    """The file's lines, a drawn MOTION frame line index and that line's values."""
+    lines = real.split(b"\n")
+    first = real[: _motion_start(real)].count(b"\n")
+    row = data.draw(st.integers(first, len(lines) - 2), label="frame line")
+    return lines, row, lines[row].split()
+
+
 def _assert_bvh_error(data: bytes, source: str = "/data/clip.bvh", reason: str | None = None) -> BVHError:
     with pytest.raises(BVHError) as exc:
         parse_bvh_string(data, source=source)
@@ -87,12 +95,9 @@ def test_truncated_at_any_offset_is_a_bvh_error(real, frac):
 @FUZZ
 @given(data=st.data())
 def test_letters_in_numbers_name_line_and_value(real, data):
-    lines = real.split(b"\n")
-    first = real[: _motion_start(real)].count(b"\n")
-    row = data.draw(st.integers(first, len(lines) - 2), label="line index")
-    tokens = lines[row].split()
+    lines, row, tokens = _draw_frame_line(real, data)
     col = data.draw(st.integers(0, len(tokens) - 1), label="value")
-    junk = data.draw(st.sampled_from([b"x", b"1,5", b"0.1.2", b"--1", b"e5", b"nan%"]))
+    junk = data.draw(st.sampled_from([b"x", b"1,5", b"0.1.2", b"--1", b"e5e", b"nan%"]))
     tokens[col] = tokens[col] + junk if junk != b"1,5" else junk
     lines[row] = b" ".join(tokens)
     err = _assert_bvh_error(b"\n".join(lines), reason="non-numeric MOTION value")
@@ -102,10 +107,7 @@ def test_letters_in_numbers_name_line_and_value(real, data):
 @FUZZ
 @given(data=st.data())
 def test_channel_count_mismatch(real, data):
-    lines = real.split(b"\n")
-    first = real[: _motion_start(real)].count(b"\n")
-    row = data.draw(st.integers(first, len(lines) - 2), label="frame line")
-    tokens = lines[row].split()
+    lines, row, tokens = _draw_frame_line(real, data)
     if data.draw(st.booleans(), label="drop (else add) a value"):
         del tokens[data.draw(st.integers(0, len(tokens) - 1))]
     else:
