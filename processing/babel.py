@@ -29,11 +29,14 @@ Rules:
   ``top_k`` most frequent labels of the training split, else every label; ordered by training-split
   frequency (descending, then name). Labels outside ``class_names`` are dropped from a segment; a segment
   left without labels is skipped and counted.
-* missing / unreadable / wrong-joint-count / NaN motions, segments shorter than ``min_segment_frames`` and
-  sequences without labels are skipped and counted (one warning; counts and first ids in the card).
+* missing / unreadable / wrong-joint-count / NaN motions, segments shorter than ``min_segment_frames``,
+  sequences without labels and malformed entries (not an object, labels without finite, non-negative
+  ``start_t``/``end_t``) are skipped and counted (one warning; counts and first ids in the card). An
+  annotation or class-list file that is not UTF-8 JSON is a ``ValueError`` naming the file and line.
 
 BABEL-60 / BABEL-120: the official class lists are not shipped here because this code was written without
-access to them and a wrong list would silently change class indices. Pass the official list with
+access to them and a wrong list would silently change class indices (``motionpatch-zero-shot --candidate-labels
+babel60`` has a list that is explicitly unverified and warns so). Pass the official list with
 ``class_names=read_class_names(path)``, or ``top_k=60`` for the 60 most frequent categories of *your*
 training split (close to, but not guaranteed identical with, BABEL-60).
 """

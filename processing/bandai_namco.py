@@ -492,7 +492,8 @@ def load_bvh_collection(
     Returns:
         ``(DatasetDict, Skeleton)``. Files that fail to parse, have another hierarchy than the first
         file, or whose labels cannot be read are skipped, counted and reported in one
-        :class:`BVHImportWarning`; no file is dropped silently.
+        :class:`BVHImportWarning` (its ``skipped`` maps reason -> files, ``errors`` holds the first errors;
+        ``motionpatch-prepare`` copies both into its report); no file is dropped silently.
     """
     root = Path(root)
     if not root.is_dir():

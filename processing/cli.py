@@ -8,9 +8,11 @@ Examples::
     motionpatch-prepare interhuman --root InterHuman/ --z-up --output data/interhuman
     motionpatch-prepare synthetic --output data/synthetic --push-to-hub me/motionpatch-synthetic
 
-Every run loads the source (skips are counted and reported), optionally adds mirrored copies, computes the
+Every run loads the source (skips are counted by reason in ``prepare_report.json`` and the card, including
+those of BVH importers, which report them on their warning), optionally adds mirrored copies, computes the
 normalisation statistics, writes the folder (:func:`~.io.save_prepared`: data, skeleton.json,
-statistics.json, prepare_report.json, README.md card) and prints a summary.
+statistics.json, prepare_report.json, README.md card) atomically (:func:`save_atomically`) and prints a
+summary. Bad source files are an error message and exit status 1, never a traceback.
 """
 
 from __future__ import annotations
