@@ -4,7 +4,7 @@ Examples::
 
     motionpatch-zero-shot --model runs/bandai-namco/best --dataset bandai-namco:../shared/data/bandai-namco \\
         --labels-column labels --label-index 0 --output zero_shot.json          # the 10 Bandai content labels
-    motionpatch-zero-shot --model ... --dataset data/babel --label-index all --candidate-labels babel60
+    motionpatch-zero-shot --model ... --dataset data/babel --label-index all --candidate-labels babel60_official.json
     motionpatch-zero-shot --model runs/h22/best --dataset data/bandai-native --split all --skeleton-from-dataset
 
 Each motion is scored against every candidate label put into the prompt template(s) (``"A person {}."``, the
@@ -26,7 +26,8 @@ motion at a time on the main process (slow, for checking); ``tests/test_zero_sho
 same predictions and scores.
 
 Candidate labels: ``auto`` (the class list saved with a prepared dataset, else every distinct ground-truth label of
-the chosen label index over all splits of the dataset, sorted), ``babel60`` (:data:`BABEL_60_CLASSES`), or a file
+the chosen label index over all splits of the dataset, sorted), ``babel60`` (:data:`BABEL_60_CLASSES`, an
+unverified list: a warning says so), or a file
 (one label per line, or a JSON list / ``{label: index}`` mapping). ``--label-phrases`` turns labels into the text
 put into the template: ``auto`` uses the Bandai-Namco verb phrases (``walk-turn-left`` -> "walks forward and turns
 left") when every candidate has one, else the label with ``-``/``_`` as spaces; ``none`` uses labels verbatim; a
@@ -42,6 +43,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,10 +63,12 @@ logger = logging.getLogger("motionpatch_training.zero_shot")
 PROG = "motionpatch-zero-shot"
 DEFAULT_TEMPLATE = "A person {}."
 
-#: BABEL-60: the 60 most frequent BABEL action categories, in the order of their class indices 0..59 - the entries
-#: with index < 60 of BABEL's ``action_recognition/data/action_label_2_idx.json`` (github.com/abhinanda-punnakkal/
-#: BABEL, commit 9d81e04), which BABEL's own action-recognition code keeps for its 60-class benchmark. Labels are
-#: BABEL's ``act_cat`` strings. (``processing/babel.py`` does not ship the list; it lives here until it does.)
+#: An UNVERIFIED BABEL-60 class list (``--candidate-labels babel60``; the CLI warns when it is used). It was first
+#: written from memory; it equals the entries with index < 60 of one version of ``action_recognition/data/
+#: action_label_2_idx.json`` in github.com/abhinanda-punnakkal/BABEL (commit 9d81e04, as stored in a public code
+#: index; BABEL's ``create_dataset.py`` keeps the labels with index < n_classes), but another stored version of that
+#: file (commit a338184) orders and spells the labels differently, and it was not checked against the label files
+#: of BABEL's released 60-class benchmark. For reported results pass the official list as a file.
 BABEL_60_CLASSES: tuple[str, ...] = (
     "walk", "stand", "hand movements", "turn", "interact with / use object", "arm movements", "t pose", "step",
     "backwards movement", "raising body part", "look", "touch object", "stretch", "jump", "circular movement",
@@ -77,6 +81,15 @@ BABEL_60_CLASSES: tuple[str, ...] = (
     "balance", "grab person / body part",
 )  # fmt: skip
 NAMED_LABEL_LISTS = {"babel60": BABEL_60_CLASSES}
+UNVERIFIED_LABEL_LISTS = {
+    "babel60": (
+        "--candidate-labels babel60 is an UNVERIFIED class list (it matches one version of BABEL's "
+        "action_label_2_idx.json, not checked against the released BABEL-60 benchmark): class names and their order "
+        "may differ from the official ones. For reported results pass the official list as a file: "
+        "--candidate-labels FILE (and motionpatch-prepare babel --class-names FILE), a JSON list, a JSON "
+        "{name: index} or one name per line."
+    )
+}
 
 
 # ---------------------------------------------------------------------------
@@ -104,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which entry of the labels list is the ground truth (Bandai: 0 = content, 1 = style), or "
                    "'all' (multi-label: a hit when any of them is predicted)")  # fmt: skip
     p.add_argument("--candidate-labels", default="auto",
-                   help="'auto' (dataset class list, else the distinct true labels), 'babel60', or a file (one per "
-                   "line / JSON list / {label: index})")  # fmt: skip
+                   help="'auto' (dataset class list, else the distinct true labels), 'babel60' (an unverified list; "
+                   "pass the official one as a file), or a file (one per line / JSON list / {label: index})")  # fmt: skip
     p.add_argument("--label-phrases", default="auto",
                    help="label -> text in the template: 'auto', 'none' (verbatim) or a JSON file {label: phrase}")
     p.add_argument("--template", action="append", default=None,
@@ -168,7 +181,11 @@ def read_label_file(path: str | Path) -> list[str]:
 def candidate_labels(spec: str, data, column: str, label_index: int | None) -> tuple[list[str], str]:
     """``(labels, where they came from)`` for ``--candidate-labels``."""
     if spec in NAMED_LABEL_LISTS:
-        return list(NAMED_LABEL_LISTS[spec]), f"{spec} ({len(NAMED_LABEL_LISTS[spec])} classes)"
+        unverified = spec in UNVERIFIED_LABEL_LISTS
+        if unverified:
+            warnings.warn(UNVERIFIED_LABEL_LISTS[spec], UserWarning, stacklevel=2)
+        note = f"{spec} ({len(NAMED_LABEL_LISTS[spec])} classes{', unverified' if unverified else ''})"
+        return list(NAMED_LABEL_LISTS[spec]), note
     if spec != "auto":
         path = Path(spec).expanduser()
         if not path.is_file():
