@@ -328,8 +328,12 @@ import modeling_motionpatch
 import transformers.modeling_utils
 from modeling_motionpatch import MotionPatchConfig, MotionPatchModel
 
+lock = threading.Lock()
+
 def slow_save_file(*args, **kwargs):  # the config and code are written; the weights hang until the kill
-    print("WRITING_WEIGHTS", flush=True)
+    with lock:
+        sys.stdout.write("WRITING_WEIGHTS\\n")
+        sys.stdout.flush()
     time.sleep(120)
 
 transformers.modeling_utils.safe_save_file = slow_save_file
@@ -349,7 +353,7 @@ def kill_mid_save(config_folder: Path, *targets: Path) -> None:
     try:
         for _ in targets:
             line = proc.stdout.readline()
-            assert line.strip() == "WRITING_WEIGHTS", line + proc.stderr.read()[-3000:]
+            assert line == "WRITING_WEIGHTS\n", line + (proc.stderr.read()[-3000:] if not line else "")
         for target in targets:
             temporary = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.tmp-")]
             assert temporary and (temporary[0] / "config.json").exists(), "the save did not write a temporary folder"
