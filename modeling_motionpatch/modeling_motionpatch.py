@@ -13,7 +13,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel, ViTModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_motionpatch import MotionPatchConfig, MotionPatchInteractionConfig
 
@@ -52,19 +52,21 @@ class MotionPatchOutput(ModelOutput):
         loss: symmetric contrastive loss (with ``return_loss=True``), float32.
         logits_per_motion: ``(motions, texts)`` scaled cosine similarities, float32.
         logits_per_text: ``(texts, motions)``, the transpose.
-        motion_embeds: ``(motions, projection_dim)`` L2-normalised motion embeddings.
         text_embeds: ``(texts, projection_dim)`` L2-normalised text embeddings.
-        motion_model_output: the ViT's output.
+        motion_embeds: ``(motions, projection_dim)`` L2-normalised motion embeddings.
         text_model_output: the text encoder's output.
+        motion_model_output: the ViT's output.
+
+    The fields and their order are `CLIPOutput`'s with ``image``/``vision`` -> ``motion``.
     """
 
     loss: torch.FloatTensor | None = None
     logits_per_motion: torch.FloatTensor | None = None
     logits_per_text: torch.FloatTensor | None = None
-    motion_embeds: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
-    motion_model_output: BaseModelOutputWithPooling | None = None
+    motion_embeds: torch.FloatTensor | None = None
     text_model_output: BaseModelOutput | None = None
+    motion_model_output: BaseModelOutputWithPooling | None = None
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(
@@ -292,34 +294,63 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
         pooled = self._pool_text(outputs, attention_mask)
         return outputs, self.text_projection(pooled)
 
+    @can_return_tuple
     def get_motion_features(
         self,
         motion_values: torch.Tensor,
         motion_attention_mask: torch.Tensor | None = None,
-        normalize: bool = True,
+        normalize: bool = False,
         **kwargs,
-    ) -> torch.Tensor:
-        """Motion embeddings ``(batch, projection_dim)``, L2-normalised unless ``normalize=False``.
+    ) -> tuple | BaseModelOutputWithPooling:
+        r"""Encode motions, as `CLIPModel.get_image_features` encodes images in transformers 5.
 
-        Unlike transformers 5's `CLIPModel.get_image_features` (which returns a model output), this returns the
-        embedding tensor itself, ready for cosine similarity.
+        Returns:
+            `BaseModelOutputWithPooling`: ``pooler_output`` is the projected motion embedding ``(batch,
+            projection_dim)`` (not normalised, like CLIP's; ``normalize=True`` L2-normalises it), and
+            ``last_hidden_state`` / ``hidden_states`` / ``attentions`` are the ViT's. ``return_dict=False`` gives the
+            tuple.
+
+        Example:
+
+        ```python
+        >>> inputs = processor(motions=[joints], return_tensors="pt")
+        >>> motion_embeds = model.get_motion_features(**inputs).pooler_output
+        >>> motion_embeds = motion_embeds / motion_embeds.norm(dim=-1, keepdim=True)
+        ```
         """
         kwargs.pop("motion_lengths", None)
-        _, embeds = self._encode_motion(motion_values, motion_attention_mask, **kwargs)
-        return F.normalize(embeds, dim=-1) if normalize else embeds
+        outputs, embeds = self._encode_motion(motion_values, motion_attention_mask, **kwargs)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=outputs.last_hidden_state,
+            pooler_output=F.normalize(embeds, dim=-1) if normalize else embeds,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
 
+    @can_return_tuple
     def get_text_features(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        normalize: bool = True,
+        normalize: bool = False,
         **kwargs,
-    ) -> torch.Tensor:
-        """Text embeddings ``(batch, projection_dim)``, L2-normalised unless ``normalize=False``."""
-        _, embeds = self._encode_text(input_ids, attention_mask, token_type_ids, position_ids, **kwargs)
-        return F.normalize(embeds, dim=-1) if normalize else embeds
+    ) -> tuple | BaseModelOutputWithPooling:
+        r"""Encode captions, as `CLIPModel.get_text_features` does in transformers 5.
+
+        Returns:
+            `BaseModelOutputWithPooling`: ``pooler_output`` is the projected text embedding ``(batch,
+            projection_dim)`` (not normalised; ``normalize=True`` L2-normalises it), ``last_hidden_state`` /
+            ``hidden_states`` / ``attentions`` are the text encoder's.
+        """
+        outputs, embeds = self._encode_text(input_ids, attention_mask, token_type_ids, position_ids, **kwargs)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=outputs.last_hidden_state,
+            pooler_output=F.normalize(embeds, dim=-1) if normalize else embeds,
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+        )
 
     # ------------------------------------------------------------ forward
     def forward(

@@ -57,7 +57,7 @@ import pyarrow as pa
 from modeling_motionpatch.motion_patches import resample_fps
 from modeling_motionpatch.skeletons import Skeleton, get_skeleton, register_skeleton
 
-from .bvh import BVHData, forward_kinematics_batch, parse_bvh
+from .bvh import BVHData, bvh_skip_reason, forward_kinematics_batch, parse_bvh
 from .schema import SPLITS, motion_features
 
 logger = logging.getLogger(__name__)
@@ -426,16 +426,22 @@ def _resolve_labels(
     return OrderedDict(zip(names, value))
 
 
-def _report_skips(skipped: list[tuple[str, str]], total: int, root: Path) -> None:
+def _report_skips(skipped: list[tuple[str, str, str]], total: int, root: Path) -> None:
+    """One :class:`BVHImportWarning` for ``(file, reason, error)`` skips; ``warning.skipped`` maps reason -> files."""
     if not skipped:
         return
-    first = "; ".join(f"{name}: {why}" for name, why in skipped[:3])
+    first = "; ".join(f"{name}: {why}" for name, _, why in skipped[:3])
     msg = (
         f"skipped {len(skipped)} of {total} BVH files under {root} that could not be imported "
-        f"(first: {[n for n, _ in skipped[:5]]}). First errors: {first}"
+        f"(first: {[n for n, _, _ in skipped[:5]]}). First errors: {first}"
     )
     logger.warning(msg)
-    warnings.warn(msg, BVHImportWarning, stacklevel=3)
+    warning = BVHImportWarning(msg)
+    warning.skipped = {}
+    for name, reason, _ in skipped:
+        warning.skipped.setdefault(reason, []).append(name)
+    warning.errors = [f"{name}: {why}" for name, _, why in skipped[:5]]
+    warnings.warn(warning, stacklevel=3)
 
 
 def load_bvh_collection(
@@ -486,7 +492,8 @@ def load_bvh_collection(
     Returns:
         ``(DatasetDict, Skeleton)``. Files that fail to parse, have another hierarchy than the first
         file, or whose labels cannot be read are skipped, counted and reported in one
-        :class:`BVHImportWarning`; no file is dropped silently.
+        :class:`BVHImportWarning` (its ``skipped`` maps reason -> files, ``errors`` holds the first errors;
+        ``motionpatch-prepare`` copies both into its report); no file is dropped silently.
     """
     root = Path(root)
     if not root.is_dir():
@@ -502,15 +509,19 @@ def load_bvh_collection(
     stems = [p.stem for p in files]
     ids = stems if len(set(stems)) == len(stems) else [r.rsplit(".", 1)[0] for r in rels]
 
-    skipped: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str, str]] = []  # (file, reason, first line of the error)
     parsed: list[tuple[int, BVHData, OrderedDict]] = []
     reference: BVHData | None = None
     for i, path in enumerate(files):
         try:
             data = parse_bvh(path, keep_end_sites=keep_end_sites)
+        except (ValueError, OSError) as err:
+            skipped.append((rels[i], bvh_skip_reason(err), str(err).splitlines()[0]))
+            continue
+        try:
             fields = _resolve_labels(labels, path, stems[i], rels[i], label_fields)
-        except (ValueError, OSError, KeyError, UnicodeDecodeError) as err:
-            skipped.append((rels[i], str(err).splitlines()[0]))
+        except (ValueError, OSError, KeyError) as err:
+            skipped.append((rels[i], "unreadable labels", str(err).splitlines()[0]))
             continue
         if reference is None:
             reference = data
@@ -518,7 +529,8 @@ def load_bvh_collection(
             data.hierarchy.names != reference.hierarchy.names
             or not np.array_equal(data.hierarchy.parents, reference.hierarchy.parents)
         ):
-            skipped.append((rels[i], f"its hierarchy differs from the first file's ({reference.source})"))
+            skipped.append((rels[i], "hierarchy differs from the first file's",
+                            f"its hierarchy differs from the first file's ({reference.source})"))
             continue
         parsed.append((i, data, fields))
     if reference is None:
@@ -543,6 +555,9 @@ def load_bvh_collection(
         if convert is not None:
             pos = convert(pos, data.hierarchy.names)
         fps = data.fps
+        if not np.isfinite(pos).all():  # finite channels whose forward kinematics overflow float32
+            skipped.append((rels[i], "non-finite joint positions", "forward kinematics gives NaN/Inf positions"))
+            continue
         if target_fps is not None:
             pos = resample_fps(pos, fps, target_fps, mode="linear")
             fps = float(target_fps)

@@ -328,12 +328,9 @@ import modeling_motionpatch
 import transformers.modeling_utils
 from modeling_motionpatch import MotionPatchConfig, MotionPatchModel
 
-lock = threading.Lock()
-
 def slow_save_file(*args, **kwargs):  # the config and code are written; the weights hang until the kill
-    with lock:
-        sys.stdout.write("WRITING_WEIGHTS\\n")
-        sys.stdout.flush()
+    sys.stdout.write("WRITING_WEIGHTS\\n")  # one write per thread (print writes the newline separately)
+    sys.stdout.flush()
     time.sleep(120)
 
 transformers.modeling_utils.safe_save_file = slow_save_file
@@ -351,9 +348,11 @@ def kill_mid_save(config_folder: Path, *targets: Path) -> None:
     command = [sys.executable, "-c", KILLED_SAVE, str(config_folder), *map(str, targets)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
     try:
-        for _ in targets:
+        seen = ""
+        while seen.count("WRITING_WEIGHTS") < len(targets):  # every save is inside its weights file
             line = proc.stdout.readline()
-            assert line == "WRITING_WEIGHTS\n", line + (proc.stderr.read()[-3000:] if not line else "")
+            assert line, seen + proc.stderr.read()[-3000:]
+            seen += line
         for target in targets:
             temporary = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.tmp-")]
             assert temporary and (temporary[0] / "config.json").exists(), "the save did not write a temporary folder"

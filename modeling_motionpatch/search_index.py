@@ -1,0 +1,513 @@
+"""An exact nearest-neighbour search index over motion embeddings, addressed by string ids.
+
+:class:`MotionSearchIndex` stores one embedding per motion with a string id and answers top-k queries exactly by
+chunked matrix products with a running top-k merge (a 1,000,000 x 256 float32 gallery and 100 queries need
+about 26 MB of scores at a time), or through FAISS (``backend="faiss"``, exact inner product, optional).
+
+Like :mod:`.retrieval_metrics`, it depends only on ``torch``, ``numpy``, ``safetensors`` and the standard library
+(``faiss`` when ``backend="faiss"``); loops run over gallery chunks or query blocks, never over single items.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .retrieval_metrics import ArrayLike, _as_2d_float, _check_finite, _l2_normalize
+
+__all__ = ["MotionSearchIndex", "SearchResult"]
+
+# Number of score elements one (query block x gallery chunk) product may hold during search, ~32 MB float32.
+_SEARCH_BLOCK_ELEMENTS = 1 << 23
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k results of a batch of queries, best first.
+
+    Attributes:
+        ids: ``ids[q][r]`` is the id of the ``r``-th hit of query ``q``.
+        scores: ``(num_queries, k)`` float tensor, descending along each row (cosine similarity when the index
+            normalises, else inner product).
+        indices: ``(num_queries, k)`` int64 rows of the hits in the index's embedding matrix.
+
+    ``result[q]`` (and iteration) gives ``[{"id": ..., "score": ...}, ...]`` for query ``q``; :meth:`to_list`
+    gives that for all queries. Among exactly equal scores the order is unspecified.
+    """
+
+    ids: list[list[str]]
+    scores: torch.Tensor
+    indices: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, q: int) -> list[dict[str, Any]]:
+        return [{"id": i, "score": float(s)} for i, s in zip(self.ids[q], self.scores[q].tolist())]
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        return (self[q] for q in range(len(self)))
+
+    def to_list(self) -> list[list[dict[str, Any]]]:
+        """``[[{"id": str, "score": float}, ...] per query]``."""
+        return [self[q] for q in range(len(self))]
+
+
+def _exact_topk(
+    gallery: torch.Tensor, queries: torch.Tensor, k: int, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k inner products by chunked matmul + running top-k merge; never holds (Q x N) scores."""
+    n = gallery.shape[0]
+    n_q = queries.shape[0]
+    chunk = max(1, min(chunk_size, n))
+    q_block = max(1, min(n_q, _SEARCH_BLOCK_ELEMENTS // chunk))
+    out_s = torch.empty(n_q, k, dtype=gallery.dtype)
+    out_i = torch.empty(n_q, k, dtype=torch.long)
+    for q0 in range(0, n_q, q_block):
+        q = queries[q0 : q0 + q_block]
+        buf = torch.empty(q.shape[0], chunk, dtype=gallery.dtype)
+        best_s: torch.Tensor | None = None
+        best_i: torch.Tensor | None = None
+        for g0 in range(0, n, chunk):
+            g = gallery[g0 : g0 + chunk]
+            scores = torch.mm(q, g.T, out=buf) if g.shape[0] == chunk else q @ g.T
+            kk = min(k, scores.shape[1])
+            cs, ci = torch.topk(scores, kk, dim=1, largest=True, sorted=False)
+            ci += g0
+            if best_s is None:
+                best_s, best_i = cs, ci
+            else:
+                cat_s = torch.cat([best_s, cs], dim=1)
+                cat_i = torch.cat([best_i, ci], dim=1)
+                keep = min(k, cat_s.shape[1])
+                best_s, pos = torch.topk(cat_s, keep, dim=1, largest=True, sorted=False)
+                best_i = torch.gather(cat_i, 1, pos)
+        assert best_s is not None and best_i is not None
+        order = torch.argsort(best_s, dim=1, descending=True, stable=True)
+        out_s[q0 : q0 + q.shape[0]] = torch.gather(best_s, 1, order)
+        out_i[q0 : q0 + q.shape[0]] = torch.gather(best_i, 1, order)
+    return out_s, out_i
+
+
+def _features_tensor(out: Any, kind: str) -> torch.Tensor:
+    """Accept a tensor or a ModelOutput/dict from get_*_features and return the (B, D) tensor."""
+    if isinstance(out, torch.Tensor):
+        t = out
+    elif isinstance(out, Mapping) or hasattr(out, "keys"):
+        for key in (f"{kind}_embeds", "pooler_output", "embeddings"):
+            if key in out and out[key] is not None:
+                t = out[key]
+                break
+        else:
+            raise ValueError(
+                f"get_{kind}_features returned {type(out).__name__} without a tensor under '{kind}_embeds' or "
+                "'pooler_output'; it must return the (batch, dim) embeddings, e.g. a BaseModelOutputWithPooling."
+            )
+    else:
+        raise ValueError(f"get_{kind}_features must return a (batch, dim) tensor, got {type(out).__name__}.")
+    if t.ndim != 2:
+        raise ValueError(
+            f"get_{kind}_features must return a (batch, dim) tensor, got shape {tuple(t.shape)}."
+        )
+    return t.detach().float().cpu()
+
+
+def _model_device(model: Any) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration, TypeError):
+        return torch.device("cpu")
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+class MotionSearchIndex:
+    """Exact nearest-neighbour search over motion embeddings, addressed by string ids.
+
+    Args:
+        embeddings: ``(num_items, dim)`` motion embeddings (tensor, numpy array or nested lists).
+        ids: one unique string per row.
+        text_encoder: optional callable ``list[str] -> (num_texts, dim) tensor`` used when :meth:`search` gets
+            strings (:meth:`from_model` sets it to the model's ``get_text_features``).
+        normalize: L2-normalise the gallery (a float32 copy) and every query, so scores are cosine similarities.
+            With ``normalize=False`` scores are raw inner products and a contiguous float32 CPU tensor is used
+            without copying (for embeddings that are already normalised, e.g. ``get_motion_features(..., normalize=True)``).
+        metadata: JSON-serialisable dict saved with the index (model name, dataset, ...).
+        backend: ``"torch"`` (exact, chunked) or ``"faiss"`` (exact ``IndexFlatIP``; needs ``pip install
+            faiss-cpu``; FAISS keeps its own copy of the gallery).
+        chunk_size: gallery rows scored at once by the torch backend; extra memory during a search is about
+            ``min(num_queries, 2**23 // chunk_size) * chunk_size * 4`` bytes of scores (26 MB for 100 queries).
+
+    Example::
+
+        >>> index = MotionSearchIndex(motion_embeds, ids=[f"{i:06d}" for i in range(len(motion_embeds))])
+        >>> res = index.search(text_embeds, k=5)
+        >>> res.ids[0], res.scores[0]          # ids and scores of query 0, best first
+        >>> res[0]                             # [{"id": "000123", "score": 0.71}, ...]
+    """
+
+    _EMBEDDINGS_FILE = "embeddings.safetensors"
+    _SIDECAR_FILE = "index.json"
+    _FORMAT = "motionpatch-motion-search-index"
+    _VERSION = 1
+
+    def __init__(
+        self,
+        embeddings: ArrayLike,
+        ids: Sequence[str],
+        *,
+        text_encoder: Callable[[list[str]], Any] | None = None,
+        normalize: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+        backend: str = "torch",
+        chunk_size: int = 65536,
+        _already_normalized: bool = False,
+    ) -> None:
+        emb = _as_2d_float(embeddings, "embeddings")
+        if isinstance(ids, str) or not isinstance(ids, (Sequence, np.ndarray)):
+            raise ValueError("ids must be a sequence of strings, one per embedding row.")  # noqa: TRY004
+        ids = list(ids)
+        if len(ids) != emb.shape[0]:
+            raise ValueError(
+                f"got {emb.shape[0]} embeddings but {len(ids)} ids; pass exactly one id per row."
+            )
+        if emb.shape[0] == 0:
+            raise ValueError("embeddings is empty; an index needs at least one item.")
+        non_str = [i for i, x in enumerate(ids[:]) if not isinstance(x, str)]
+        if non_str:
+            raise ValueError(
+                f"ids must be strings; entry {non_str[0]} is {type(ids[non_str[0]]).__name__} "
+                f"({ids[non_str[0]]!r}). Convert them, e.g. ids=[str(i) for i in ids]."
+            )
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(x for x in ids if x in seen or seen.add(x))  # type: ignore[func-returns-value]
+            raise ValueError(f"ids must be unique; {dup!r} appears more than once.")
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+        if backend not in ("torch", "faiss"):
+            raise ValueError(f"backend must be 'torch' or 'faiss', got {backend!r}.")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ValueError(f"metadata must be a dict (JSON-serialisable), got {type(metadata).__name__}.")
+        _check_finite(emb, "embeddings")
+        emb = emb.cpu().float()
+        if normalize and not _already_normalized:
+            normed = torch.empty_like(emb)
+            for r0 in range(0, emb.shape[0], chunk_size):  # chunked to avoid a second full-size temporary
+                normed[r0 : r0 + chunk_size] = _l2_normalize(emb[r0 : r0 + chunk_size])
+            emb = normed
+        self._embeddings = emb.contiguous()
+        self._ids = ids
+        self._id_to_row: dict[str, int] | None = None
+        self.normalize = bool(normalize)
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.text_encoder = text_encoder
+        self.backend = backend
+        self.chunk_size = chunk_size
+        self._faiss_index = self._build_faiss(self._embeddings) if backend == "faiss" else None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        processor: Any,
+        motions: Any,
+        ids: Sequence[str],
+        batch_size: int = 32,
+        **index_kwargs: Any,
+    ) -> MotionSearchIndex:
+        """Embed ``motions`` with ``model.get_motion_features`` and index them; strings can then be searched.
+
+        Args:
+            model: a model with ``get_motion_features(motion_values=..., motion_attention_mask=...)`` and
+                ``get_text_features(**processor(text=...))`` returning ``(batch, dim)`` embeddings (a tensor or, as
+                in transformers 5's CLIP, a ``BaseModelOutputWithPooling`` whose ``pooler_output`` is read); they are
+                L2-normalised here. Call
+                ``model.eval()`` first (a warning is emitted when the model is in training mode: dropout would make
+                the embeddings random).
+            processor: called as ``processor(motions=batch, return_tensors="pt")`` on each batch of raw motions
+                (it must return ``motion_values`` and optionally ``motion_attention_mask``) and as
+                ``processor(text=texts, return_tensors="pt", padding=True)`` for text queries. ``None`` when
+                ``motions`` is already a mapping of preprocessed tensors (then text queries need ``text_encoder=``).
+            motions: a sequence of raw motions (each ``(frames, joints, 3)``), or, with ``processor=None``, a mapping
+                with ``motion_values`` ``(N, ...)`` and optionally ``motion_attention_mask`` ``(N, ...)``.
+            ids: one unique string per motion.
+            batch_size: motions per forward pass.
+            **index_kwargs: forwarded to the constructor (``normalize``, ``metadata``, ``backend``, ...).
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if getattr(model, "training", False):
+            warnings.warn(
+                "MotionSearchIndex.from_model: the model is in training mode (dropout active); call model.eval() "
+                "for deterministic embeddings.",
+                stacklevel=2,
+            )
+        device = _model_device(model)
+        if processor is None:
+            if not isinstance(motions, Mapping) or "motion_values" not in motions:
+                raise ValueError(
+                    "with processor=None, motions must be a mapping with 'motion_values' (and optionally "
+                    "'motion_attention_mask') tensors; otherwise pass the processor."
+                )
+            n = len(motions["motion_values"])
+
+            def batches() -> Iterator[Mapping[str, Any]]:
+                for b0 in range(0, n, batch_size):
+                    yield {
+                        k: motions[k][b0 : b0 + batch_size]
+                        for k in ("motion_values", "motion_attention_mask")
+                        if k in motions and motions[k] is not None
+                    }
+        else:
+            n = len(motions)
+
+            def batches() -> Iterator[Mapping[str, Any]]:
+                for b0 in range(0, n, batch_size):
+                    enc = processor(motions=motions[b0 : b0 + batch_size], return_tensors="pt")
+                    yield {k: enc[k] for k in ("motion_values", "motion_attention_mask") if k in enc}
+
+        if len(ids) != n:
+            raise ValueError(f"got {n} motions but {len(ids)} ids; pass exactly one id per motion.")
+        feats = []
+        with torch.no_grad():
+            for batch in batches():
+                out = model.get_motion_features(**_to_device(batch, device))
+                feats.append(_l2_normalize(_features_tensor(out, "motion")))
+        embeddings = torch.cat(feats, dim=0)
+
+        text_encoder = index_kwargs.pop("text_encoder", None)
+        if text_encoder is None and processor is not None:
+
+            def text_encoder(texts: list[str]) -> torch.Tensor:
+                enc = processor(text=list(texts), return_tensors="pt", padding=True)
+                with torch.no_grad():
+                    return _l2_normalize(_features_tensor(model.get_text_features(**_to_device(enc, device)), "text"))
+
+        return cls(embeddings, ids, text_encoder=text_encoder, **index_kwargs)
+
+    @staticmethod
+    def _build_faiss(embeddings: torch.Tensor) -> Any:
+        try:
+            import faiss
+        except ImportError as err:
+            raise ImportError(
+                "backend='faiss' needs the optional FAISS package: install it with `pip install faiss-cpu` (or "
+                "`faiss-gpu`), or use backend='torch' (exact, no extra dependency)."
+            ) from err
+        index = faiss.IndexFlatIP(int(embeddings.shape[1]))
+        index.add(np.ascontiguousarray(embeddings.numpy(), dtype=np.float32))
+        return index
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def embeddings(self) -> torch.Tensor:
+        """The ``(num_items, dim)`` float32 gallery (normalised when ``normalize=True``); do not modify in place."""
+        return self._embeddings
+
+    @property
+    def ids(self) -> list[str]:
+        """Item ids, one per row of :attr:`embeddings` (a copy)."""
+        return list(self._ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self._embeddings.shape[1])
+
+    def __len__(self) -> int:
+        return int(self._embeddings.shape[0])
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._row_of
+
+    @property
+    def _row_of(self) -> dict[str, int]:
+        if self._id_to_row is None:
+            self._id_to_row = {x: i for i, x in enumerate(self._ids)}
+        return self._id_to_row
+
+    def get_embedding(self, item_id: str) -> torch.Tensor:
+        """The stored ``(dim,)`` embedding of ``item_id``."""
+        if item_id not in self._row_of:
+            raise KeyError(f"id {item_id!r} is not in the index ({len(self)} items).")
+        return self._embeddings[self._row_of[item_id]]
+
+    def __repr__(self) -> str:
+        return (
+            f"MotionSearchIndex(num_items={len(self)}, dim={self.dim}, normalize={self.normalize}, "
+            f"backend={self.backend!r}, text_encoder={'yes' if self.text_encoder else 'no'})"
+        )
+
+    # ------------------------------------------------------------------ search
+    def _prepare_queries(self, queries: ArrayLike, name: str) -> torch.Tensor:
+        if getattr(queries, "pooler_output", None) is not None:  # a get_*_features output (BaseModelOutputWithPooling)
+            queries = queries.pooler_output
+        if (
+            isinstance(queries, torch.Tensor)
+            and queries.ndim == 1
+            or isinstance(queries, np.ndarray)
+            and queries.ndim == 1
+        ):
+            queries = queries[None]
+        q = _as_2d_float(queries, name).cpu().float()
+        if q.shape[1] != self.dim:
+            raise ValueError(
+                f"{name} has dim {q.shape[1]} but the index holds dim-{self.dim} embeddings; query with embeddings "
+                "from the same model that built the index."
+            )
+        if q.shape[0] == 0:
+            raise ValueError(f"{name} is empty; pass at least one query.")
+        _check_finite(q, name)
+        return _l2_normalize(q) if self.normalize else q
+
+    def _search(self, q: torch.Tensor, k: int) -> SearchResult:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}.")
+        k = int(k)
+        if k > len(self):
+            raise ValueError(
+                f"k={k} is larger than the index ({len(self)} items); ask for at most k={len(self)} results."
+            )
+        if self._faiss_index is not None:
+            scores_np, idx_np = self._faiss_index.search(np.ascontiguousarray(q.numpy(), dtype=np.float32), k)
+            scores, idx = torch.from_numpy(scores_np), torch.from_numpy(idx_np.astype(np.int64))
+        else:
+            scores, idx = _exact_topk(self._embeddings, q, k, self.chunk_size)
+        ids = self._ids
+        return SearchResult(ids=[[ids[j] for j in row] for row in idx.tolist()], scores=scores, indices=idx)
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed texts with the index's ``text_encoder``; ``(len(texts), dim)`` float32."""
+        if self.text_encoder is None:
+            raise ValueError(
+                "this index has no text encoder, so it cannot search strings: build it with "
+                "MotionSearchIndex.from_model(...), pass text_encoder=callable at construction/load, or search "
+                "with text embeddings (model.get_text_features(...))."
+            )
+        out = self.text_encoder(list(texts))
+        return _features_tensor(out, "text")
+
+    def search(self, queries: ArrayLike | str | Sequence[str], k: int = 10) -> SearchResult:
+        """Top-``k`` motions for text queries.
+
+        Args:
+            queries: text embeddings ``(num_queries, dim)`` or ``(dim,)``, or a string / list of strings (encoded
+                with the index's ``text_encoder``).
+            k: results per query, ``1 <= k <= len(index)``.
+
+        Returns:
+            :class:`SearchResult` (``ids``, ``scores`` ``(Q, k)``, ``indices`` ``(Q, k)``), best first.
+        """
+        if isinstance(queries, str):
+            queries = [queries]
+        if (
+            isinstance(queries, (list, tuple))
+            and len(queries) > 0
+            and all(isinstance(x, str) for x in queries)
+        ):
+            q = self._prepare_queries(self.encode_texts(queries), "text_encoder output")
+        else:
+            q = self._prepare_queries(queries, "text queries")  # type: ignore[arg-type]
+        return self._search(q, k)
+
+    def search_by_motion(self, motion_embeds: ArrayLike, k: int = 10) -> SearchResult:
+        """Top-``k`` motions similar to query motion embeddings ``(num_queries, dim)`` or ``(dim,)``.
+
+        A query that is itself in the index finds itself first (score 1 with normalisation); ask for ``k + 1``
+        and drop it if needed.
+        """
+        return self._search(self._prepare_queries(motion_embeds, "motion_embeds"), k)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index to directory ``path``: ``embeddings.safetensors`` + ``index.json`` (ids, metadata).
+
+        The text encoder is not saved; pass ``text_encoder=`` to :meth:`load`. Returns the directory.
+        """
+        directory = Path(path)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(
+                f"save path {str(directory)!r} exists and is not a directory; pass a directory path."
+            )
+        try:
+            sidecar = json.dumps(
+                {
+                    "format": self._FORMAT,
+                    "version": self._VERSION,
+                    "num_items": len(self),
+                    "dim": self.dim,
+                    "normalize": self.normalize,
+                    "metadata": self.metadata,
+                    "ids": self._ids,
+                },
+                ensure_ascii=False,
+            )
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"index metadata must be JSON-serialisable to be saved: {err}") from None
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file(
+            {"embeddings": self._embeddings},
+            str(directory / self._EMBEDDINGS_FILE),
+            metadata={"format": self._FORMAT},
+        )
+        (directory / self._SIDECAR_FILE).write_text(sidecar, encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        text_encoder: Callable[[list[str]], Any] | None = None,
+        backend: str = "torch",
+        chunk_size: int = 65536,
+    ) -> MotionSearchIndex:
+        """Load an index written by :meth:`save`; search results are identical to the saved index's."""
+        directory = Path(path)
+        emb_file, side_file = directory / cls._EMBEDDINGS_FILE, directory / cls._SIDECAR_FILE
+        if not emb_file.is_file() or not side_file.is_file():
+            raise ValueError(
+                f"{str(directory)!r} is not a saved MotionSearchIndex: expected {cls._EMBEDDINGS_FILE} and "
+                f"{cls._SIDECAR_FILE} inside it (write one with index.save(path))."
+            )
+        side = json.loads(side_file.read_text(encoding="utf-8"))
+        if side.get("format") != cls._FORMAT:
+            raise ValueError(
+                f"{str(side_file)!r} has format {side.get('format')!r}, expected {cls._FORMAT!r}."
+            )
+        if int(side.get("version", 0)) > cls._VERSION:
+            raise ValueError(
+                f"{str(side_file)!r} has version {side['version']}, newer than this library supports "
+                f"({cls._VERSION}); upgrade motionpatch."
+            )
+        tensors = load_file(str(emb_file))
+        if "embeddings" not in tensors:
+            raise ValueError(f"{str(emb_file)!r} has no 'embeddings' tensor.")
+        emb = tensors["embeddings"]
+        if emb.ndim != 2 or emb.shape[0] != len(side["ids"]) or emb.shape[1] != side.get("dim", emb.shape[1]):
+            raise ValueError(
+                f"{str(directory)!r} is inconsistent: embeddings {tuple(emb.shape)} vs {len(side['ids'])} ids / "
+                f"dim {side.get('dim')}; re-save the index."
+            )
+        return cls(
+            emb,
+            side["ids"],
+            text_encoder=text_encoder,
+            normalize=bool(side["normalize"]),
+            metadata=side.get("metadata") or {},
+            backend=backend,
+            chunk_size=chunk_size,
+            _already_normalized=True,
+        )
