@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -102,8 +103,11 @@ def atomic_folder(
         raise NotADirectoryError(f"{str(folder)!r} is a file; save into a folder path (it is created if absent).")
     folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_siblings(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}{TMP_INFIX}{os.getpid()}-", dir=folder.parent))
+    tmp = folder.parent / f".{folder.name}{TMP_INFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()  # the umask's permissions (mkdtemp would make the saved folder private)
     try:
+        if folder.is_dir():
+            shutil.copymode(folder, tmp)
         yield tmp
         if keep is not None and folder.is_dir():
             for entry in os.scandir(folder):

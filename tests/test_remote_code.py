@@ -386,6 +386,9 @@ def test_a_failed_save_keeps_the_previous_folder_and_stale_shards_go(tmp_path, t
     torch.manual_seed(0)
     model = MotionPatchModel(tiny_config(vocab_size=len(tokenizer)))
     model.save_pretrained(tmp_path / "m", max_shard_size="100KB")
+    (tmp_path / "plain").mkdir()
+    assert (tmp_path / "m").stat().st_mode == (tmp_path / "plain").stat().st_mode  # not a private temporary folder
+    (tmp_path / "plain").rmdir()
     shards = sorted(p.name for p in (tmp_path / "m").glob("model-*.safetensors"))
     assert len(shards) > 1
     before = sorted(p.name for p in (tmp_path / "m").iterdir())
