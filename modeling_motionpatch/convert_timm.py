@@ -69,19 +69,24 @@ def _hub_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in _HUB_KWARGS}
 
 
+def _find_file(path_or_repo: str, filename: str, local_subfolder: str, kwargs: Mapping[str, Any]) -> str | None:
+    """The path of ``filename`` in a local folder (under ``local_subfolder``) or a Hub repo (``kwargs``: the
+    `cached_file` options), or `None` when absent."""
+    if os.path.isdir(path_or_repo):
+        path = os.path.join(path_or_repo, local_subfolder, filename)
+        return path if os.path.isfile(path) else None
+    return cached_file(
+        path_or_repo,
+        filename,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+        **_hub_kwargs(kwargs),
+    )
+
+
 def _read_json(path_or_repo: str, filename: str, **kwargs) -> dict | list | None:
     """A JSON file of a local folder or Hub repo, or `None` when it has none."""
-    if os.path.isdir(path_or_repo):
-        path = os.path.join(path_or_repo, kwargs.get("subfolder") or "", filename)
-        path = path if os.path.isfile(path) else None
-    else:
-        path = cached_file(
-            path_or_repo,
-            filename,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-            **_hub_kwargs(kwargs),
-        )
+    path = _find_file(path_or_repo, filename, kwargs.get("subfolder") or "", kwargs)
     if path is None:
         return None
     with open(path, encoding="utf-8") as f:
@@ -99,17 +104,7 @@ def load_timm_checkpoint(name_or_path: str | os.PathLike, **kwargs) -> tuple[Sta
         return unwrap_state_dict(load_state_dict_file(name_or_path, "timm checkpoint"), name_or_path), None
     config = _read_json(name_or_path, "config.json", **kwargs)
     for filename in TIMM_WEIGHT_FILES:
-        if os.path.isdir(name_or_path):
-            path = os.path.join(name_or_path, filename)
-            path = path if os.path.isfile(path) else None
-        else:
-            path = cached_file(
-                name_or_path,
-                filename,
-                _raise_exceptions_for_missing_entries=False,
-                _raise_exceptions_for_connection_errors=False,
-                **_hub_kwargs(kwargs),
-            )
+        path = _find_file(name_or_path, filename, "", kwargs)
         if path is not None:
             return unwrap_state_dict(load_state_dict_file(path, "timm checkpoint"), path), config
     raise ValueError(
