@@ -27,17 +27,16 @@ import argparse
 import hashlib
 import math
 import os
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from string import Template
 
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
+from .atomic_folder import atomic_folder
 from .convert_timm import quiet_transformers
 from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
 from .modeling_motionpatch import MotionPatchModel
@@ -150,6 +149,13 @@ def render_model_card(
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
     }
+    try:
+        from motionpatch_hub_cards.usage import usage_snippet
+
+        fps = preset.input_fps or preset.fps  # what the processor expects
+        values["usage"] = usage_snippet(repo_id, preset.skeleton, skeleton.num_joints, fps)
+    except ImportError:  # the card templates are not installed: the fallback card has no usage section
+        pass
     return Template(_card_template()).safe_substitute(values)
 
 
@@ -210,8 +216,9 @@ def convert_original_checkpoint(
     """Convert an original checkpoint into a Hub-native folder (model, processor, card); returns the folder.
 
     Everything is read and checked in memory first; the folder is then written into a temporary folder next to
-    ``output`` and moved into place with ``os.replace``. On any error the temporary folder is removed, so no
-    half-written output is left. See the module docstring for the layout and :data:`PRESETS` for the datasets.
+    ``output`` that replaces it in one rename (:func:`~modeling_motionpatch.atomic_folder.atomic_folder`). On any
+    error the temporary folder is removed, so no half-written output is left. See the module docstring for the
+    layout and :data:`PRESETS` for the datasets.
     """
     if dataset not in PRESETS:
         raise ConversionError(f"Unknown dataset {dataset!r}; choose one of {sorted(PRESETS)}.")
@@ -257,28 +264,13 @@ def convert_original_checkpoint(
     processor = MotionPatchProcessor(feature_extractor, tok)
     card = render_model_card(model, preset, checkpoint, stats_note, os.fspath(tokenizer), push_to_hub or output.name)
 
-    # 2. write atomically
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent)
-    backup = None
-    try:
+    # 2. write atomically: a temporary sibling that replaces `output` (old content and all) once complete
+    with atomic_folder(output, keep=None) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         Path(tmp, "README.md").write_text(card, encoding="utf-8")
         if verify:
-            _verify(tmp, model)
-        if output.exists() and (not output.is_dir() or any(output.iterdir())):
-            backup = tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent)
-            os.replace(output, os.path.join(backup, "old"))
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if backup is not None and os.path.exists(os.path.join(backup, "old")) and not output.exists():
-            os.replace(os.path.join(backup, "old"), output)  # put the previous folder back
-        raise
-    finally:
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+            _verify(str(tmp), model)
 
     if push_to_hub:
         from huggingface_hub import HfApi

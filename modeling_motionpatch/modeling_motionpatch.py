@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +125,52 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
         if isinstance(module, MotionPatchModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
+    #: save ``pipeline("zero-shot-motion-classification")`` with the model (``config.json``'s ``custom_pipelines``)
+    _saves_zero_shot_pipeline = False
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        push_to_hub: bool = False,
+        variant: str | None = None,
+        distributed_checkpoint: bool = False,
+        **kwargs,
+    ):
+        """`PreTrainedModel.save_pretrained`, written atomically and with the zero-shot pipeline's code.
+
+        The folder is written into a temporary sibling that then replaces it in one rename, so that an interrupted
+        save (even ``kill -9``) leaves the previous folder (or none), never a half-written one; files of an existing
+        folder that this save does not rewrite (a processor, a card) are kept, stale weight shards are not, as in
+        transformers. ``config.json`` gets a ``custom_pipelines`` entry and ``pipeline_zero_shot_motion.py`` is
+        saved beside the model code, so that ``pipeline("zero-shot-motion-classification", model=folder,
+        trust_remote_code=True)`` works from the folder alone; the same holds for :meth:`push_to_hub`, which saves
+        through this method. Distributed (DCP) checkpoints and non-main processes are written as transformers does.
+        """
+        from transformers.dynamic_module_utils import custom_object_save
+
+        from .atomic_folder import save_atomically
+        from .pipeline_zero_shot_motion import ZeroShotMotionClassificationPipeline, custom_pipelines_config
+
+        if self._saves_zero_shot_pipeline:
+            self.config.custom_pipelines = {**(getattr(self.config, "custom_pipelines", None) or {}),
+                                            **custom_pipelines_config()}  # fmt: skip
+        save = super().save_pretrained
+        kwargs.update(is_main_process=is_main_process, variant=variant, distributed_checkpoint=distributed_checkpoint)
+        if distributed_checkpoint or not self.should_save_on_this_rank(is_main_process):
+            return save(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+        def save_with_pipeline(folder, **save_kwargs):
+            if self._saves_zero_shot_pipeline:
+                custom_object_save(ZeroShotMotionClassificationPipeline, folder)
+            return save(folder, **save_kwargs)
+
+        # transformers removes the weight shards of an older save that the new one does not write
+        weights = "model" if variant is None else f"model.{variant}"
+        stale_shard = re.compile(re.escape(weights) + r"-\d{5}-of-\d{5}\.safetensors")
+        return save_atomically(save_with_pipeline, save_directory, push_to_hub=push_to_hub,
+                               keep=lambda name: not stale_shard.fullmatch(name), **kwargs)  # fmt: skip
+
 
 class MotionPatchModel(MotionPatchPreTrainedModel):
     r"""A motion-language dual encoder over motion patches (Yu, Tanaka, Fujiwara, CVPR 2024).
@@ -141,6 +189,8 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
     >>> model(**inputs).logits_per_motion.softmax(-1)
     ```
     """
+
+    _saves_zero_shot_pipeline = True
 
     def __init__(
         self,
@@ -433,6 +483,7 @@ class MotionPatchInteractionModel(MotionPatchModel):
 
     config: MotionPatchInteractionConfig
     config_class = MotionPatchInteractionConfig
+    _saves_zero_shot_pipeline = False  # the zero-shot pipeline classifies one motion per sample, not a pair
 
     @staticmethod
     def _motion_feature_dim(config) -> int:

@@ -53,7 +53,7 @@ from .bandai_labels import (
     make_caption,
 )
 from .bandai_npz import dataset_from_npz
-from .bvh import BVHData, forward_kinematics_batch, parse_bvh
+from .bvh import BVHData, bvh_skip_reason, forward_kinematics_batch, parse_bvh
 from .clip_splits import assign_splits, clip_group, split_of_key, split_of_take, take_number
 from .io import write_arrow_splits
 from .schema import motion_features
@@ -127,16 +127,22 @@ def _resolve_labels(
     return OrderedDict(zip(names, value))
 
 
-def _report_skips(skipped: list[tuple[str, str]], total: int, root: Path) -> None:
+def _report_skips(skipped: list[tuple[str, str, str]], total: int, root: Path) -> None:
+    """One :class:`BVHImportWarning` for ``(file, reason, error)`` skips; ``warning.skipped`` maps reason -> files."""
     if not skipped:
         return
-    first = "; ".join(f"{name}: {why}" for name, why in skipped[:3])
+    first = "; ".join(f"{name}: {why}" for name, _, why in skipped[:3])
     msg = (
         f"skipped {len(skipped)} of {total} BVH files under {root} that could not be imported "
-        f"(first: {[n for n, _ in skipped[:5]]}). First errors: {first}"
+        f"(first: {[n for n, _, _ in skipped[:5]]}). First errors: {first}"
     )
     logger.warning(msg)
-    warnings.warn(msg, BVHImportWarning, stacklevel=3)
+    warning = BVHImportWarning(msg)
+    warning.skipped = {}
+    for name, reason, _ in skipped:
+        warning.skipped.setdefault(reason, []).append(name)
+    warning.errors = [f"{name}: {why}" for name, _, why in skipped[:5]]
+    warnings.warn(warning, stacklevel=3)
 
 
 def load_bvh_collection(
@@ -195,29 +201,12 @@ def load_bvh_collection(
         raise TypeError(f"labels must be None, 'sidecar', a mapping or a callable, got {labels!r}.")
     root, files, rels, stems, ids = _collection_files(root, pattern)
 
-    skipped: list[tuple[str, str]] = []
-    parsed: list[tuple[int, BVHData, OrderedDict]] = []
-    reference: BVHData | None = None
-    for i, path in enumerate(files):
-        try:
-            data = parse_bvh(path, keep_end_sites=keep_end_sites)
-            fields = _resolve_labels(labels, path, stems[i], rels[i], label_fields)
-        except (ValueError, OSError, KeyError, UnicodeDecodeError) as err:
-            skipped.append((rels[i], str(err).splitlines()[0]))
-            continue
-        if reference is None:
-            reference = data
-        elif data.hierarchy is not reference.hierarchy and (
-            data.hierarchy.names != reference.hierarchy.names
-            or not np.array_equal(data.hierarchy.parents, reference.hierarchy.parents)
-        ):
-            skipped.append((rels[i], f"its hierarchy differs from the first file's ({reference.source})"))
-            continue
-        parsed.append((i, data, fields))
-    if reference is None:
+    parsed, skipped = _parse_collection(files, rels, stems, labels, label_fields, keep_end_sites)
+    if not parsed:
         _report_skips(skipped, len(files), root)
         raise ValueError(f"none of the {len(files)} BVH files under {root} could be imported; see the warning.")
 
+    reference = parsed[0][1]
     native = _register_native_skeleton(reference, skeleton_name or f"bvh-{root.name}", scale, up_axis, chains)
     skeleton = native if output_skeleton is None else get_skeleton(output_skeleton)
 
@@ -228,6 +217,9 @@ def load_bvh_collection(
         if convert is not None:
             pos = convert(pos, data.hierarchy.names)
         fps = data.fps
+        if not np.isfinite(pos).all():  # finite channels whose forward kinematics overflow float32
+            skipped.append((rels[i], "non-finite joint positions", "forward kinematics gives NaN/Inf positions"))
+            continue
         if target_fps is not None:
             pos = resample_fps(pos, fps, target_fps, mode="linear")
             fps = float(target_fps)
@@ -254,6 +246,43 @@ def load_bvh_collection(
         )
     _report_skips(skipped, len(files), root)
     return write_arrow_splits(rows, motion_features(skeleton.num_joints), cache_dir, batch_size), skeleton
+
+
+def _parse_collection(
+    files: Sequence[Path],
+    rels: Sequence[str],
+    stems: Sequence[str],
+    labels: LabelSource,
+    label_fields: Sequence[str],
+    keep_end_sites: bool,
+) -> tuple[list[tuple[int, BVHData, OrderedDict]], list[tuple[str, str, str]]]:
+    """Parse every file and read its labels: ``(parsed, skipped)`` with ``(index, data, fields)`` per imported
+    file (the first one is the reference hierarchy) and ``(file, reason, first line of the error)`` per skip."""
+    skipped: list[tuple[str, str, str]] = []
+    parsed: list[tuple[int, BVHData, OrderedDict]] = []
+    reference: BVHData | None = None
+    for i, path in enumerate(files):
+        try:
+            data = parse_bvh(path, keep_end_sites=keep_end_sites)
+        except (ValueError, OSError) as err:
+            skipped.append((rels[i], bvh_skip_reason(err), str(err).splitlines()[0]))
+            continue
+        try:
+            fields = _resolve_labels(labels, path, stems[i], rels[i], label_fields)
+        except (ValueError, OSError, KeyError) as err:
+            skipped.append((rels[i], "unreadable labels", str(err).splitlines()[0]))
+            continue
+        if reference is None:
+            reference = data
+        elif data.hierarchy is not reference.hierarchy and (
+            data.hierarchy.names != reference.hierarchy.names
+            or not np.array_equal(data.hierarchy.parents, reference.hierarchy.parents)
+        ):
+            skipped.append((rels[i], "hierarchy differs from the first file's",
+                            f"its hierarchy differs from the first file's ({reference.source})"))
+            continue
+        parsed.append((i, data, fields))
+    return parsed, skipped
 
 
 def _collection_files(root: str | os.PathLike, pattern: str) -> tuple[Path, list[Path], list[str], list[str], list[str]]:
