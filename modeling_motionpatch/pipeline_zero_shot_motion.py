@@ -34,16 +34,17 @@ ACCEPTED_INPUTS = (
 def load_motion(path: str | os.PathLike) -> np.ndarray:
     """The array stored in a motion file: a ``.npy``, or a ``.npz`` holding one array (or one named ``motion``,
     ``joints`` or ``positions``). Never unpickles. BVH files are refused with a pointer to the BVH reader of
-    ``motionpatch_processing``: reading them needs choices (unit scale, up axis, the joint order of the model's
+    motionpatch's processing package (``read_bvh``): reading them needs choices (unit scale, up axis, the joint order of the model's
     skeleton) that a path alone does not give."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".bvh":
         raise ValueError(
             f"{path}: the pipeline does not read BVH files (their units, up axis and joint order must match the "
-            "model's skeleton). Convert it first, e.g. for a model trained on that rig: `from "
-            "motionpatch_processing.bvh import read_bvh; motion = read_bvh(path, scale=0.01)` (centimetres -> "
-            f"metres), then pass `motion.positions` with `input_fps=motion.fps`. Accepted inputs: {ACCEPTED_INPUTS}."
+            "model's skeleton). Convert it first with the BVH reader that `pip install motionpatch` installs, e.g. for a "
+            "model trained on that rig `motion = read_bvh(path, scale=0.01)` (centimetres -> metres; the function is "
+            "in the package's processing/bvh.py, see the README's Datasets section; `motionpatch-prepare bvh` converts "
+            f"a folder), then pass `motion.positions` with `input_fps=motion.fps`. Accepted inputs: {ACCEPTED_INPUTS}."
         )
     if suffix not in (".npy", ".npz"):
         raise ValueError(f"{path}: unsupported motion file type {suffix or '(none)'!r}. Accepted inputs: {ACCEPTED_INPUTS}.")

@@ -26,6 +26,8 @@ npz importer in :mod:`motionpatch_processing.bandai_npz`; both are re-exported h
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -39,7 +41,7 @@ import datasets
 import numpy as np
 
 from modeling_motionpatch.motion_patches import resample_fps
-from modeling_motionpatch.skeletons import Skeleton, get_skeleton, register_skeleton
+from modeling_motionpatch.skeletons import Skeleton, SkeletonError, get_skeleton, register_skeleton
 
 from .bandai_labels import (
     BANDAI_CAPTION_TEMPLATE,
@@ -208,7 +210,7 @@ def load_bvh_collection(
         raise ValueError(f"none of the {len(files)} BVH files under {root} could be imported; see the warning.")
 
     reference = parsed[0][1]
-    native = _register_native_skeleton(reference, skeleton_name or f"bvh-{root.name}", scale, up_axis, chains)
+    native = _register_native_skeleton(reference, skeleton_name, f"bvh-{root.name}", scale, up_axis, chains)
     skeleton = native if output_skeleton is None else get_skeleton(output_skeleton)
 
     positions = forward_kinematics_batch([d for _, d, _ in parsed], scale=scale, up_axis=up_axis)
@@ -302,9 +304,12 @@ def _collection_files(root: str | os.PathLike, pattern: str) -> tuple[Path, list
 
 
 def _register_native_skeleton(
-    reference: BVHData, name: str, scale: float, up_axis: str, chains: Sequence[Sequence[int]] | None
+    reference: BVHData, name: str | None, default_name: str, scale: float, up_axis: str,
+    chains: Sequence[Sequence[int]] | None,
 ) -> Skeleton:
-    """The skeleton of the collection's hierarchy (offsets scaled, Y up), registered under ``name``."""
+    """The skeleton of the collection's hierarchy (offsets scaled, Y up), registered under ``name`` (or
+    ``default_name``, with a suffix from the hierarchy when another skeleton already holds it)."""
+    chosen, name = name is not None, name or default_name
     from .bvh import _check_up_axis, _convert_up
 
     offsets = _convert_up(np.asarray(reference.hierarchy.offsets * scale, dtype=np.float64), _check_up_axis(up_axis))
@@ -315,7 +320,15 @@ def _register_native_skeleton(
         offsets=offsets,
         chains=chains,
     )
-    return register_skeleton(native)
+    try:
+        return register_skeleton(native)
+    except SkeletonError:
+        if chosen:
+            raise  # a name the user chose: say it is taken
+    # the default name is taken in this process by another hierarchy (e.g. two BVH folders with the same name):
+    # name this one after its hierarchy too, so that neither replaces the other
+    digest = hashlib.sha1(json.dumps([native.joint_names, list(native.parents)]).encode()).hexdigest()[:8]
+    return register_skeleton(dataclasses.replace(native, name=f"{name}-{digest}"))
 
 
 
