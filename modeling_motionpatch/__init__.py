@@ -6,7 +6,7 @@ Importing this package registers the classes with transformers' Auto classes, so
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 
-from .configuration_motionpatch import MotionPatchConfig, MotionPatchInteractionConfig
+from .configuration_motionpatch import MotionPatchConfig, MotionPatchInteractionConfig, MotionPatchLoadError
 from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
 from .modeling_motionpatch import (
     MotionPatchInteractionModel,
@@ -49,6 +49,7 @@ __all__ = [
     "MotionPatchFeatureExtractor",
     "MotionPatchInteractionConfig",
     "MotionPatchInteractionModel",
+    "MotionPatchLoadError",
     "MotionPatchModel",
     "MotionPatchOutput",
     "MotionPatchPreTrainedModel",

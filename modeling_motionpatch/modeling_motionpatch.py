@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,7 +16,12 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.utils import ModelOutput, can_return_tuple
 
-from .configuration_motionpatch import MotionPatchConfig, MotionPatchInteractionConfig
+from .configuration_motionpatch import (
+    MotionPatchConfig,
+    MotionPatchInteractionConfig,
+    MotionPatchLoadError,
+    _named_file,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -108,6 +114,37 @@ def build_projection_head(config: MotionPatchConfig, in_dim: int) -> nn.Module:
     return cls(in_dim, config.projection_dim, config.projection_dropout)
 
 
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _local_folder(pretrained_model_name_or_path) -> Path | None:
+    folder = Path(str(pretrained_model_name_or_path)).expanduser()
+    return folder if folder.is_dir() else None
+
+
+def _unreadable_safetensors(pretrained_model_name_or_path) -> list[str]:
+    """The ``.safetensors`` files of a local folder whose header safetensors cannot read (truncated, corrupt)."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = _local_folder(pretrained_model_name_or_path)
+    bad = []
+    for path in sorted(folder.glob("*.safetensors")) if folder else []:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except SafetensorError:
+            bad.append(str(path))
+    return bad
+
+
+def _pickle_only_weights(pretrained_model_name_or_path) -> list[str]:
+    """The pickled weight files of a local folder that has no ``.safetensors`` file (names only, never opened)."""
+    folder = _local_folder(pretrained_model_name_or_path)
+    if folder is None or any(folder.glob("*.safetensors")):
+        return []
+    return [str(p) for p in sorted(folder.iterdir()) if p.suffix in _PICKLE_SUFFIXES and p.is_file()]
+
+
 # ---------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------
@@ -126,6 +163,41 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)  # Linear: normal(0, initializer_range), zero bias; LayerNorm: ones/zeros
         if isinstance(module, MotionPatchModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, reading safetensors only and failing clearly on a bad folder.
+
+        ``use_safetensors`` defaults to ``True``: a folder that holds only a pickle (``pytorch_model.bin``...) is
+        refused without being opened (a pickle can run code when loaded). A truncated or corrupt ``.safetensors``
+        file and a ``config.json`` of another model type raise :class:`MotionPatchLoadError` (an ``OSError`` and
+        a ``ValueError``) that names the file. ``use_safetensors=False`` restores transformers' fallback to
+        ``torch.load(weights_only=True)`` for pickles you trust.
+        """
+        from safetensors import SafetensorError
+
+        if kwargs.get("use_safetensors") is None:
+            kwargs["use_safetensors"] = True
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as e:
+            bad = _unreadable_safetensors(pretrained_model_name_or_path) or [
+                _named_file(pretrained_model_name_or_path, "model.safetensors")
+            ]
+            raise MotionPatchLoadError(
+                f"{', '.join(bad)}: the weights file is truncated or corrupt ({e}). Re-download it (for a Hub model "
+                "from_pretrained(..., force_download=True)) or re-save the model with save_pretrained()."
+            ) from e
+        except OSError as e:
+            pickles = [] if isinstance(e, MotionPatchLoadError) else _pickle_only_weights(pretrained_model_name_or_path)
+            if not kwargs["use_safetensors"] or not pickles:
+                raise
+            raise MotionPatchLoadError(
+                f"{', '.join(pickles)}: the folder holds only pickled weights, which MotionPatch does not load by "
+                "default (unpickling can run code) and which were not opened. Re-download the model in safetensors "
+                "format, or, if you trust the file, load it once with use_safetensors=False and re-save it with "
+                "save_pretrained() (which writes model.safetensors)."
+            ) from e
 
     #: save ``pipeline("zero-shot-motion-classification")`` with the model (``config.json``'s ``custom_pipelines``)
     _saves_zero_shot_pipeline = False
