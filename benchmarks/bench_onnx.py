@@ -25,7 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def build(args):
     from transformers import BertTokenizerFast
 
-    from modeling_motionpatch import MotionPatchConfig, MotionPatchFeatureExtractor, MotionPatchModel, MotionPatchProcessor
+    from modeling_motionpatch import (
+        MotionPatchConfig,
+        MotionPatchFeatureExtractor,
+        MotionPatchModel,
+        MotionPatchProcessor,
+    )
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "person", "walks"]
     tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)

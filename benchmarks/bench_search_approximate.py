@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 def main() -> None:
     import faiss
+    from test_search_approximate import clustered_gallery, recall_at_k
 
     from modeling_motionpatch.search_index import HNSW_DEFAULTS, MotionSearchIndex
-    from test_search_approximate import clustered_gallery, recall_at_k
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1_000_000)

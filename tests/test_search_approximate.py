@@ -8,7 +8,7 @@ import torch
 
 faiss = pytest.importorskip("faiss", reason="approximate search needs FAISS: pip install 'motionpatch[faiss]'")
 
-from modeling_motionpatch.search_index import HNSW_DEFAULTS, MotionSearchIndex  # noqa: E402
+from modeling_motionpatch.search_index import HNSW_DEFAULTS, MotionSearchIndex
 
 N, DIM, QUERIES, K = 20_000, 128, 200, 10
 
@@ -72,7 +72,7 @@ def test_hnsw_recall_at_documented_defaults(gallery):
 
 
 def test_hnsw_save_load_and_parameters(gallery, tmp_path):
-    emb, queries, ids, exact, hnsw = gallery
+    emb, queries, ids, exact, _ = gallery
     small = MotionSearchIndex(emb[:2_000], ids[:2_000], backend="faiss-hnsw", hnsw={"m": 16, "ef_search": 128})
     assert small.hnsw == {**HNSW_DEFAULTS, "m": 16, "ef_search": 128}
     small.save(tmp_path / "idx")
