@@ -84,8 +84,8 @@ def bench_model(batch_size: int = 32, repeats: int = 3):
     out = {}
     with torch.inference_mode():
         for name, fn in (
-            ("motions/s", lambda: model.get_motion_features(values)),
-            ("texts/s", lambda: model.get_text_features(ids, mask)),
+            ("motions/s", lambda: model.get_motion_features(values).pooler_output),
+            ("texts/s", lambda: model.get_text_features(ids, mask).pooler_output),
         ):
             fn()
             times = []

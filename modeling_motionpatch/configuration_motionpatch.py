@@ -11,6 +11,8 @@ from transformers.configuration_utils import SubConfigSpec
 
 #: ViT-B/16 over a (224 frames x 80 points) motion image: 14 x 5 patches of 16 x 16.
 DEFAULT_MOTION_CONFIG = {"image_size": [224, 80], "patch_size": 16, "num_channels": 3}
+#: the task of :class:`ZeroShotMotionClassificationPipeline`, named in saved configs' ``custom_pipelines``
+PIPELINE_TASK = "zero-shot-motion-classification"
 
 
 @strict
@@ -67,6 +69,16 @@ class MotionPatchConfig(PreTrainedConfig):
             self.motion_config = dict(DEFAULT_MOTION_CONFIG)
         elif isinstance(self.motion_config, dict):  # a partial dict keeps the motion-image defaults
             self.motion_config = {**DEFAULT_MOTION_CONFIG, **self.motion_config}
+        pipelines = kwargs.pop("custom_pipelines", None) or {}
+        if PIPELINE_TASK in pipelines:
+            from transformers.pipelines import PIPELINE_REGISTRY
+
+            # `pipeline()` prefers a config's `custom_pipelines` (which needs trust_remote_code=True) to a task
+            # registered in this process: where the package registered the task, its own class is used instead
+            if PIPELINE_TASK in PIPELINE_REGISTRY.supported_tasks:
+                pipelines = {task: info for task, info in pipelines.items() if task != PIPELINE_TASK}
+        if pipelines:
+            kwargs["custom_pipelines"] = pipelines
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
@@ -114,4 +126,4 @@ class MotionPatchInteractionConfig(MotionPatchConfig):
             raise ValueError(f"num_persons must be at least 2 for an interaction model, got {self.num_persons}.")
 
 
-__all__ = ["MotionPatchConfig", "MotionPatchInteractionConfig"]
+__all__ = ["PIPELINE_TASK", "MotionPatchConfig", "MotionPatchInteractionConfig"]

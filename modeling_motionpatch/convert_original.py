@@ -16,6 +16,9 @@ The original checkpoint layout (read without the original code; ``torch.load(wei
 The output folder holds ``config.json``, ``model.safetensors``, the processor (skeleton, statistics, tokenizer),
 the model code (``trust_remote_code``) and a model card with the original licence (CC BY-NC 4.0) and citation.
 It is written into a temporary folder next to ``--output`` and moved into place only when complete.
+
+Reading the checkpoint into a model and the statistics is :mod:`modeling_motionpatch.original_checkpoint`
+(its names are re-exported here); this module writes the folder and its card, and holds the command line.
 """
 
 from __future__ import annotations
@@ -24,39 +27,39 @@ import argparse
 import hashlib
 import math
 import os
-import re
-import shutil
 import sys
-import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from string import Template
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer, DistilBertConfig, PreTrainedConfig
+from transformers import AutoConfig, AutoTokenizer
 
-from .configuration_motionpatch import MotionPatchConfig
-from .convert_timm import (
-    StateDict,
-    convert_timm_vit_state_dict,
-    load_state_dict_file,
-    quiet_transformers,
-    unwrap_state_dict,
-)
+from .atomic_folder import atomic_folder
+from .convert_timm import quiet_transformers
 from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
 from .modeling_motionpatch import MotionPatchModel
+from .original_checkpoint import (
+    HEAD_KEYS,
+    HEAD_PREFIXES,
+    IGNORED_TEXT_SUFFIXES,
+    MOTION_IMAGE_WIDTH,
+    MOTION_PREFIX,
+    PRESETS,
+    TEXT_PREFIX,
+    ConversionError,
+    DatasetPreset,
+    build_model_from_original,
+    expected_motion_keys,
+    infer_text_config,
+    load_original_state_dict,
+    load_statistics_file,
+    statistics_from_dataset,
+)
 from .processing_motionpatch import MotionPatchProcessor
 from .skeletons import get_skeleton
 
-MOTION_PREFIX = "motion_encoder.model."
-TEXT_PREFIX = "text_encoder.text_model."
-HEAD_PREFIXES = ("motion_projection.", "text_projection.")
-HEAD_KEYS = tuple(f"{m}.{p}" for m in ("projection", "fc", "layer_norm") for p in ("weight", "bias"))
-#: buffers that some transformers versions saved in text-model state dicts; not weights
-IGNORED_TEXT_SUFFIXES = ("position_ids",)
 ORIGINAL_LICENSE = "cc-by-nc-4.0"
 CITATION = (
     "@inproceedings{yu2024motionpatches,\n"
@@ -66,329 +69,6 @@ CITATION = (
     "  year      = {2024}\n"
     "}"
 )
-#: width of a motion image: 5 body-part chains x 16 points
-MOTION_IMAGE_WIDTH = 80
-
-
-@dataclass(frozen=True)
-class DatasetPreset:
-    """How a checkpoint trained on one dataset reads motions."""
-
-    name: str
-    display_name: str
-    skeleton: str
-    fps: float
-    input_fps: float | None
-    fps_mode: str
-    projection_dropout: float
-
-
-PRESETS: dict[str, DatasetPreset] = {
-    "humanml3d": DatasetPreset("humanml3d", "HumanML3D", "humanml3d", 20.0, None, "nearest", 0.5),
-    "kit": DatasetPreset("kit", "KIT-ML", "kit", 20.0, 12.5, "nearest", 0.0),
-}
-
-
-class ConversionError(ValueError):
-    """The inputs of a conversion are invalid; the message says what and how to fix it."""
-
-
-def _preview(keys: Sequence[str], limit: int = 25) -> str:
-    keys = sorted(keys)
-    more = f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
-# ---------------------------------------------------------------------------
-# reading the checkpoint
-# ---------------------------------------------------------------------------
-def load_original_state_dict(path: str | os.PathLike) -> StateDict:
-    """The state dict of an original checkpoint (a ``{"state_dict": ...}`` dict or a bare state dict).
-
-    Read with ``torch.load(..., weights_only=True)``: a pickle that needs code execution is refused, not run.
-    A ``module.`` prefix (DataParallel) is stripped.
-    """
-    state = unwrap_state_dict(load_state_dict_file(path, "checkpoint"), f"checkpoint {os.fspath(path)!r}")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
-def _block_count(keys: Sequence[str], pattern: str) -> int:
-    found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
-    return max(found) + 1 if found else 0
-
-
-def expected_motion_keys(motion: Mapping[str, torch.Tensor]) -> set[str]:
-    """Keys of the original motion ViT (timm, ``global_pool="avg"``), for as many blocks as ``motion`` has."""
-    keys = {
-        "cls_token",
-        "pos_embed",
-        "patch_embed.proj.weight",
-        "patch_embed.proj.bias",
-        "fc_norm.weight",
-        "fc_norm.bias",
-    }
-    for i in range(max(1, _block_count(list(motion), r"blocks\.(\d+)\."))):
-        for module in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"):
-            keys |= {f"blocks.{i}.{module}.weight", f"blocks.{i}.{module}.bias"}
-    return keys
-
-
-def infer_text_config(
-    text: Mapping[str, torch.Tensor], text_config: PreTrainedConfig | None = None
-) -> PreTrainedConfig:
-    """The text encoder's config: ``text_config`` checked against the weights, or DistilBERT inferred from them.
-
-    Inferred from shapes: hidden size and vocabulary (``embeddings.word_embeddings``), positions, layers and the
-    FFN size; heads = hidden / 64 (DistilBERT base: 768 / 12).
-    """
-    emb = text.get("embeddings.word_embeddings.weight")
-    if text_config is not None:
-        hidden = int(text_config.hidden_size)
-        if emb is not None and int(emb.shape[1]) != hidden:
-            raise ConversionError(
-                f"The text tower's hidden size ({hidden}, from the given text config "
-                f"{getattr(text_config, '_name_or_path', '') or type(text_config).__name__}) does not match the "
-                f"checkpoint's text encoder ({int(emb.shape[1])}: {TEXT_PREFIX}embeddings.word_embeddings.weight is "
-                f"{tuple(emb.shape)}). Pass a text config of the checkpoint's size, or omit it to infer the sizes."
-            )
-        return text_config
-    defaults = DistilBertConfig()
-    kwargs: dict[str, Any] = {}
-    if emb is not None:
-        kwargs["vocab_size"], kwargs["dim"] = int(emb.shape[0]), int(emb.shape[1])
-    pos = text.get("embeddings.position_embeddings.weight")
-    if pos is not None:
-        kwargs["max_position_embeddings"] = int(pos.shape[0])
-    layers = _block_count(list(text), r"transformer\.layer\.(\d+)\.")
-    if layers:
-        kwargs["n_layers"] = layers
-    lin1 = text.get("transformer.layer.0.ffn.lin1.weight")
-    if lin1 is not None:
-        kwargs["hidden_dim"] = int(lin1.shape[0])
-    dim = kwargs.get("dim", defaults.dim)
-    if dim % 64:
-        raise ConversionError(
-            f"Cannot infer the attention heads of a DistilBERT with hidden size {dim} (not a multiple of 64); pass "
-            "--text-config with the text encoder's config."
-        )
-    kwargs["n_heads"] = dim // 64
-    return DistilBertConfig(**kwargs)
-
-
-def build_model_from_original(
-    state_dict: Mapping[str, torch.Tensor],
-    dataset: str = "humanml3d",
-    text_config: PreTrainedConfig | None = None,
-    motion_num_attention_heads: int | None = None,
-) -> MotionPatchModel:
-    """Map an original state dict onto a :class:`MotionPatchModel` (eval mode) without the original code.
-
-    Raises:
-        ConversionError: missing or unexpected keys (all listed, original names), or sizes that do not fit.
-    """
-    preset = PRESETS[dataset]
-    motion = {k[len(MOTION_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(MOTION_PREFIX)}
-    text = {k[len(TEXT_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(TEXT_PREFIX)}
-    text = {k: v for k, v in text.items() if not k.endswith(IGNORED_TEXT_SUFFIXES)}
-    heads = {p: {k[len(p) :]: v for k, v in state_dict.items() if k.startswith(p)} for p in HEAD_PREFIXES}
-
-    tconfig = infer_text_config(text, text_config)
-    with torch.device("meta"), quiet_transformers():
-        text_keys = set(AutoModel.from_config(tconfig).state_dict())
-    missing = [MOTION_PREFIX + k for k in expected_motion_keys(motion) - set(motion)]
-    missing += [TEXT_PREFIX + k for k in text_keys - set(text)]
-    missing += [p + k for p in HEAD_PREFIXES for k in HEAD_KEYS if k not in heads[p]]
-    missing += ["logit_scale"] if "logit_scale" not in state_dict else []
-    known = (MOTION_PREFIX, TEXT_PREFIX) + HEAD_PREFIXES
-    unexpected = [MOTION_PREFIX + k for k in set(motion) - expected_motion_keys(motion)]
-    unexpected += [TEXT_PREFIX + k for k in set(text) - text_keys]
-    unexpected += [p + k for p in HEAD_PREFIXES for k in heads[p] if k not in HEAD_KEYS]
-    unexpected += [k for k in state_dict if not k.startswith(known) and k != "logit_scale"]
-    if missing or unexpected:
-        raise ConversionError(
-            "The checkpoint does not have the original MotionPatches layout "
-            f"({MOTION_PREFIX}* timm ViT with fc_norm, {TEXT_PREFIX}* {type(tconfig).__name__}, motion_projection.*, "
-            f"text_projection.*, logit_scale). Missing keys ({len(missing)}): {_preview(missing) or 'none'}. "
-            f"Unexpected keys ({len(unexpected)}): {_preview(unexpected) or 'none'}."
-        )
-
-    patch_w = int(motion["patch_embed.proj.weight"].shape[-1])
-    cols, num_patches = MOTION_IMAGE_WIDTH // patch_w, int(motion["pos_embed"].shape[1]) - 1
-    if MOTION_IMAGE_WIDTH % patch_w or num_patches % cols:
-        raise ConversionError(
-            f"{MOTION_PREFIX}pos_embed holds {num_patches} patch positions, which is not a (frames x "
-            f"{MOTION_IMAGE_WIDTH // max(patch_w, 1)}) grid of {MOTION_IMAGE_WIDTH}-pixel-wide motion images."
-        )
-    image_size = (num_patches // cols * int(motion["patch_embed.proj.weight"].shape[-2]), MOTION_IMAGE_WIDTH)
-    try:
-        vit = convert_timm_vit_state_dict(
-            motion,
-            image_size=image_size,
-            num_attention_heads=motion_num_attention_heads,
-            source=f"{MOTION_PREFIX}* (timm ViT)",
-        )
-    except ValueError as err:
-        raise ConversionError(str(err)) from None
-    projection_dim = int(heads["motion_projection."]["projection.weight"].shape[0])
-    for prefix, tower_hidden, tower in (
-        ("motion_projection.", vit.config.hidden_size, "motion ViT"),
-        ("text_projection.", int(tconfig.hidden_size), f"text encoder ({type(tconfig).__name__})"),
-    ):
-        weight = heads[prefix]["projection.weight"]
-        if int(weight.shape[1]) != tower_hidden:
-            raise ConversionError(
-                f"{prefix}projection.weight is {tuple(weight.shape)}: it projects {int(weight.shape[1])}-dim "
-                f"features, but the {tower} has hidden size {tower_hidden}. The checkpoint's towers and heads do "
-                "not fit together; check --text-config / that the checkpoint is an original MotionPatches one."
-            )
-        if int(weight.shape[0]) != projection_dim:
-            raise ConversionError(
-                f"{prefix}projection.weight projects to {int(weight.shape[0])} dims but motion_projection to "
-                f"{projection_dim}; both heads must share the joint space."
-            )
-    logit_scale = state_dict["logit_scale"]
-    if logit_scale.numel() != 1:
-        raise ConversionError(f"logit_scale must be a scalar, got shape {tuple(logit_scale.shape)}.")
-
-    config = MotionPatchConfig(
-        motion_config=vit.config.to_dict(),
-        text_config=tconfig.to_dict(),
-        projection_dim=projection_dim,
-        projection_head="mlp",
-        projection_dropout=preset.projection_dropout,
-        logit_scale_init_value=float(logit_scale.item()),
-        learnable_logit_scale=False,
-        motion_pooling="mean",
-        text_pooling="cls",
-        mask_motion_padding=False,
-    )
-    mapped = {f"motion_model.{k}": v for k, v in vit.state_dict.items()}
-    mapped.update({f"motion_fc_norm.{k}": v for k, v in vit.final_norm.items()})
-    mapped.update({f"text_model.{k}": v for k, v in text.items()})
-    for prefix in HEAD_PREFIXES:
-        mapped.update({prefix + k: v for k, v in heads[prefix].items()})
-    mapped["logit_scale"] = logit_scale.reshape(())
-    with quiet_transformers():
-        model = MotionPatchModel(config)
-    target = model.state_dict()
-    mapped = {k: v.to(target[k].dtype) if k in target else v for k, v in mapped.items()}
-    try:
-        model.load_state_dict(mapped, strict=True)
-    except RuntimeError as err:
-        raise ConversionError(f"The checkpoint's tensors do not fit the model: {err}") from None
-    return model.eval()
-
-
-# ---------------------------------------------------------------------------
-# statistics
-# ---------------------------------------------------------------------------
-def load_statistics_file(path: str | os.PathLike, what: str, num_joints: int, skeleton: str) -> np.ndarray:
-    """A ``(joints, 3)`` float32 array from a ``.npy`` file of shape ``(joints, 3)`` or ``(joints * 3,)``."""
-    try:
-        arr = np.load(os.fspath(path), allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ConversionError(
-            f"Could not read {what} statistics {os.fspath(path)!r} as a .npy array: {err}"
-        ) from None
-    if arr.shape == (num_joints * 3,):
-        arr = arr.reshape(num_joints, 3)
-    if arr.shape != (num_joints, 3):
-        hint = ""
-        if arr.ndim == 1 and arr.shape[0] in (263, 251):
-            hint = (
-                f" A ({arr.shape[0]},) vector is the HumanML3D-style motion *feature* statistics (Mean.npy/Std.npy); "
-                "MotionPatches normalises raw joint positions (Mean_raw.npy/Std_raw.npy)."
-            )
-        raise ConversionError(
-            f"{what} statistics {os.fspath(path)!r} have shape {arr.shape}; expected ({num_joints}, 3) or "
-            f"({num_joints * 3},) for the {skeleton!r} skeleton ({num_joints} joints x 3 axes).{hint}"
-        )
-    return arr.astype(np.float32)
-
-
-def statistics_from_dataset(
-    dataset_dir: str | os.PathLike, skeleton: str, split: str = "train"
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Mean and std per (joint, axis) of a prepared dataset folder, with a sentence saying what they cover.
-
-    The folder is a `datasets` ``save_to_disk`` folder in motionpatch's schema. With ``motionpatch_processing``
-    installed, the ``statistics.json`` saved with the dataset is used when it covers ``split`` (``"all"`` = every
-    split), otherwise its ``compute_dataset_statistics`` streams the split; without it, the motions of ``split`` are
-    fed to ``MotionPatchFeatureExtractor.compute_statistics`` here. Returns ``(mean, std, description)``.
-    """
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a dependency of the package
-        raise ConversionError("--stats-from needs the `datasets` package (pip install datasets).") from None
-    where = os.fspath(dataset_dir)
-    try:
-        data = datasets.load_from_disk(where)
-    except (FileNotFoundError, ValueError) as err:
-        raise ConversionError(f"--stats-from {where!r} is not a prepared dataset folder: {err}") from None
-    parts = dict(data) if isinstance(data, datasets.DatasetDict) else {split: data}
-    names = list(parts) if split == "all" else [split]
-    absent = [n for n in names if n not in parts]
-    if absent:
-        raise ConversionError(
-            f"Dataset {where!r} has no {absent[0]!r} split (has {sorted(parts)}); pick --stats-split."
-        )
-    for name in names:
-        if "skeleton" in parts[name].column_names:
-            others = sorted(set(parts[name].unique("skeleton")) - {skeleton})
-            if others:
-                raise ConversionError(
-                    f"Dataset {where!r} holds skeletons {others}, not {skeleton!r}; statistics must come from the "
-                    "checkpoint's skeleton."
-                )
-    base = os.path.basename(os.path.normpath(where))
-    try:
-        from motionpatch_processing.statistics import STATISTICS_FILE, compute_dataset_statistics, read_statistics
-    except ImportError:
-        columns = [c for c in ("motion", "motion_a", "motion_b") if c in parts[names[0]].column_names]
-        if not columns:
-            raise ConversionError(
-                f"Dataset {where!r} has no motion column (columns: {parts[names[0]].column_names})."
-            )
-
-        def motions():
-            for name in names:
-                for row in parts[name].select_columns(columns).with_format("numpy"):
-                    yield from (row[c] for c in columns)
-
-        mean, std = MotionPatchFeatureExtractor.compute_statistics(motions())
-        count = sum(len(parts[n]) for n in names)
-        return (
-            mean,
-            std,
-            (
-                f"Computed with `MotionPatchFeatureExtractor.compute_statistics` over every frame of the "
-                f"{', '.join(f'`{n}`' for n in names)} split ({count} motions) of the prepared dataset `{base}` "
-                "(population std)."
-            ),
-        )
-    saved = os.path.join(where, STATISTICS_FILE)
-    stats = read_statistics(where) if os.path.isfile(saved) else None
-    origin = f"`{STATISTICS_FILE}` saved with the prepared dataset `{base}`"
-    if stats is None or sorted(stats.splits) != sorted(names):
-        try:
-            stats = compute_dataset_statistics(data, splits=split)
-        except ValueError as err:
-            raise ConversionError(f"Could not compute statistics of {where!r}: {err}") from None
-        origin = (
-            "computed by `motionpatch_processing.statistics.compute_dataset_statistics` over the prepared "
-            f"dataset `{base}`"
-        )
-    return (
-        stats.mean,
-        stats.std,
-        (
-            f"{origin[0].upper()}{origin[1:]}: every frame of the {', '.join(f'`{n}`' for n in stats.splits)} split "
-            f"({stats.num_motions} motions, {stats.num_frames} frames; population std)."
-        ),
-    )
-
 
 # ---------------------------------------------------------------------------
 # model card
@@ -469,6 +149,13 @@ def render_model_card(
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
     }
+    try:
+        from motionpatch_hub_cards.usage import usage_snippet
+
+        fps = preset.input_fps or preset.fps  # what the processor expects
+        values["usage"] = usage_snippet(repo_id, preset.skeleton, skeleton.num_joints, fps)
+    except ImportError:  # the card templates are not installed: the fallback card has no usage section
+        pass
     return Template(_card_template()).safe_substitute(values)
 
 
@@ -529,8 +216,9 @@ def convert_original_checkpoint(
     """Convert an original checkpoint into a Hub-native folder (model, processor, card); returns the folder.
 
     Everything is read and checked in memory first; the folder is then written into a temporary folder next to
-    ``output`` and moved into place with ``os.replace``. On any error the temporary folder is removed, so no
-    half-written output is left. See the module docstring for the layout and :data:`PRESETS` for the datasets.
+    ``output`` that replaces it in one rename (:func:`~modeling_motionpatch.atomic_folder.atomic_folder`). On any
+    error the temporary folder is removed, so no half-written output is left. See the module docstring for the
+    layout and :data:`PRESETS` for the datasets.
     """
     if dataset not in PRESETS:
         raise ConversionError(f"Unknown dataset {dataset!r}; choose one of {sorted(PRESETS)}.")
@@ -576,28 +264,13 @@ def convert_original_checkpoint(
     processor = MotionPatchProcessor(feature_extractor, tok)
     card = render_model_card(model, preset, checkpoint, stats_note, os.fspath(tokenizer), push_to_hub or output.name)
 
-    # 2. write atomically
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent)
-    backup = None
-    try:
+    # 2. write atomically: a temporary sibling that replaces `output` (old content and all) once complete
+    with atomic_folder(output, keep=None) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         Path(tmp, "README.md").write_text(card, encoding="utf-8")
         if verify:
-            _verify(tmp, model)
-        if output.exists() and (not output.is_dir() or any(output.iterdir())):
-            backup = tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent)
-            os.replace(output, os.path.join(backup, "old"))
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if backup is not None and os.path.exists(os.path.join(backup, "old")) and not output.exists():
-            os.replace(os.path.join(backup, "old"), output)  # put the previous folder back
-        raise
-    finally:
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+            _verify(str(tmp), model)
 
     if push_to_hub:
         from huggingface_hub import HfApi
@@ -676,3 +349,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+__all__ = [
+    "CITATION",
+    "HEAD_KEYS",
+    "HEAD_PREFIXES",
+    "IGNORED_TEXT_SUFFIXES",
+    "MOTION_IMAGE_WIDTH",
+    "MOTION_PREFIX",
+    "ORIGINAL_LICENSE",
+    "PRESETS",
+    "TEXT_PREFIX",
+    "ConversionError",
+    "DatasetPreset",
+    "build_model_from_original",
+    "build_parser",
+    "convert_original_checkpoint",
+    "expected_motion_keys",
+    "infer_text_config",
+    "load_original_state_dict",
+    "load_statistics_file",
+    "main",
+    "render_model_card",
+    "statistics_from_dataset",
+]

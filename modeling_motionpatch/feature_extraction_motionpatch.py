@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -10,7 +12,11 @@ from transformers.feature_extraction_utils import BatchFeature, FeatureExtractio
 from .motion_patches import (
     PATCH_ROWS,
     MotionInputError,
+    MotionInputWarning,
+    as_batch_array,
     as_motion_array,
+    check_finite,
+    is_nested_list_motion,
     chain_interpolation_matrix,
     check_joint_count,
     crop_starts,
@@ -71,6 +77,9 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
             raise ValueError(f"max_frames must be a positive multiple of {PATCH_ROWS}, got {max_frames}.")
         if fps_mode not in ("nearest", "linear"):
             raise ValueError(f"fps_mode must be 'nearest' or 'linear', got {fps_mode!r}.")
+        for what, rate in (("fps", fps), ("input_fps", input_fps)):
+            if rate is not None and not 0 < float(rate) < math.inf:  # also refuses NaN
+                raise ValueError(f"{what} must be a positive, finite frame rate, got {rate!r}.")
         if min_frames < 1:
             raise ValueError(f"min_frames must be at least 1, got {min_frames}.")
         self.skeleton = skel.to_dict()
@@ -167,13 +176,32 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         if hasattr(motions, "shape") and getattr(motions, "ndim", 0) == 4:  # one sample (persons, T, J, 3)
             motions = [motions]
         flat = []
+        if not isinstance(motions, (list, tuple)):
+            raise MotionInputError(
+                f"got a {type(motions).__name__}; this extractor expects a list of samples of {persons} motions each "
+                "(num_persons), or one (persons, frames, joints, 3) array."
+            )
         for i, group in enumerate(motions):
-            if len(group) != persons:
+            if not hasattr(group, "__len__") or isinstance(group, (str, bytes)) or len(group) != persons:
+                size = len(group) if hasattr(group, "__len__") else type(group).__name__
                 raise MotionInputError(
-                    f"sample {i} has {len(group)} motions; this extractor expects {persons} per sample (num_persons)."
+                    f"sample {i} has {size} motions; this extractor expects {persons} per sample (num_persons)."
                 )
             flat.extend(group)
         return flat
+
+    @staticmethod
+    def _as_batch(motions) -> list[np.ndarray]:
+        """One motion or a batch of them (a list, or a stacked ``(B, T, J, 3)`` array) -> a list of float32 arrays."""
+        if isinstance(motions, (list, tuple)) and not is_nested_list_motion(motions):
+            if len(motions) == 0:
+                raise MotionInputError("got an empty list of motions.")
+            return [as_motion_array(m, i) for i, m in enumerate(motions)]
+        if getattr(motions, "ndim", None) == 4:  # an already-stacked (B, T, J, 3) batch of equal lengths
+            if len(motions) == 0:
+                raise MotionInputError(f"got an empty batch of shape {tuple(motions.shape)}.")
+            return list(as_batch_array(motions))
+        return [as_motion_array(motions)]
 
     # ----------------------------------------------------------------- call
     def __call__(
@@ -204,27 +232,12 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         persons = self.num_persons
         if persons > 1:
             motions = self._flatten_groups(motions)
-        if isinstance(motions, (list, tuple)):
-            if len(motions) == 0:
-                raise MotionInputError("got an empty list of motions.")
-            batch = [as_motion_array(m, i) for i, m in enumerate(motions)]
-        else:
-            arr = motions.detach().cpu().float().numpy() if hasattr(motions, "detach") else np.asarray(motions)
-            if arr.ndim == 4:  # an already-stacked (B, T, J, 3) batch of equal lengths
-                batch = [as_motion_array(m, i) for i, m in enumerate(arr)]
-            else:
-                batch = [as_motion_array(arr)]
+        batch = self._as_batch(motions)
         j = self.num_joints
         name = self.skeleton["name"]
         for i, m in enumerate(batch):
             check_joint_count(m, j, name, i if len(batch) > 1 else None)
-        finite = np.fromiter((np.isfinite(m).all() for m in batch), dtype=bool, count=len(batch))
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            raise MotionInputError(
-                f"motions {bad[:10].tolist()} contain NaN or Inf values ({len(bad)} of {len(batch)}); "
-                "clean or drop them before calling the feature extractor."
-            )
+        check_finite(batch)
         src_fps = input_fps if input_fps is not None else (self.input_fps or self.fps)
         if src_fps != self.fps:
             batch = [resample_fps(m, src_fps, self.fps, self.fps_mode) for m in batch]
@@ -233,6 +246,15 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
             i = int(np.argmax(lengths < self.min_frames))
             raise MotionInputError(
                 f"motion {i} has {lengths[i]} frames at {self.fps:g} fps, fewer than min_frames={self.min_frames}."
+            )
+        short = np.flatnonzero(lengths < PATCH_ROWS)
+        if len(short):
+            warnings.warn(
+                f"{len(short)} of {len(batch)} motions have fewer than {PATCH_ROWS} frames at {self.fps:g} fps "
+                f"(indices {short[:10].tolist()}, shortest {int(lengths[short].min())}): their one patch row is "
+                f"mostly mean-pose padding. Set min_frames={PATCH_ROWS} to refuse such motions instead.",
+                MotionInputWarning,
+                stacklevel=2,
             )
         rng = generator if isinstance(generator, np.random.Generator) or generator is None else np.random.default_rng(generator)
         if persons > 1:  # one crop window per group, shared by its persons

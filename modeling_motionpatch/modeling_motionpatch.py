@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +13,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel, ViTModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_motionpatch import MotionPatchConfig, MotionPatchInteractionConfig
 
@@ -50,19 +52,21 @@ class MotionPatchOutput(ModelOutput):
         loss: symmetric contrastive loss (with ``return_loss=True``), float32.
         logits_per_motion: ``(motions, texts)`` scaled cosine similarities, float32.
         logits_per_text: ``(texts, motions)``, the transpose.
-        motion_embeds: ``(motions, projection_dim)`` L2-normalised motion embeddings.
         text_embeds: ``(texts, projection_dim)`` L2-normalised text embeddings.
-        motion_model_output: the ViT's output.
+        motion_embeds: ``(motions, projection_dim)`` L2-normalised motion embeddings.
         text_model_output: the text encoder's output.
+        motion_model_output: the ViT's output.
+
+    The fields and their order are `CLIPOutput`'s with ``image``/``vision`` -> ``motion``.
     """
 
     loss: torch.FloatTensor | None = None
     logits_per_motion: torch.FloatTensor | None = None
     logits_per_text: torch.FloatTensor | None = None
-    motion_embeds: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
-    motion_model_output: BaseModelOutputWithPooling | None = None
+    motion_embeds: torch.FloatTensor | None = None
     text_model_output: BaseModelOutput | None = None
+    motion_model_output: BaseModelOutputWithPooling | None = None
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(
@@ -123,6 +127,52 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
         if isinstance(module, MotionPatchModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
+    #: save ``pipeline("zero-shot-motion-classification")`` with the model (``config.json``'s ``custom_pipelines``)
+    _saves_zero_shot_pipeline = False
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        push_to_hub: bool = False,
+        variant: str | None = None,
+        distributed_checkpoint: bool = False,
+        **kwargs,
+    ):
+        """`PreTrainedModel.save_pretrained`, written atomically and with the zero-shot pipeline's code.
+
+        The folder is written into a temporary sibling that then replaces it in one rename, so that an interrupted
+        save (even ``kill -9``) leaves the previous folder (or none), never a half-written one; files of an existing
+        folder that this save does not rewrite (a processor, a card) are kept, stale weight shards are not, as in
+        transformers. ``config.json`` gets a ``custom_pipelines`` entry and ``pipeline_zero_shot_motion.py`` is
+        saved beside the model code, so that ``pipeline("zero-shot-motion-classification", model=folder,
+        trust_remote_code=True)`` works from the folder alone; the same holds for :meth:`push_to_hub`, which saves
+        through this method. Distributed (DCP) checkpoints and non-main processes are written as transformers does.
+        """
+        from transformers.dynamic_module_utils import custom_object_save
+
+        from .atomic_folder import save_atomically
+        from .pipeline_zero_shot_motion import ZeroShotMotionClassificationPipeline, custom_pipelines_config
+
+        if self._saves_zero_shot_pipeline:
+            self.config.custom_pipelines = {**(getattr(self.config, "custom_pipelines", None) or {}),
+                                            **custom_pipelines_config()}  # fmt: skip
+        save = super().save_pretrained
+        kwargs.update(is_main_process=is_main_process, variant=variant, distributed_checkpoint=distributed_checkpoint)
+        if distributed_checkpoint or not self.should_save_on_this_rank(is_main_process):
+            return save(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+        def save_with_pipeline(folder, **save_kwargs):
+            if self._saves_zero_shot_pipeline:
+                custom_object_save(ZeroShotMotionClassificationPipeline, folder)
+            return save(folder, **save_kwargs)
+
+        # transformers removes the weight shards of an older save that the new one does not write
+        weights = "model" if variant is None else f"model.{variant}"
+        stale_shard = re.compile(re.escape(weights) + r"-\d{5}-of-\d{5}\.safetensors")
+        return save_atomically(save_with_pipeline, save_directory, push_to_hub=push_to_hub,
+                               keep=lambda name: not stale_shard.fullmatch(name), **kwargs)  # fmt: skip
+
 
 class MotionPatchModel(MotionPatchPreTrainedModel):
     r"""A motion-language dual encoder over motion patches (Yu, Tanaka, Fujiwara, CVPR 2024).
@@ -141,6 +191,8 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
     >>> model(**inputs).logits_per_motion.softmax(-1)
     ```
     """
+
+    _saves_zero_shot_pipeline = True
 
     def __init__(
         self,
@@ -242,34 +294,63 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
         pooled = self._pool_text(outputs, attention_mask)
         return outputs, self.text_projection(pooled)
 
+    @can_return_tuple
     def get_motion_features(
         self,
         motion_values: torch.Tensor,
         motion_attention_mask: torch.Tensor | None = None,
-        normalize: bool = True,
+        normalize: bool = False,
         **kwargs,
-    ) -> torch.Tensor:
-        """Motion embeddings ``(batch, projection_dim)``, L2-normalised unless ``normalize=False``.
+    ) -> tuple | BaseModelOutputWithPooling:
+        r"""Encode motions, as `CLIPModel.get_image_features` encodes images in transformers 5.
 
-        Unlike transformers 5's `CLIPModel.get_image_features` (which returns a model output), this returns the
-        embedding tensor itself, ready for cosine similarity.
+        Returns:
+            `BaseModelOutputWithPooling`: ``pooler_output`` is the projected motion embedding ``(batch,
+            projection_dim)`` (not normalised, like CLIP's; ``normalize=True`` L2-normalises it), and
+            ``last_hidden_state`` / ``hidden_states`` / ``attentions`` are the ViT's. ``return_dict=False`` gives the
+            tuple.
+
+        Example:
+
+        ```python
+        >>> inputs = processor(motions=[joints], return_tensors="pt")
+        >>> motion_embeds = model.get_motion_features(**inputs).pooler_output
+        >>> motion_embeds = motion_embeds / motion_embeds.norm(dim=-1, keepdim=True)
+        ```
         """
         kwargs.pop("motion_lengths", None)
-        _, embeds = self._encode_motion(motion_values, motion_attention_mask, **kwargs)
-        return F.normalize(embeds, dim=-1) if normalize else embeds
+        outputs, embeds = self._encode_motion(motion_values, motion_attention_mask, **kwargs)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=outputs.last_hidden_state,
+            pooler_output=F.normalize(embeds, dim=-1) if normalize else embeds,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
 
+    @can_return_tuple
     def get_text_features(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        normalize: bool = True,
+        normalize: bool = False,
         **kwargs,
-    ) -> torch.Tensor:
-        """Text embeddings ``(batch, projection_dim)``, L2-normalised unless ``normalize=False``."""
-        _, embeds = self._encode_text(input_ids, attention_mask, token_type_ids, position_ids, **kwargs)
-        return F.normalize(embeds, dim=-1) if normalize else embeds
+    ) -> tuple | BaseModelOutputWithPooling:
+        r"""Encode captions, as `CLIPModel.get_text_features` does in transformers 5.
+
+        Returns:
+            `BaseModelOutputWithPooling`: ``pooler_output`` is the projected text embedding ``(batch,
+            projection_dim)`` (not normalised; ``normalize=True`` L2-normalises it), ``last_hidden_state`` /
+            ``hidden_states`` / ``attentions`` are the text encoder's.
+        """
+        outputs, embeds = self._encode_text(input_ids, attention_mask, token_type_ids, position_ids, **kwargs)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=outputs.last_hidden_state,
+            pooler_output=F.normalize(embeds, dim=-1) if normalize else embeds,
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+        )
 
     # ------------------------------------------------------------ forward
     def forward(
@@ -433,6 +514,7 @@ class MotionPatchInteractionModel(MotionPatchModel):
 
     config: MotionPatchInteractionConfig
     config_class = MotionPatchInteractionConfig
+    _saves_zero_shot_pipeline = False  # the zero-shot pipeline classifies one motion per sample, not a pair
 
     @staticmethod
     def _motion_feature_dim(config) -> int:

@@ -16,6 +16,7 @@ None of these functions loops over frames or joints in Python.
 from __future__ import annotations
 
 import math
+import os
 from typing import Sequence
 
 import numpy as np
@@ -62,12 +63,46 @@ def chain_interpolation_matrix(
 # ---------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------
-def as_motion_array(motion, index: int | None = None) -> np.ndarray:
-    """Convert a numpy array / torch tensor / nested list to a float32 ``(T, J, 3)`` array, checking its shape."""
-    where = "motion" if index is None else f"motion {index}"
+ACCEPTED_MOTION_TYPES = "a (frames, joints, 3) numpy array, torch tensor or nested list of real numbers"
+
+
+class MotionInputWarning(UserWarning):
+    """A motion was accepted but is probably not what the caller meant (e.g. shorter than one patch row)."""
+
+
+def _as_float32(motion, where: str) -> np.ndarray:
+    """A numpy array / torch tensor / nested list -> float32 ndarray; anything else is a :class:`MotionInputError`."""
+    if isinstance(motion, (str, bytes, os.PathLike)):
+        raise MotionInputError(
+            f"{where} is a {type(motion).__name__} ({str(motion)[:80]!r}); expected {ACCEPTED_MOTION_TYPES}. "
+            "Load files first (e.g. np.load); the zero-shot pipeline also accepts .npy / .npz paths."
+        )
     if hasattr(motion, "detach"):  # torch tensor, without importing torch
+        if motion.is_complex():
+            raise MotionInputError(f"{where} is a complex tensor ({motion.dtype}); expected real coordinates.")
         motion = motion.detach().cpu().float().numpy()
-    arr = np.asarray(motion, dtype=np.float32)
+    elif not isinstance(motion, (np.ndarray, list, tuple)):
+        raise MotionInputError(f"{where} is a {type(motion).__name__}; expected {ACCEPTED_MOTION_TYPES}.")
+    if isinstance(motion, np.ndarray) and motion.dtype.kind not in "biuf":
+        raise MotionInputError(f"{where} has dtype {motion.dtype}; expected real numbers (float, int or bool).")
+    try:
+        with np.errstate(over="ignore"):  # float64 beyond the float32 range becomes Inf, reported by check_finite
+            return np.asarray(motion, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise MotionInputError(
+            f"{where} cannot be read as a numeric array ({err}); expected {ACCEPTED_MOTION_TYPES} with rows of equal "
+            "length."
+        ) from None
+
+
+def as_motion_array(motion, index: int | None = None) -> np.ndarray:
+    """Convert a numpy array / torch tensor / nested list to a float32 ``(T, J, 3)`` array, checking its type and shape.
+
+    Anything else (a path, a string, ``None``, complex or non-numeric values, ragged nested lists) raises a
+    :class:`MotionInputError` naming the motion. Values are not checked here: see :func:`check_finite`.
+    """
+    where = "motion" if index is None else f"motion {index}"
+    arr = _as_float32(motion, where)
     if arr.ndim != 3:
         raise MotionInputError(
             f"{where} has shape {arr.shape}; expected (frames, joints, 3). A single pose needs a frame axis: "
@@ -81,6 +116,33 @@ def as_motion_array(motion, index: int | None = None) -> np.ndarray:
     if arr.shape[0] == 0:
         raise MotionInputError(f"{where} has zero frames.")
     return arr
+
+
+def is_nested_list_motion(motions: list | tuple) -> bool:
+    """Whether a list is one motion written as nested lists (``[[[x, y, z], ...], ...]``), not a list of motions."""
+    depth, item = 0, motions
+    while isinstance(item, (list, tuple)) and len(item):
+        depth, item = depth + 1, item[0]
+    return depth == 3 and isinstance(item, (int, float, bool, np.number, np.bool_))
+
+
+def as_batch_array(motions) -> list[np.ndarray]:
+    """A stacked ``(B, T, J, 3)`` array or tensor -> a list of ``B`` float32 ``(T, J, 3)`` arrays (one conversion)."""
+    return [as_motion_array(m, i) for i, m in enumerate(_as_float32(motions, "the stacked batch of motions"))]
+
+
+def check_finite(motions: Sequence[np.ndarray]) -> None:
+    """Raise a :class:`MotionInputError` naming the motions (and the first frame and joint) holding NaN or Inf."""
+    finite = np.fromiter((np.isfinite(m).all() for m in motions), dtype=bool, count=len(motions))
+    if finite.all():
+        return
+    bad = np.flatnonzero(~finite)
+    frame, joint, _ = np.argwhere(~np.isfinite(motions[bad[0]]))[0]
+    raise MotionInputError(
+        f"motions {bad[:10].tolist()} contain NaN or Inf values ({len(bad)} of {len(motions)}; motion {bad[0]} at "
+        f"frame {frame}, joint {joint}; float64 values beyond the float32 range also become Inf); clean or drop them before calling the "
+        "feature extractor."
+    )
 
 
 def check_joint_count(motion: np.ndarray, num_joints: int, skeleton_name: str, index: int | None = None) -> None:
@@ -104,8 +166,8 @@ def resample_fps(motion: np.ndarray, source_fps: float, target_fps: float = 20.0
     ``k = 0 .. floor((T - 1) * target_fps / source_fps)``, linearly interpolated between the two nearest
     source frames.
     """
-    if source_fps <= 0 or target_fps <= 0:
-        raise ValueError(f"frame rates must be positive, got source_fps={source_fps}, target_fps={target_fps}.")
+    if not (0 < source_fps < math.inf and 0 < target_fps < math.inf):  # also refuses NaN
+        raise ValueError(f"frame rates must be positive and finite, got source_fps={source_fps}, target_fps={target_fps}.")
     if math.isclose(source_fps, target_fps):
         return motion
     t = motion.shape[0]
@@ -153,6 +215,8 @@ def motions_to_patches(
     mean pose) and the kept ``lengths`` ``(B,)``.
     """
     b = len(motions)
+    if b == 0:
+        raise MotionInputError("got no motions; give at least one (frames, joints, 3) array.")
     lengths = np.fromiter((m.shape[0] for m in motions), dtype=np.int64, count=b)
     if starts is None:
         starts = np.zeros(b, dtype=np.int64)
@@ -161,13 +225,20 @@ def motions_to_patches(
         flat = np.concatenate(motions, axis=0) if b > 1 else motions[0]
     else:
         flat = np.concatenate([m[s : s + k] for m, s, k in zip(motions, starts, kept)], axis=0)
-    # z-score per (joint, axis), then resample every chain of every frame with one matrix product
-    normed = (flat - mean) / std  # (N, J, 3)
-    n, j, _ = normed.shape
-    # one GEMM for the whole batch: (N * 3, J) @ (J, P) -> (N, 3, P)
-    patches = (normed.transpose(0, 2, 1).reshape(n * 3, j) @ weights.T).reshape(n, 3, -1)
-    out = np.zeros((b, 3, max_frames, weights.shape[0]), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, per motion
+        # z-score per (joint, axis), then resample every chain of every frame with one matrix product
+        normed = (flat - mean) / std  # (N, J, 3)
+        n, j, _ = normed.shape
+        # one GEMM for the whole batch: (N * 3, J) @ (J, P) -> (N, 3, P)
+        patches = (normed.transpose(0, 2, 1).reshape(n * 3, j) @ weights.T).reshape(n, 3, -1)
     batch_index = np.repeat(np.arange(b), kept)
+    if not np.isfinite(patches).all():  # finite inputs far from the mean overflow float32 once divided by std
+        bad = np.unique(batch_index[~np.isfinite(patches).all(axis=(1, 2))])
+        raise MotionInputError(
+            f"motions {bad[:10].tolist()} overflow float32 after normalisation ((x - mean) / std is beyond 3.4e38); "
+            "check their units and the extractor's mean/std."
+        )
+    out = np.zeros((b, 3, max_frames, weights.shape[0]), dtype=np.float32)
     offsets = np.cumsum(kept) - kept
     frame_index = np.arange(batch_index.shape[0]) - np.repeat(offsets, kept)
     out[batch_index, :, frame_index, :] = patches

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import zipfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -9,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from transformers import Pipeline
 
+from .configuration_motionpatch import PIPELINE_TASK
 from .modeling_motionpatch import similarity_logits
+from .motion_patches import as_motion_array, is_nested_list_motion
 
 DEFAULT_TEMPLATE = "A person {}."  # the paper's prompt
 
@@ -19,6 +23,109 @@ def ensemble_prompt_embeddings(text_embeds: torch.Tensor, num_templates: int) ->
     first), -> ``(labels, dim)``, the mean over templates re-normalised. Shared by the pipeline and batch scripts."""
     labels = text_embeds.shape[0] // num_templates
     return F.normalize(text_embeds.float().view(num_templates, labels, -1).mean(0), dim=-1)
+
+
+ACCEPTED_INPUTS = (
+    "a (frames, joints, 3) numpy array, torch tensor or nested list, or a path (str / os.PathLike) to a .npy or "
+    ".npz file; or a list, torch Dataset (e.g. transformers' KeyDataset(dataset, 'motion')) or generator of those"
+)
+
+
+def load_motion(path: str | os.PathLike) -> np.ndarray:
+    """The array stored in a motion file: a ``.npy``, or a ``.npz`` holding one array (or one named ``motion``,
+    ``joints`` or ``positions``). Never unpickles. BVH files are refused with a pointer to the BVH reader of
+    motionpatch's processing package (``read_bvh``): reading them needs choices (unit scale, up axis, the joint order of the model's
+    skeleton) that a path alone does not give."""
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".bvh":
+        raise ValueError(
+            f"{path}: the pipeline does not read BVH files (their units, up axis and joint order must match the "
+            "model's skeleton). Convert it first with the BVH reader that `pip install motionpatch` installs, e.g. for a "
+            "model trained on that rig `motion = read_bvh(path, scale=0.01)` (centimetres -> metres; the function is "
+            "in the package's processing/bvh.py, see the README's Datasets section; `motionpatch-prepare bvh` converts "
+            f"a folder), then pass `motion.positions` with `input_fps=motion.fps`. Accepted inputs: {ACCEPTED_INPUTS}."
+        )
+    if suffix not in (".npy", ".npz"):
+        raise ValueError(f"{path}: unsupported motion file type {suffix or '(none)'!r}. Accepted inputs: {ACCEPTED_INPUTS}.")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file. Accepted inputs: {ACCEPTED_INPUTS}.")
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as loaded:
+            names = loaded.files
+            key = names[0] if len(names) == 1 else next((k for k in ("motion", "joints", "positions") if k in names), None)
+            if key is not None and not {"lengths", "offsets"} & set(names):
+                return loaded[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # pickled, truncated or not numpy at all
+        raise ValueError(f"{path} cannot be read as a numpy file ({err}); re-save it with np.save / np.savez.") from None
+    if key is not None:
+        raise ValueError(
+            f"{path} holds several concatenated clips (arrays {names}); slice one clip (joints[offset:offset + length]) "
+            "and pass that array."
+        )
+    raise ValueError(f"{path} holds arrays {names}; expected one array, or one named 'motion', 'joints' or 'positions'.")
+
+
+def check_candidate_labels(candidate_labels) -> tuple[str, ...]:
+    """A list of labels, or one comma-separated string (``"walk, jump"``, as transformers' zero-shot pipelines take),
+    -> a tuple of non-empty, distinct strings; anything else is a ``ValueError``."""
+    if candidate_labels is None:
+        raise ValueError(
+            "zero-shot-motion-classification needs a non-empty list `candidate_labels=[...]` (or a comma-separated "
+            "string); got None."
+        )
+    if isinstance(candidate_labels, str):
+        labels = [label.strip() for label in candidate_labels.split(",")]
+    else:
+        try:
+            labels = list(candidate_labels)
+        except TypeError:
+            labels = None
+    if not labels:
+        raise ValueError(
+            "zero-shot-motion-classification needs a non-empty list `candidate_labels=[...]` (or a comma-separated "
+            f"string); got {candidate_labels!r}."
+        )
+    for i, label in enumerate(labels):
+        if not isinstance(label, str):
+            raise ValueError(f"candidate label {i} is a {type(label).__name__} ({label!r}); labels must be strings.")
+        if not label.strip():
+            raise ValueError(
+                f"candidate label {i} is empty ({label!r} in {candidate_labels!r}); every label needs at least one "
+                "non-space character."
+            )
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"candidate_labels contains duplicates: {labels}.")
+    return tuple(labels)
+
+
+def check_templates(hypothesis_template) -> tuple[str, ...]:
+    """One template or a list of them -> a tuple of strings that each hold a ``{}`` placeholder and format."""
+    templates = [hypothesis_template] if isinstance(hypothesis_template, str) else list(hypothesis_template or [])
+    for t in templates:
+        try:
+            ok = isinstance(t, str) and "{}" in t and "\0" in t.format("\0")
+        except (IndexError, KeyError, ValueError):  # "{} {}" or "{name}": more fields than the one label
+            ok = False
+        if not ok:
+            break
+    else:
+        if templates:
+            return tuple(templates)
+    raise ValueError(
+        f"every hypothesis_template needs exactly one '{{}}' placeholder for the label (e.g. {DEFAULT_TEMPLATE!r}); "
+        f"got {hypothesis_template!r}."
+    )
+
+
+def check_top_k(top_k) -> int | None:
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer (or None for every label), got {top_k!r}.")
+    return int(top_k)
 
 
 class ZeroShotMotionClassificationPipeline(Pipeline):
@@ -38,7 +145,11 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
     [{'label': 'walks', 'score': 0.91}, ...]
     ```
 
-    Accepts one motion ``(frames, joints, 3)`` or a list of them (returns a list of lists), numpy or torch.
+    Accepts one motion (a ``(frames, joints, 3)`` numpy array, torch tensor or nested list, or a path to a
+    ``.npy`` / ``.npz`` file) or a list, stacked ``(motions, frames, joints, 3)`` array, torch ``Dataset`` or generator
+    of them (returns a list of lists; an iterator for datasets and generators), with ``batch_size`` to run several
+    motions per forward pass: batched and one-at-a-time calls give the same scores. ``candidate_labels`` is a list or
+    a comma-separated string; ``top_k`` keeps the best ``k`` labels.
     """
 
     _load_processor = True
@@ -46,41 +157,46 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def __call__(self, motions, candidate_labels: Sequence[str] | None = None, **kwargs):
+    def __call__(self, motions, candidate_labels: Sequence[str] | str | None = None, **kwargs):
         if isinstance(motions, np.ndarray) and motions.ndim == 4:
             motions = list(motions)
         elif isinstance(motions, torch.Tensor) and motions.dim() == 4:
             motions = list(motions.unbind(0))
+        elif isinstance(motions, (list, tuple)) and is_nested_list_motion(motions):
+            motions = as_motion_array(motions)  # one motion written as nested lists, not a list of poses
+        elif isinstance(motions, tuple):
+            motions = list(motions)  # a tuple of motions is a batch, like a list
         return super().__call__(motions, candidate_labels=candidate_labels, **kwargs)
 
     def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, input_fps=None, top_k=None, **kwargs):
         preprocess = {}
         if candidate_labels is not None:
-            preprocess["candidate_labels"] = candidate_labels
+            preprocess["candidate_labels"] = check_candidate_labels(candidate_labels)
         if hypothesis_template is not None:
-            preprocess["hypothesis_template"] = hypothesis_template
+            preprocess["hypothesis_template"] = check_templates(hypothesis_template)
         if input_fps is not None:
             preprocess["input_fps"] = input_fps
-        postprocess = {"top_k": top_k} if top_k is not None else {}
+        postprocess = {"top_k": check_top_k(top_k)} if top_k is not None else {}
         return preprocess, {}, postprocess
 
     def preprocess(self, motion, candidate_labels=None, hypothesis_template=DEFAULT_TEMPLATE, input_fps=None):
-        if candidate_labels is None or isinstance(candidate_labels, str) or len(candidate_labels) == 0:
-            raise ValueError(
-                "zero-shot-motion-classification needs a non-empty list `candidate_labels=[...]` "
-                f"(got {candidate_labels!r})."
-            )
-        labels = [str(label) for label in candidate_labels]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"candidate_labels contains duplicates: {labels}.")
-        templates = [hypothesis_template] if isinstance(hypothesis_template, str) else list(hypothesis_template)
-        if not templates or any("{}" not in t for t in templates):
-            raise ValueError(f"every hypothesis_template needs a '{{}}' placeholder; got {templates!r}.")
+        labels = check_candidate_labels(candidate_labels)
+        templates = check_templates(hypothesis_template)
+        if isinstance(motion, (str, os.PathLike)):
+            motion = load_motion(motion)
+        elif not isinstance(motion, (np.ndarray, torch.Tensor, list, tuple)):
+            hint = " (wrap a datasets.Dataset as KeyDataset(dataset, 'motion'))" if hasattr(motion, "column_names") else ""
+            raise ValueError(f"the pipeline got a {type(motion).__name__}{hint}. Accepted inputs: {ACCEPTED_INPUTS}.")
         inputs = self.processor(motions=motion, return_tensors="pt", input_fps=input_fps)
+        if len(inputs["motion_values"]) != 1:  # e.g. a list inside the list: its scores would be dropped
+            raise ValueError(
+                f"one pipeline input holds {len(inputs['motion_values'])} motions; give a batch as one flat list of "
+                f"motions (or a stacked (motions, frames, joints, 3) array). Accepted inputs: {ACCEPTED_INPUTS}."
+            )
         return {
             "motion_values": inputs["motion_values"],
             "motion_attention_mask": inputs["motion_attention_mask"],
-            "candidate_labels": labels,
+            "candidate_labels": labels,  # tuples; batching (pad_collate_fn) turns them into lists of tuples
             "templates": templates,
         }
 
@@ -96,27 +212,49 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             text = self.processor(text=sentences, return_tensors="pt", padding=True)
             text = {k: v.to(self.model.device) for k, v in text.items()}
             with torch.no_grad():
-                embeds = self.model.get_text_features(**text).float()
+                embeds = F.normalize(self.model.get_text_features(**text).pooler_output.float(), dim=-1)
             cache.clear()  # keep one label set: pipelines are usually called with the same labels
             cache[key] = ensemble_prompt_embeddings(embeds, len(templates))
         return cache[key]
 
+    @staticmethod
+    def _one_label_set(labels, templates) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The labels and templates of a forward pass: a tuple each for one motion, a list of tuples for a batch
+        (transformers' ``pad_collate_fn`` collects non-tensor values into lists); one call uses one label set."""
+        if isinstance(labels, tuple):
+            return labels, templates
+        if len(set(labels)) != 1 or len(set(templates)) != 1:
+            raise ValueError("a batch mixes several candidate label sets or templates; classify them in separate calls.")
+        return labels[0], templates[0]
+
     def _forward(self, model_inputs):
-        labels = model_inputs.pop("candidate_labels")
-        templates = model_inputs.pop("templates")
+        batch_labels = model_inputs.pop("candidate_labels")
+        labels, templates = self._one_label_set(batch_labels, model_inputs.pop("templates"))
         motion = self.model.get_motion_features(
             motion_values=model_inputs["motion_values"].to(self.model.dtype),
             motion_attention_mask=model_inputs["motion_attention_mask"],
-        )
+        ).pooler_output
+        motion = F.normalize(motion, dim=-1)
         text = self.label_embeddings(labels, templates)
         logits = similarity_logits(motion, text, self.model.logit_scale)  # (motions, labels), float32
-        return {"logits": logits, "candidate_labels": labels}
+        return {"logits": logits, "candidate_labels": batch_labels}  # unbatched per motion by the pipeline iterator
 
     def postprocess(self, model_outputs, top_k: int | None = None) -> list[dict[str, Any]]:
         labels = model_outputs["candidate_labels"]
         scores = model_outputs["logits"][0].softmax(-1).tolist()
         result = [{"label": label, "score": score} for score, label in sorted(zip(scores, labels), key=lambda x: -x[0])]
-        return result[:top_k] if top_k else result
+        return result if top_k is None else result[:top_k]
+
+
+def custom_pipelines_config() -> dict[str, dict[str, Any]]:
+    """The ``custom_pipelines`` entry of a saved ``config.json``, as ``Pipeline.save_pretrained`` writes it.
+
+    With it (and this file saved next to the model), ``pipeline(PIPELINE_TASK, model=folder, trust_remote_code=True)``
+    loads this pipeline class and ``AutoModel`` from the folder alone, without the package installed.
+    """
+    cls = ZeroShotMotionClassificationPipeline
+    return {PIPELINE_TASK: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}", "pt": ["AutoModel"],
+                            "type": "multimodal"}}  # fmt: skip
 
 
 def register_pipeline() -> None:
@@ -124,10 +262,7 @@ def register_pipeline() -> None:
     from transformers import AutoModel
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    if "zero-shot-motion-classification" not in PIPELINE_REGISTRY.get_supported_tasks():
+    if PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
         PIPELINE_REGISTRY.register_pipeline(
-            "zero-shot-motion-classification",
-            pipeline_class=ZeroShotMotionClassificationPipeline,
-            pt_model=AutoModel,
-            type="multimodal",
+            PIPELINE_TASK, pipeline_class=ZeroShotMotionClassificationPipeline, pt_model=AutoModel, type="multimodal"
         )

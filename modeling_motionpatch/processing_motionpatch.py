@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
@@ -11,7 +13,8 @@ class MotionPatchProcessor(ProcessorMixin):
 
     ``processor(text=..., motions=..., return_tensors="pt", padding=True)`` returns the tokenizer's outputs
     (``input_ids``, ``attention_mask``...) and the feature extractor's (``motion_values``, ``motion_lengths``,
-    ``motion_attention_mask``); either modality may be omitted.
+    ``motion_attention_mask``); either modality may be omitted. Captions longer than the tokenizer's maximum
+    are truncated; unless ``truncation`` is given explicitly, a warning says which ones were cut.
 
     Args:
         feature_extractor (`MotionPatchFeatureExtractor`): motions -> motion patches.
@@ -28,7 +31,7 @@ class MotionPatchProcessor(ProcessorMixin):
         motions=None,
         return_tensors: str | None = None,
         padding: bool | str = True,
-        truncation: bool = True,
+        truncation: bool | str | None = None,
         max_length: int | None = None,
         training: bool = False,
         generator=None,
@@ -39,6 +42,8 @@ class MotionPatchProcessor(ProcessorMixin):
             raise ValueError("MotionPatchProcessor needs `text`, `motions` or both; got neither.")
         data = {}
         if text is not None:
+            if not isinstance(text, (str, list, tuple)):
+                raise ValueError(f"`text` is a {type(text).__name__}; give a caption (str) or a list of captions.")
             texts = [text] if isinstance(text, str) else list(text)
             if not texts:
                 raise ValueError("`text` is an empty list; give at least one caption.")
@@ -47,16 +52,17 @@ class MotionPatchProcessor(ProcessorMixin):
                     raise ValueError(f"caption {i} is a {type(t).__name__}, not a string.")
                 if not t.strip():
                     raise ValueError(f"caption {i} is empty; every caption needs at least one non-space character.")
-            data.update(
-                self.tokenizer(
-                    texts,
-                    padding=padding,
-                    truncation=truncation,
-                    max_length=max_length,
-                    return_tensors=return_tensors,
-                    **tokenizer_kwargs,
-                )
+            encoded = self.tokenizer(
+                texts,
+                padding=padding,
+                truncation=True if truncation is None else truncation,
+                max_length=max_length,
+                return_tensors=return_tensors,
+                **tokenizer_kwargs,
             )
+            if truncation is None:
+                self._warn_if_truncated(texts, encoded, max_length)
+            data.update(encoded)
         if motions is not None:
             data.update(
                 self.feature_extractor(
@@ -65,6 +71,23 @@ class MotionPatchProcessor(ProcessorMixin):
             )
         return BatchFeature(data=data, tensor_type=return_tensors)
 
+    def _warn_if_truncated(self, texts: list[str], encoded, max_length: int | None) -> None:
+        """One warning per call when captions were cut to the maximum length without an explicit ``truncation``."""
+        limit = max_length or self.tokenizer.model_max_length
+        encodings = getattr(encoded, "encodings", None)  # fast tokenizers keep what was cut in `overflowing`
+        if encodings is not None:
+            cut = [i for i, e in enumerate(encodings) if e.overflowing]
+        else:
+            lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+            cut = [i for i, n in enumerate(lengths) if n > limit]
+        if cut:
+            warnings.warn(
+                f"{len(cut)} of {len(texts)} captions are longer than {limit} tokens and were truncated (indices "
+                f"{cut[:10]}); pass truncation=True to accept this silently, or shorten them.",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def batch_decode(self, *args, **kwargs):
         """Forwarded to the tokenizer's `batch_decode`."""
         return self.tokenizer.batch_decode(*args, **kwargs)
@@ -72,6 +95,13 @@ class MotionPatchProcessor(ProcessorMixin):
     def decode(self, *args, **kwargs):
         """Forwarded to the tokenizer's `decode`."""
         return self.tokenizer.decode(*args, **kwargs)
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """`ProcessorMixin.save_pretrained`, written atomically: an interrupted save leaves the previous folder (or
+        none), never a half-written one; the folder's other files (the model) are kept."""
+        from .atomic_folder import save_atomically
+
+        return save_atomically(super().save_pretrained, save_directory, push_to_hub=push_to_hub, **kwargs)
 
     @property
     def model_input_names(self):

@@ -121,7 +121,7 @@ def _features_tensor(out: Any, kind: str) -> torch.Tensor:
         else:
             raise ValueError(
                 f"get_{kind}_features returned {type(out).__name__} without a tensor under '{kind}_embeds' or "
-                "'pooler_output'; it must return the L2-normalised (batch, dim) embeddings."
+                "'pooler_output'; it must return the (batch, dim) embeddings, e.g. a BaseModelOutputWithPooling."
             )
     else:
         raise ValueError(f"get_{kind}_features must return a (batch, dim) tensor, got {type(out).__name__}.")
@@ -165,7 +165,7 @@ class MotionSearchIndex:
             strings (:meth:`from_model` sets it to the model's ``get_text_features``).
         normalize: L2-normalise the gallery (a float32 copy) and every query, so scores are cosine similarities.
             With ``normalize=False`` scores are raw inner products and a contiguous float32 CPU tensor is used
-            without copying (for embeddings that are already normalised, e.g. from ``get_motion_features``).
+            without copying (for embeddings that are already normalised, e.g. ``get_motion_features(..., normalize=True)``).
         metadata: JSON-serialisable dict saved with the index (model name, dataset, ...).
         backend: ``"torch"`` (exact, chunked) or ``"faiss"`` (exact ``IndexFlatIP``; needs ``pip install
             faiss-cpu``; FAISS keeps its own copy of the gallery), or ``"faiss-hnsw"``: approximate search over a
@@ -270,7 +270,9 @@ class MotionSearchIndex:
 
         Args:
             model: a model with ``get_motion_features(motion_values=..., motion_attention_mask=...)`` and
-                ``get_text_features(**processor(text=...))`` returning L2-normalised ``(batch, dim)`` tensors. Call
+                ``get_text_features(**processor(text=...))`` returning ``(batch, dim)`` embeddings (a tensor or, as
+                in transformers 5's CLIP, a ``BaseModelOutputWithPooling`` whose ``pooler_output`` is read); they are
+                L2-normalised here. Call
                 ``model.eval()`` first (a warning is emitted when the model is in training mode: dropout would make
                 the embeddings random).
             processor: called as ``processor(motions=batch, return_tensors="pt")`` on each batch of raw motions
@@ -321,7 +323,7 @@ class MotionSearchIndex:
         with torch.no_grad():
             for batch in batches():
                 out = model.get_motion_features(**_to_device(batch, device))
-                feats.append(_features_tensor(out, "motion"))
+                feats.append(_l2_normalize(_features_tensor(out, "motion")))
         embeddings = torch.cat(feats, dim=0)
 
         text_encoder = index_kwargs.pop("text_encoder", None)
@@ -330,7 +332,7 @@ class MotionSearchIndex:
             def text_encoder(texts: list[str]) -> torch.Tensor:
                 enc = processor(text=list(texts), return_tensors="pt", padding=True)
                 with torch.no_grad():
-                    return _features_tensor(model.get_text_features(**_to_device(enc, device)), "text")
+                    return _l2_normalize(_features_tensor(model.get_text_features(**_to_device(enc, device)), "text"))
 
         return cls(embeddings, ids, text_encoder=text_encoder, **index_kwargs)
 
@@ -398,6 +400,8 @@ class MotionSearchIndex:
 
     # ------------------------------------------------------------------ search
     def _prepare_queries(self, queries: ArrayLike, name: str) -> torch.Tensor:
+        if getattr(queries, "pooler_output", None) is not None:  # a get_*_features output (BaseModelOutputWithPooling)
+            queries = queries.pooler_output
         if (
             isinstance(queries, torch.Tensor)
             and queries.ndim == 1

@@ -29,11 +29,14 @@ Rules:
   ``top_k`` most frequent labels of the training split, else every label; ordered by training-split
   frequency (descending, then name). Labels outside ``class_names`` are dropped from a segment; a segment
   left without labels is skipped and counted.
-* missing / unreadable / wrong-joint-count / NaN motions, segments shorter than ``min_segment_frames`` and
-  sequences without labels are skipped and counted (one warning; counts and first ids in the card).
+* missing / unreadable / wrong-joint-count / NaN motions, segments shorter than ``min_segment_frames``,
+  sequences without labels and malformed entries (not an object, labels without finite, non-negative
+  ``start_t``/``end_t``) are skipped and counted (one warning; counts and first ids in the card). An
+  annotation or class-list file that is not UTF-8 JSON is a ``ValueError`` naming the file and line.
 
 BABEL-60 / BABEL-120: the official class lists are not shipped here because this code was written without
-access to them and a wrong list would silently change class indices. Pass the official list with
+access to them and a wrong list would silently change class indices (``motionpatch-zero-shot --candidate-labels
+babel60`` has a list that is explicitly unverified and warns so). Pass the official list with
 ``class_names=read_class_names(path)``, or ``top_k=60`` for the 60 most frequent categories of *your*
 training split (close to, but not guaranteed identical with, BABEL-60).
 """
@@ -41,8 +44,10 @@ training split (close to, but not guaranteed identical with, BABEL-60).
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +69,7 @@ from .schema import motion_features
 #: split name -> BABEL annotation file
 BABEL_SPLIT_FILES: dict[str, str] = {"train": "train.json", "validation": "val.json", "test": "test.json"}
 NO_LABELS = "sequence without labels"
+MALFORMED_ENTRY = "malformed annotation entry"
 NO_CLASS = "segment without a label in class_names"
 CLAMPED = "segment end past the motion end (clamped)"
 
@@ -71,27 +77,58 @@ CLAMPED = "segment end past the motion end (clamped)"
 def read_class_names(path: str | Path) -> list[str]:
     """Class names from a JSON list, a JSON ``{name: index}`` mapping (ordered by index) or a text file (one per line)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    if not path.is_file():
+        raise ValueError(f"class list {path} does not exist; pass a JSON list, a JSON {{name: index}} or a text file.")
     if path.suffix == ".json":
-        data = json.loads(text)
-        if isinstance(data, Mapping):
-            return [k for k, _ in sorted(data.items(), key=lambda kv: int(kv[1]))]
+        data = _read_json(path, "class list")
+        try:
+            if isinstance(data, Mapping):
+                return [str(k) for k, _ in sorted(data.items(), key=lambda kv: int(kv[1]))]
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: the {{name: index}} mapping has an index that is not an integer.") from None
         if isinstance(data, list):
             return [str(x) for x in data]
         raise ValueError(f"{path}: expected a JSON list of names or a {{name: index}} mapping.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"class list {path} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8.") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _segments(entry: Mapping[str, Any], label_field: str, use_seq_ann: bool) -> list[tuple[float | None, float | None, list[str], str]]:
-    """``(start_t, end_t, labels, proc_label)`` of one BABEL sequence (times ``None`` = whole sequence)."""
-    out = []
-    frame_ann = entry.get("frame_ann")
-    if frame_ann and frame_ann.get("labels"):
-        for lab in frame_ann["labels"]:
-            out.append((float(lab["start_t"]), float(lab["end_t"]), _as_list(lab.get(label_field)), str(lab.get("proc_label") or "")))
-    elif use_seq_ann and entry.get("seq_ann") and entry["seq_ann"].get("labels"):
-        for lab in entry["seq_ann"]["labels"]:
-            out.append((None, None, _as_list(lab.get(label_field)), str(lab.get("proc_label") or "")))
+def _read_json(path: Path, what: str) -> Any:
+    """``json.load`` of a UTF-8 file; a ``ValueError`` naming the file, line and column when it is not valid."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} {path} is not UTF-8 text (byte {exc.start}); re-download it.") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{what} {path}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); the file is "
+            "truncated or was edited by hand. Re-download it."
+        ) from None
+
+
+Segment = tuple[float | None, float | None, list[str], str]
+
+
+def _segments(entry: Any, label_field: str, use_seq_ann: bool) -> list[Segment] | None:
+    """``(start_t, end_t, labels, proc_label)`` of one BABEL sequence (times ``None`` = whole sequence);
+    ``None`` when the entry is malformed (not an object, labels without finite times ``0 <= start_t``)."""
+    try:
+        out: list[Segment] = []
+        frame_ann = entry.get("frame_ann")
+        if frame_ann and frame_ann.get("labels"):
+            for lab in frame_ann["labels"]:
+                start, end = float(lab["start_t"]), float(lab["end_t"])
+                if not (math.isfinite(start) and math.isfinite(end) and start >= 0):
+                    return None
+                out.append((start, end, _as_list(lab.get(label_field)), str(lab.get("proc_label") or "")))
+        elif use_seq_ann and entry.get("seq_ann") and entry["seq_ann"].get("labels"):
+            for lab in entry["seq_ann"]["labels"]:
+                out.append((None, None, _as_list(lab.get(label_field)), str(lab.get("proc_label") or "")))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
     return out
 
 
@@ -100,6 +137,8 @@ def _as_list(value: Any) -> list[str]:
         return []
     if isinstance(value, str):
         return [value]
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"labels must be a string or a list, got {type(value).__name__}")
     return [str(v) for v in value]
 
 
@@ -160,34 +199,19 @@ def load_babel(
     absent = [f for s, f in split_files.items() if s not in present]
     if absent:
         report.messages.append(f"annotation file(s) {absent} absent: those splits are not included")
-    annotations = {s: json.loads((root / f).read_text(encoding="utf-8")) for s, f in present.items()}
-
-    # class list from the training split's label frequencies (JSON only, no motion read yet)
-    freq: Counter[str] = Counter()
-    for split, ann in annotations.items():
-        for entry in ann.values():
-            for *_, labels, _ in _segments(entry, label_field, use_seq_ann):
-                if split == "train" or "train" not in annotations:
-                    freq.update(labels)
-    if class_names is not None:
-        classes = [str(c) for c in class_names]
-    else:
-        ranked = sorted(freq, key=lambda name: (-freq[name], name))
-        classes = ranked[:top_k] if top_k else ranked
-        if not top_k:  # labels seen only outside train, appended so nothing is dropped
-            others = sorted({lab for ann in annotations.values() for e in ann.values()
-                             for *_, labs, _ in _segments(e, label_field, use_seq_ann) for lab in labs} - set(classes))
-            classes += others
-    class_set = set(classes)
+    annotations = {s: _read_annotations(root / f) for s, f in present.items()}
+    classes = _class_list(annotations, label_field, use_seq_ann, class_names, top_k)
     report.class_names = classes
+    rules = _SegmentRules(skel, motion_fps, target_fps, fps_mode, min_segment_frames, set(classes), bool(captions_from))
 
-    features = motion_features(skel.num_joints)
-    builders = {s: SplitBuilder(features, split=s) for s in present}
+    builders = {s: SplitBuilder(motion_features(skel.num_joints), split=s) for s in present}
     for split, ann in annotations.items():
-        builder = builders[split]
         for sid in sorted(ann, key=_natural):
             entry = ann[sid]
             segs = _segments(entry, label_field, use_seq_ann)
+            if segs is None:
+                report.skipped.add(MALFORMED_ENTRY, sid)
+                continue
             if not segs:
                 report.skipped.add(NO_LABELS, sid)
                 continue
@@ -199,30 +223,7 @@ def load_babel(
             if motion is None:
                 report.skipped.add(reason, sid)
                 continue
-            groups: dict[str, list] = {}
-            for start, end, labels, proc in segs:
-                whole = start is None
-                key = str(sid) if whole else segment_id(str(sid), start, end)
-                g = groups.setdefault(key, [0 if whole else int(start * motion_fps),
-                                            motion.shape[0] if whole else int(end * motion_fps), [], []])
-                g[2].extend(lab for lab in labels if lab not in g[2])
-                if captions_from and proc and proc not in g[3]:
-                    g[3].append(proc)
-            for key, (f0, f1, labels, caps) in groups.items():
-                kept = [lab for lab in labels if lab in class_set]
-                if not kept:
-                    report.skipped.add(NO_CLASS, key)
-                    continue
-                if f1 > motion.shape[0]:
-                    report.remarks.add(CLAMPED, key)
-                piece = motion[max(f0, 0) : min(f1, motion.shape[0])]
-                if piece.shape[0] < min_segment_frames:
-                    report.skipped.add(SHORT_SEGMENT, key)
-                    continue
-                builder.add(
-                    id=key, motion=resample_fps(piece, motion_fps, target_fps, fps_mode), fps=float(target_fps),
-                    skeleton=skel.name, captions=caps, labels=kept, source=str(rel), mirrored=False,
-                )
+            rules.add_samples(builders[split], str(sid), motion, segs, str(rel), report)
     dataset_dict = dataset_dict_from_builders(builders, report)
     report.finalize(dataset_dict)
     report.warn_skipped(stacklevel=3)
@@ -230,13 +231,87 @@ def load_babel(
     return dataset_dict, report
 
 
+def _read_annotations(path: Path) -> Mapping[str, Any]:
+    data = _read_json(path, "annotation file")
+    if not isinstance(data, Mapping):
+        raise ValueError(
+            f"annotation file {path}: expected a JSON object {{sid: {{feat_p, frame_ann, seq_ann, ...}}}}, got a "
+            f"{type(data).__name__}. Pass BABEL's train.json / val.json."
+        )
+    return data
+
+
+def _class_list(
+    annotations: Mapping[str, Mapping[str, Any]], label_field: str, use_seq_ann: bool,
+    class_names: Sequence[str] | None, top_k: int | None,
+) -> list[str]:
+    """``class_names`` if given, else the labels by training-split frequency (the ``top_k`` first, or all)."""
+    if class_names is not None:
+        return [str(c) for c in class_names]
+    freq: Counter[str] = Counter()
+    seen: set[str] = set()
+    for split, ann in annotations.items():
+        for entry in ann.values():
+            for *_, labels, _ in _segments(entry, label_field, use_seq_ann) or ():
+                seen.update(labels)
+                if split == "train" or "train" not in annotations:
+                    freq.update(labels)
+    ranked = sorted(freq, key=lambda name: (-freq[name], name))
+    if top_k:
+        return ranked[:top_k]
+    return ranked + sorted(seen - set(ranked))  # labels seen only outside train, so that nothing is dropped
+
+
+@dataclass(frozen=True)
+class _SegmentRules:
+    """How the labelled segments of one loaded sequence become samples."""
+
+    skeleton: Skeleton
+    motion_fps: float
+    target_fps: float
+    fps_mode: str
+    min_segment_frames: int
+    classes: set[str]
+    keep_captions: bool
+
+    def add_samples(
+        self, builder: SplitBuilder, sid: str, motion: np.ndarray, segs: list[Segment], rel: str, report: PrepareReport
+    ) -> None:
+        t = motion.shape[0]
+        groups: dict[str, tuple[int, int, list[str], list[str]]] = {}
+        for start, end, labels, proc in segs:  # segments with the same times share one sample
+            whole = start is None
+            key = sid if whole else segment_id(sid, start, end)
+            span = (0, t) if whole else (int(start * self.motion_fps), int(end * self.motion_fps))
+            g = groups.setdefault(key, (*span, [], []))
+            g[2].extend(lab for lab in labels if lab not in g[2])
+            if self.keep_captions and proc and proc not in g[3]:
+                g[3].append(proc)
+        for key, (f0, f1, labels, caps) in groups.items():
+            kept = [lab for lab in labels if lab in self.classes]
+            if not kept:
+                report.skipped.add(NO_CLASS, key)
+                continue
+            if f1 > t:
+                report.remarks.add(CLAMPED, key)
+            piece = motion[max(f0, 0) : min(f1, t)]
+            if piece.shape[0] < self.min_segment_frames:
+                report.skipped.add(SHORT_SEGMENT, key)
+                continue
+            builder.add(
+                id=key, motion=resample_fps(piece, self.motion_fps, self.target_fps, self.fps_mode),
+                fps=float(self.target_fps), skeleton=self.skeleton.name, captions=caps, labels=kept, source=rel,
+                mirrored=False,
+            )
+
+
 def _natural(sid: str) -> tuple[int, str]:
     return (int(sid), "") if str(sid).isdigit() else (1 << 62, str(sid))
 
 
-def _find_motion(motions: Path, sid: str, feat_p: str | None) -> Path | None:
+def _find_motion(motions: Path, sid: str, feat_p: Any) -> Path | None:
     candidates = [Path(f"{sid}.npy")]
-    if feat_p:
+    if isinstance(feat_p, str) and feat_p and not Path(feat_p).is_absolute() and ".." not in Path(feat_p).parts:
         candidates.append(Path(feat_p).with_suffix(".npy"))
     for rel in candidates:
         if (motions / rel).is_file():

@@ -28,8 +28,9 @@ import math
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -48,7 +49,9 @@ __all__ = [
     "UP_AXES",
     "BVHData",
     "BVHError",
+    "BVH_SKIP_REASONS",
     "BVHHierarchy",
+    "bvh_skip_reason",
     "BVHMotion",
     "forward_kinematics",
     "forward_kinematics_batch",
@@ -61,7 +64,37 @@ __all__ = [
 
 
 class BVHError(ValueError):
-    """A BVH file is malformed or truncated (the message names the file, the line and the fix)."""
+    """A BVH file is malformed or truncated (the message names the file, the line and the fix).
+
+    ``reason`` is a short category (one of :data:`BVH_SKIP_REASONS`) under which importers count the file
+    as skipped in their reports.
+    """
+
+    def __init__(self, message: str, reason: str = "malformed HIERARCHY"):
+        super().__init__(message)
+        self.reason = reason
+
+
+#: the ``reason`` values of :class:`BVHError`
+BVH_SKIP_REASONS = (
+    "malformed HIERARCHY",
+    "no MOTION section",
+    "malformed MOTION header",
+    "BVH file with 0 frames",
+    "MOTION values do not match Frames x channels",
+    "non-numeric MOTION value",
+    "non-finite MOTION value",
+)
+
+
+def bvh_skip_reason(error: Exception) -> str:
+    """The report category of a file that failed to import: ``BVHError.reason``, ``"unreadable file"`` for
+    ``OSError``, else ``"malformed BVH file"``."""
+    if isinstance(error, BVHError):
+        return error.reason
+    if isinstance(error, OSError):
+        return "unreadable file"
+    return "malformed BVH file"
 
 
 UP_AXES = ("y", "z")
@@ -73,8 +106,28 @@ _FLOAT_RE = re.compile(rb"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|i
 # ---------------------------------------------------------------------------
 # data classes
 # ---------------------------------------------------------------------------
+class _JointCount:
+    """``num_joints`` = ``len(self.names)``."""
+
+    names: tuple[str, ...]
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.names)
+
+
+class _FrameCount:
+    """``num_frames`` = rows of the per-frame array named by ``_PER_FRAME``."""
+
+    _PER_FRAME: ClassVar[str]
+
+    @property
+    def num_frames(self) -> int:
+        return int(getattr(self, self._PER_FRAME).shape[0])
+
+
 @dataclass(frozen=True, eq=False)
-class BVHHierarchy:
+class BVHHierarchy(_JointCount):
     """The HIERARCHY section.
 
     Attributes:
@@ -94,26 +147,19 @@ class BVHHierarchy:
     end_site: np.ndarray
 
     @property
-    def num_joints(self) -> int:
-        return len(self.names)
-
-    @property
     def num_channels(self) -> int:
         return int(sum(len(c) for c in self.channels))
 
 
 @dataclass(frozen=True, eq=False)
-class BVHData:
+class BVHData(_FrameCount):
     """A parsed BVH file before forward kinematics: hierarchy plus the raw ``(T, C)`` channel values."""
 
+    _PER_FRAME: ClassVar[str] = "values"
     source: str
     hierarchy: BVHHierarchy
     frame_time: float
     values: np.ndarray  # (T, C) float64, channels in file order
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.values.shape[0])
 
     @property
     def fps(self) -> float:
@@ -121,7 +167,7 @@ class BVHData:
 
 
 @dataclass
-class BVHMotion:
+class BVHMotion(_JointCount, _FrameCount):
     """Joint positions of a BVH file.
 
     Attributes:
@@ -142,14 +188,7 @@ class BVHMotion:
     frame_time: float
     source: str = ""
     end_site: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.positions.shape[0])
-
-    @property
-    def num_joints(self) -> int:
-        return len(self.names)
+    _PER_FRAME: ClassVar[str] = "positions"
 
     def skeleton(self, name: str, chains: Sequence[Sequence[int]] | None = None) -> Skeleton:
         """The :class:`Skeleton` of this hierarchy, its five chains derived automatically unless given.
@@ -403,12 +442,54 @@ def _parse_floats(data: bytes, source: str, first_line: int) -> np.ndarray:
             pass
     bad = _locate_bad_token(data, first_line)
     if bad is None:  # pragma: no cover
-        raise BVHError(f"{source}: the MOTION values (from line {first_line}) contain a value that is not a number.")
+        raise BVHError(
+            f"{source}: the MOTION values (from line {first_line}) contain a value that is not a number.",
+            "non-numeric MOTION value",
+        )
     line, col, tok = bad
     raise BVHError(
         f"{source}: line {line}, value {col}: {tok.decode('utf-8', 'replace')!r} is not a number. MOTION frames must "
-        "hold only decimal numbers separated by whitespace (no commas as decimal separator)."
+        "hold only decimal numbers separated by whitespace (no commas as decimal separator).",
+        "non-numeric MOTION value",
     )
+
+
+def _frame_count(token: str) -> int:
+    n = int(token) if token.isascii() and token.isdigit() else -1
+    if n < 0:
+        raise ValueError("'Frames:' must be followed by a non-negative integer")
+    if n == 0:
+        raise ValueError("'Frames: 0': the file holds no motion; re-export it with at least one frame")
+    return n
+
+
+def _frame_time(token: str) -> float:
+    try:
+        t = float(token)
+    except ValueError:
+        t = math.nan
+    if not (t > 0 and math.isfinite(t)):
+        raise ValueError("'Frame Time:' must be a positive number of seconds")
+    return t
+
+
+def _motion_header(
+    data: bytes, regex: re.Pattern, pos: int, prev_line: int, source: str, what: str, convert: Callable[[str], Any]
+) -> tuple[Any, int, int]:
+    """``(value, end, line)`` of the ``Frames:`` / ``Frame Time:`` line expected right after ``pos``."""
+    match = regex.search(data, pos)
+    if match is None or data[pos : match.start()].strip() != b"":
+        raise BVHError(
+            f"{source}: line {prev_line + 1}: expected {what}; the file is truncated or malformed.",
+            "malformed MOTION header",
+        )
+    line = _line_of(data, match.start())
+    token = match.group(1).decode("utf-8", "replace")
+    try:
+        return convert(token), match.end(), line
+    except ValueError as exc:
+        reason = "BVH file with 0 frames" if "Frames: 0" in str(exc) else "malformed MOTION header"
+        raise BVHError(f"{source}: line {line}: {exc}, found {token!r}.", reason) from None
 
 
 def parse_bvh_string(
@@ -423,52 +504,28 @@ def parse_bvh_string(
         nlines = data.count(b"\n") + 1
         raise BVHError(
             f"{source}: no MOTION section (the file ends at line {nlines} without a line 'MOTION'); the file is "
-            "truncated or not a BVH file. Re-export it or check the download."
+            "truncated or not a BVH file. Re-export it or check the download.",
+            "no MOTION section",
         )
     hierarchy = _hierarchy_from_bytes(data[: m.start()], source, keep_end_sites)
 
-    pos = m.end()
-    motion_line = _line_of(data, m.start())
-    fm = _FRAMES_RE.search(data, pos)
-    if fm is None or not data[pos : fm.start()].strip() == b"":
-        raise BVHError(
-            f"{source}: line {motion_line + 1}: expected 'Frames: <count>' after 'MOTION'; the file is truncated or "
-            "malformed."
-        )
-    frames_line = _line_of(data, fm.start())
-    try:
-        n_frames = int(fm.group(1))
-        if n_frames < 0:
-            raise ValueError
-    except ValueError:
-        raise BVHError(
-            f"{source}: line {frames_line}: 'Frames:' must be followed by a non-negative integer, found "
-            f"{fm.group(1).decode('utf-8', 'replace')!r}."
-        ) from None
-    tm = _FRAME_TIME_RE.search(data, fm.end())
-    if tm is None or not data[fm.end() : tm.start()].strip() == b"":
-        raise BVHError(
-            f"{source}: line {frames_line + 1}: expected 'Frame Time: <seconds>' after 'Frames:'; the file is "
-            "truncated or malformed."
-        )
-    time_line = _line_of(data, tm.start())
-    try:
-        frame_time = float(tm.group(1))
-        if not (frame_time > 0 and math.isfinite(frame_time)):
-            raise ValueError
-    except ValueError:
-        raise BVHError(
-            f"{source}: line {time_line}: 'Frame Time:' must be a positive number of seconds, found "
-            f"{tm.group(1).decode('utf-8', 'replace')!r}."
-        ) from None
-
-    body = data[tm.end() :]
+    n_frames, pos, frames_line = _motion_header(
+        data, _FRAMES_RE, m.end(), _line_of(data, m.start()), source, "'Frames: <count>' after 'MOTION'", _frame_count
+    )
+    frame_time, pos, time_line = _motion_header(
+        data, _FRAME_TIME_RE, pos, frames_line, source, "'Frame Time: <seconds>' after 'Frames:'", _frame_time
+    )
+    body = data[pos:]
     values = _parse_floats(body, source, time_line + 1)
     n_channels = hierarchy.num_channels
     expected = n_frames * n_channels
     if values.shape[0] != expected:
         if n_channels == 0:
-            raise BVHError(f"{source}: the hierarchy declares no CHANNELS but the MOTION section holds values.")
+            raise BVHError(
+                f"{source}: line {time_line + 1}: the hierarchy declares no CHANNELS but the MOTION section holds "
+                "values.",
+                "MOTION values do not match Frames x channels",
+            )
         complete = values.shape[0] // n_channels
         last_line = time_line + body.count(b"\n") + (0 if body.endswith(b"\n") or not body else 1)
         problem = "truncated" if values.shape[0] < expected else "longer than declared"
@@ -479,7 +536,7 @@ def parse_bvh_string(
             "Re-export it, or pass strict=False to keep the complete frames."
         )
         if strict or complete == 0:
-            raise BVHError(msg)
+            raise BVHError(msg, "MOTION values do not match Frames x channels")
         logger.warning("%s Keeping %d frames.", msg, min(complete, n_frames))
         n_frames = min(complete, n_frames)
         values = values[: n_frames * n_channels]
@@ -494,7 +551,8 @@ def parse_bvh_string(
         raise BVHError(
             f"{source}: frame {f} (line {time_line + 1 + f} if one frame per line), channel "
             f"{hierarchy.channels[j][c - hierarchy.channel_start[j]]} of joint {hierarchy.names[j]!r} is "
-            f"{values.ravel()[flat]}: MOTION values must be finite."
+            f"{values.ravel()[flat]}: MOTION values must be finite.",
+            "non-finite MOTION value",
         )
     return BVHData(source=source, hierarchy=hierarchy, frame_time=frame_time, values=values)
 

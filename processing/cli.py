@@ -8,16 +8,22 @@ Examples::
     motionpatch-prepare interhuman --root InterHuman/ --z-up --output data/interhuman
     motionpatch-prepare synthetic --output data/synthetic --push-to-hub me/motionpatch-synthetic
 
-Every run loads the source (skips are counted and reported), optionally adds mirrored copies, computes the
+Every run loads the source (skips are counted by reason in ``prepare_report.json`` and the card, including
+those of BVH importers, which report them on their warning), optionally adds mirrored copies, computes the
 normalisation statistics, writes the folder (:func:`~.io.save_prepared`: data, skeleton.json,
-statistics.json, prepare_report.json, README.md card) and prints a summary.
+statistics.json, prepare_report.json, README.md card) atomically (:func:`save_atomically`) and prints a
+summary. Bad source files are an error message and exit status 1, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import shlex
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +33,7 @@ import datasets
 
 from modeling_motionpatch import get_skeleton
 
+from .io import _OWNED as PREPARED_FILES
 from .io import (
     PrepareReport,
     SkippedSamplesWarning,
@@ -279,28 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     output: Path = args.output
     if output.exists() and any(output.iterdir()) and not args.overwrite:
         parser.error(f"--output {output} is not empty; choose a new folder or add --overwrite.")
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            dd, report = _load(args)
-        except ValueError as exc:  # bad source folder / files: the message says what and how to fix
-            print(f"motionpatch-prepare {args.source}: error: {exc}", file=sys.stderr)
-            return 1
-    for w in caught:  # shown as usual, and kept for the card when they come from importers without a report
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if not issubclass(w.category, SkippedSamplesWarning) and args.source in ("bvh", "bandai-namco"):
-            report.messages.append(f"{w.category.__name__}: {w.message}")
-    report.command = "motionpatch-prepare " + shlex.join(str(a) for a in argv)
-    if args.mirror:
-        if not report.skeleton.left_right_pairs:
-            parser.error(f"--mirror: skeleton {report.skeleton.name!r} has no left/right joint pairs to swap.")
-        dd, report.mirrored_added = add_mirrored(dd, report.skeleton)
-    stats = None
-    if args.statistics != "none":
-        stats = compute_dataset_statistics(dd, splits="all" if args.statistics == "all" else "train")
-    save_prepared(dd, output, report.skeleton, statistics=stats, format=args.format, report=report,
-                  overwrite=args.overwrite)
+    try:
+        report = _prepare(args, argv, parser)
+    except ValueError as exc:  # bad source folder / files: the message says what and how to fix
+        print(f"motionpatch-prepare {args.source}: error: {exc}", file=sys.stderr)
+        return 1
     print(summary(report, output))
     if args.push_to_hub:
         try:
@@ -315,6 +305,97 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"pushed to {url}{' (private)' if args.private else ''}")
     return 0
+
+
+def _prepare(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> PrepareReport:
+    """Load, mirror, compute statistics and write ``args.output`` atomically; returns the report."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dd, report = _load(args)
+    for w in caught:  # shown as usual; skips reported by importers without a report are counted in it
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        _record_warning(report, w.message)
+    report.command = "motionpatch-prepare " + shlex.join(str(a) for a in argv)
+    if args.mirror:
+        if not report.skeleton.left_right_pairs:
+            parser.error(f"--mirror: skeleton {report.skeleton.name!r} has no left/right joint pairs to swap.")
+        dd, report.mirrored_added = add_mirrored(dd, report.skeleton)
+    stats = None
+    if args.statistics != "none":
+        stats = compute_dataset_statistics(dd, splits="all" if args.statistics == "all" else "train")
+    save_atomically(dd, args.output, report, statistics=stats, format=args.format)
+    return report
+
+
+def _record_warning(report: PrepareReport, message: Warning) -> None:
+    """Count the skips a warning carries (``message.skipped``: reason -> ids) in ``report``; other warnings of
+    loaders that have no report of their own become notes."""
+    skipped = getattr(message, "skipped", None)
+    if isinstance(skipped, dict):
+        for reason, ids in skipped.items():
+            report.skipped.extend(reason, ids)
+        report.messages += [f"skipped {e}" for e in getattr(message, "errors", [])]
+    elif not isinstance(message, SkippedSamplesWarning) and report.source in ("bvh", "bandai-namco"):
+        report.messages.append(f"{type(message).__name__}: {message}")
+
+
+# ---------------------------------------------------------------------------
+# atomic output
+# ---------------------------------------------------------------------------
+def save_atomically(
+    dataset_dict: datasets.DatasetDict, output: Path, report: PrepareReport, statistics: Any = None, format: str = "arrow"
+) -> Path:
+    """:func:`~.io.save_prepared` into a temporary sibling ``.{name}.incomplete-{pid}-*``, then rename it to
+    ``output``: an interrupted run (even ``kill -9``) leaves ``output`` either complete or absent, never
+    half-written. With ``--overwrite``, the earlier dataset stays in place until the new one is complete; the
+    files of ``output`` that :func:`~.io.save_prepared` does not own are moved into the new folder. Partial
+    siblings left by killed runs are removed by the next run into the same ``output``.
+    """
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(output)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.incomplete-{os.getpid()}-", dir=output.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the output gets the usual permissions
+    try:
+        save_prepared(dataset_dict, tmp, report.skeleton, statistics=statistics, format=format, report=report)
+        if output.exists() and not any(output.iterdir()):
+            output.rmdir()
+        if not output.exists():
+            os.rename(tmp, output)
+            return output
+        old = tmp / ".replaced"  # inside tmp, so that a kill between the two renames leaves it in a partial
+        os.rename(output, old)
+        try:
+            os.rename(tmp, output)
+        except BaseException:
+            os.rename(old, output)
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = output / ".replaced"
+    for entry in old.iterdir():  # the user's own files beside the prepared ones
+        if entry.name not in (*PREPARED_FILES, ".replaced") and not (output / entry.name).exists():
+            os.rename(entry, output / entry.name)
+    shutil.rmtree(old)
+    return output
+
+
+def _remove_stale_partials(output: Path) -> None:
+    """Delete the ``.{name}.incomplete-{pid}-*`` siblings whose process no longer runs."""
+    prefix = f".{output.name}.incomplete-"
+    for sibling in output.parent.glob(glob.escape(prefix) + "*"):
+        pid = sibling.name[len(prefix) :].split("-", 1)[0]
+        if not (pid.isdigit() and sibling.is_dir()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(sibling, ignore_errors=True)
+        except OSError:  # the process exists (another user's): leave its folder alone
+            pass
 
 
 def summary(report: PrepareReport, output: Path) -> str:

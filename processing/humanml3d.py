@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -66,6 +68,8 @@ WRONG_JOINTS = "wrong joint count"
 NON_FINITE = "non-finite values (NaN/Inf)"
 EMPTY = "empty motion (0 frames)"
 MALFORMED = "malformed caption line"
+UNREADABLE_TEXT = "unreadable or non-UTF-8 caption file (clip kept without its captions)"
+EMPTY_CAPTION_FILE = "empty caption file (kept without captions)"
 SHORT_SEGMENT = "segment shorter than min_segment_frames"
 DUPLICATE = "duplicate id in split file"
 NO_CAPTION_FILE = "no caption file (kept without captions)"
@@ -178,15 +182,26 @@ def read_joint_file(path: Path, num_joints: int, features: bool = False) -> tupl
 
 
 def read_split_file(path: Path) -> list[str]:
-    """Ids of a split file (one per line; blank lines and surrounding spaces ignored)."""
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Ids of a split file (one per line; blank lines and surrounding spaces ignored).
+
+    Raises:
+        ValueError: naming the file and the byte offset when it is not UTF-8 text.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"split file {path} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 4]!r}); it "
+            "should list one clip id per line. Re-download it or re-save it as UTF-8."
+        ) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def parse_caption_lines(text: str) -> tuple[list[tuple[str, float, float]], list[int]]:
     """Parse a HumanML3D caption file: ``[(caption, start, end)]`` and the 1-based numbers of malformed lines.
 
     A line must have exactly four ``#`` fields (``caption#tokens#start#end``), a non-empty caption and
-    numeric (or NaN) times. Blank lines are ignored.
+    finite (or NaN: whole clip) times that are not negative. Blank lines are ignored.
     """
     good: list[tuple[str, float, float]] = []
     bad: list[int] = []
@@ -200,6 +215,9 @@ def parse_caption_lines(text: str) -> tuple[list[tuple[str, float, float]], list
         try:
             start, end = float(fields[2]), float(fields[3])
         except ValueError:
+            bad.append(number)
+            continue
+        if math.isinf(start) or math.isinf(end) or start < 0 or end < 0:
             bad.append(number)
             continue
         good.append((fields[0].strip(), start, end))
@@ -288,20 +306,11 @@ def load_text_motion_folder(
         report.messages.append(f"split file(s) {absent} absent in the source folder: those splits are not included")
     features = motion_features(j)
     builders = {s: SplitBuilder(features, split=s) for s in present}
+    clip = _ClipRules(skel, source_fps, target_fps, fps_mode, min_segment_frames)
     seen_split: dict[str, str] = {}
     root_heights: list[float] = []
     for split, fname in present.items():
-        builder = builders[split]
-        ids = read_split_file(root / fname)
-        unique: dict[str, None] = {}
-        for cid in ids:
-            if cid in unique:
-                report.skipped.add(DUPLICATE, f"{split}:{cid}")
-            unique[cid] = None
-        for cid in unique:
-            if cid in seen_split:
-                report.remarks.add(MULTI_SPLIT, f"{cid} ({seen_split[cid]}, {split})")
-            seen_split.setdefault(cid, split)
+        for cid in _unique_ids(read_split_file(root / fname), split, seen_split, report):
             if cid in joint_ids:
                 rel, from_vecs = f"new_joints/{cid}.npy", False
             elif cid in vec_ids:
@@ -318,64 +327,110 @@ def load_text_motion_folder(
             if length_scale != 1.0:
                 motion = motion * np.float32(length_scale)
             root_heights.append(float(np.median(motion[:, 0, skel.up_axis])))
-            captions = _read_captions(root / text_dir / f"{cid}.txt", cid, report) if cid in text_ids else None
-            if captions is None:
+            if cid in text_ids:
+                captions = _read_captions(root / text_dir / f"{cid}.txt", cid, report)
+            else:
                 report.remarks.add(NO_CAPTION_FILE, cid)
                 captions = []
-            whole: list[str] = []
-            segments: dict[str, tuple[int, int, list[str]]] = {}
-            for caption, start, end in captions:
-                if _is_whole(start, end):
-                    whole.append(caption)
-                    continue
-                sid = segment_id(cid, start, end)
-                if sid not in segments:
-                    segments[sid] = (int(start * source_fps), int(end * source_fps), [])
-                segments[sid][2].append(caption)
-            if captions and not whole:
-                report.remarks.add(NO_WHOLE_CAPTION, cid)
-            mirrored = cid.startswith("M")
-            builder.add(
-                id=cid, motion=resample_fps(motion, source_fps, target_fps, fps_mode), fps=float(target_fps),
-                skeleton=skel.name, captions=whole, labels=[], source=rel, mirrored=mirrored,
-            )
-            t = motion.shape[0]
-            for sid, (f0, f1, caps) in segments.items():
-                if f1 > t:
-                    report.remarks.add(CLAMPED, sid)
-                piece = motion[max(f0, 0) : min(f1, t)]
-                if piece.shape[0] < min_segment_frames:
-                    report.skipped.add(SHORT_SEGMENT, sid)
-                    continue
-                builder.add(
-                    id=sid, motion=resample_fps(piece, source_fps, target_fps, fps_mode), fps=float(target_fps),
-                    skeleton=skel.name, captions=caps, labels=[], source=rel, mirrored=mirrored,
-                )
+            clip.add_samples(builders[split], cid, motion, rel, captions, report)
     dataset_dict = dataset_dict_from_builders(builders, report)
     report.finalize(dataset_dict)
     report.warn_skipped(stacklevel=3)
     check_not_empty(dataset_dict, report)
-    if root_heights:
-        h = float(np.median(root_heights))
-        if not 0.2 <= abs(h) <= 3.0:
-            msg = (
-                f"median root height is {h:.3g} after length_scale={length_scale}; expected about 1 m. The "
-                "motions are probably not in metres: set length_scale (--length-scale) accordingly."
-            )
-            report.messages.append(msg)
-            if source == "kit":
-                import warnings
-
-                warnings.warn(f"{source} ({root}): {msg}", UserWarning, stacklevel=3)
+    _check_units(root_heights, length_scale, report, warn=source == "kit")
     return dataset_dict, report
 
 
-def _read_captions(path: Path, cid: str, report: PrepareReport) -> list[tuple[str, float, float]] | None:
+def _check_units(root_heights: list[float], length_scale: float, report: PrepareReport, warn: bool) -> None:
+    """Note (and with ``warn``, warn) when the median root height is far from 1 m: wrong length units."""
+    if not root_heights:
+        return
+    h = float(np.median(root_heights))
+    if not 0.2 <= abs(h) <= 3.0:
+        msg = (
+            f"median root height is {h:.3g} after length_scale={length_scale}; expected about 1 m. The "
+            "motions are probably not in metres: set length_scale (--length-scale) accordingly."
+        )
+        report.messages.append(msg)
+        if warn:
+            warnings.warn(f"{report.source} ({report.root}): {msg}", UserWarning, stacklevel=4)
+
+
+def _unique_ids(ids: list[str], split: str, seen_split: dict[str, str], report: PrepareReport) -> list[str]:
+    """The ids of a split file once each (duplicates counted), noting ids already listed in another split."""
+    unique: dict[str, None] = {}
+    for cid in ids:
+        if cid in unique:
+            report.skipped.add(DUPLICATE, f"{split}:{cid}")
+        unique[cid] = None
+    for cid in unique:
+        if cid in seen_split:
+            report.remarks.add(MULTI_SPLIT, f"{cid} ({seen_split[cid]}, {split})")
+        seen_split.setdefault(cid, split)
+    return list(unique)
+
+
+@dataclass(frozen=True)
+class _ClipRules:
+    """How a loaded clip becomes samples: the whole clip plus one sample per captioned segment."""
+
+    skeleton: Skeleton
+    source_fps: float
+    target_fps: float
+    fps_mode: str
+    min_segment_frames: int
+
+    def add_samples(
+        self, builder: SplitBuilder, cid: str, motion: np.ndarray, rel: str,
+        captions: list[tuple[str, float, float]], report: PrepareReport,
+    ) -> None:
+        whole: list[str] = []
+        segments: dict[str, tuple[int, int, list[str]]] = {}
+        for caption, start, end in captions:
+            if _is_whole(start, end):
+                whole.append(caption)
+                continue
+            sid = segment_id(cid, start, end)
+            if sid not in segments:
+                segments[sid] = (int(start * self.source_fps), int(end * self.source_fps), [])
+            segments[sid][2].append(caption)
+        if captions and not whole:
+            report.remarks.add(NO_WHOLE_CAPTION, cid)
+        self._add(builder, cid, motion, whole, rel)
+        t = motion.shape[0]
+        for sid, (f0, f1, caps) in segments.items():
+            if f1 > t:
+                report.remarks.add(CLAMPED, sid)
+            piece = motion[max(f0, 0) : min(f1, t)]
+            if piece.shape[0] < self.min_segment_frames:
+                report.skipped.add(SHORT_SEGMENT, sid)
+                continue
+            self._add(builder, sid, piece, caps, rel)
+
+    def _add(self, builder: SplitBuilder, sid: str, motion: np.ndarray, captions: list[str], rel: str) -> None:
+        builder.add(
+            id=sid, motion=resample_fps(motion, self.source_fps, self.target_fps, self.fps_mode),
+            fps=float(self.target_fps), skeleton=self.skeleton.name, captions=captions, labels=[], source=rel,
+            mirrored=sid.startswith("M"),
+        )
+
+
+def read_text_or_skip(path: Path, cid: str, report: PrepareReport) -> str | None:
+    """The UTF-8 text of a caption file; an unreadable or non-UTF-8 file is counted as skipped (``None``)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        report.skipped.add("unreadable caption file", cid)
+        report.skipped.add(UNREADABLE_TEXT, cid)
         return None
+
+
+def _read_captions(path: Path, cid: str, report: PrepareReport) -> list[tuple[str, float, float]]:
+    text = read_text_or_skip(path, cid, report)
+    if text is None:
+        return []
+    if not text.strip():
+        report.remarks.add(EMPTY_CAPTION_FILE, cid)
+        return []
     good, bad = parse_caption_lines(text)
     report.skipped.extend(MALFORMED, (f"{cid}:{n}" for n in bad))
     return good
@@ -426,5 +481,6 @@ __all__ = [
     "parse_caption_lines",
     "read_joint_file",
     "read_split_file",
+    "read_text_or_skip",
     "recover_from_ric",
 ]

@@ -41,6 +41,7 @@ from .humanml3d import (
     UNREADABLE,
     WRONG_JOINTS,
     read_split_file,
+    read_text_or_skip,
 )
 from .io import PrepareReport, SplitBuilder, check_not_empty, dataset_dict_from_builders
 from .schema import interaction_features
@@ -134,7 +135,8 @@ def load_interhuman(
             captions = []
             annot = root / "annots" / f"{cid}.txt"
             if annot.is_file():
-                captions = [line.strip() for line in annot.read_text(encoding="utf-8").splitlines() if line.strip()]
+                text = read_text_or_skip(annot, cid, report) or ""
+                captions = [line.strip() for line in text.splitlines() if line.strip()]
             else:
                 report.remarks.add(NO_ANNOT, cid)
             builders[split].add(

@@ -20,7 +20,9 @@ uploads one, refusing public pushes of data whose licence forbids redistribution
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,11 +95,24 @@ _AMASS_RESTRICTION = (
     "redistributing the data; share it only in a private repository (or share the preparation command)"
 )
 
-SOURCES: dict[str, SourceInfo] = {
-    "humanml3d": SourceInfo(
-        name="humanml3d",
-        pretty_name="HumanML3D (joint positions)",
+def _amass_source(name: str, short: str, *, citation: str, tags: tuple[str, ...], **info: Any) -> SourceInfo:
+    """A source whose motions derive from AMASS: research-only, never pushed publicly, AMASS cited too."""
+    return SourceInfo(
+        name=name,
         license="other",
+        citation=citation + _AMASS_BIB,
+        redistributable=False,
+        restriction=f"{short}'s " + _AMASS_RESTRICTION,
+        tags=("motion", "3d-human-motion") + tags,
+        **info,
+    )
+
+
+SOURCES: dict[str, SourceInfo] = {
+    "humanml3d": _amass_source(
+        "humanml3d",
+        "HumanML3D",
+        pretty_name="HumanML3D (joint positions)",
         license_name="amass-derived-research-only",
         license_text=(
             "HumanML3D's code is MIT-licensed; its motions derive from AMASS (and HumanAct12), which allow "
@@ -107,18 +122,15 @@ SOURCES: dict[str, SourceInfo] = {
         citation="""@inproceedings{guo2022humanml3d,
   title={Generating Diverse and Natural 3D Human Motions from Text},
   author={Guo, Chuan and Zou, Shihao and Zuo, Xinxin and Wang, Sen and Ji, Wei and Li, Xingyu and Cheng, Li},
-  booktitle={CVPR}, year={2022}}\n"""
-        + _AMASS_BIB,
+  booktitle={CVPR}, year={2022}}\n""",
         homepage="https://github.com/EricGuo5513/HumanML3D",
-        redistributable=False,
-        restriction="HumanML3D's " + _AMASS_RESTRICTION,
         task_categories=("feature-extraction", "text-retrieval"),
-        tags=("motion", "3d-human-motion", "text-to-motion", "humanml3d"),
+        tags=("text-to-motion", "humanml3d"),
     ),
-    "kit": SourceInfo(
-        name="kit",
+    "kit": _amass_source(
+        "kit",
+        "KIT-ML",
         pretty_name="KIT Motion-Language (joint positions, 20 fps)",
-        license="other",
         license_name="amass-derived-research-only",
         license_text=(
             "KIT-ML as distributed with HumanML3D's processing derives from the KIT Whole-Body Human Motion "
@@ -127,18 +139,15 @@ SOURCES: dict[str, SourceInfo] = {
         citation="""@article{plappert2016kit,
   title={The {KIT} Motion-Language Dataset},
   author={Plappert, Matthias and Mandery, Christian and Asfour, Tamim},
-  journal={Big Data}, volume={4}, number={4}, year={2016}}\n"""
-        + _AMASS_BIB,
+  journal={Big Data}, volume={4}, number={4}, year={2016}}\n""",
         homepage="https://motion-annotation.humanoids.kit.edu/dataset/",
-        redistributable=False,
-        restriction="KIT-ML's " + _AMASS_RESTRICTION,
         task_categories=("feature-extraction", "text-retrieval"),
-        tags=("motion", "3d-human-motion", "text-to-motion", "kit-ml"),
+        tags=("text-to-motion", "kit-ml"),
     ),
-    "babel": SourceInfo(
-        name="babel",
+    "babel": _amass_source(
+        "babel",
+        "BABEL",
         pretty_name="BABEL action segments",
-        license="other",
         license_name="babel-amass-research-only",
         license_text=(
             "BABEL's labels are released for non-commercial research under its own licence; the motions are "
@@ -147,13 +156,10 @@ SOURCES: dict[str, SourceInfo] = {
         citation="""@inproceedings{punnakkal2021babel,
   title={{BABEL}: Bodies, Action and Behavior with English Labels},
   author={Punnakkal, Abhinanda R. and Chandrasekaran, Arjun and Athanasiou, Nikos and Quir{\\'o}s-Ram{\\'i}rez, Alejandra and Black, Michael J.},
-  booktitle={CVPR}, year={2021}}\n"""
-        + _AMASS_BIB,
+  booktitle={CVPR}, year={2021}}\n""",
         homepage="https://babel.is.tue.mpg.de/",
-        redistributable=False,
-        restriction="BABEL's " + _AMASS_RESTRICTION,
         task_categories=("feature-extraction",),
-        tags=("motion", "3d-human-motion", "action-recognition", "babel"),
+        tags=("action-recognition", "babel"),
         label_derived_captions=True,
     ),
     "interhuman": SourceInfo(
@@ -384,23 +390,96 @@ def format_seconds(t: float) -> str:
 # ---------------------------------------------------------------------------
 # building Arrow datasets without per-frame Python work
 # ---------------------------------------------------------------------------
-def _array_columns(features: datasets.Features) -> list[str]:
-    return [k for k, f in features.items() if isinstance(f, (datasets.Array2D, datasets.Array3D))]
+def motion_storage(motions: Sequence[np.ndarray], num_joints: int) -> pa.Array:
+    """``list<list<list<float32>>>`` storage of ``Array3D(shape=(None, J, 3))`` for ragged ``(T_i, J, 3)`` motions.
 
-
-def _motion_storage(motions: Sequence[np.ndarray], num_joints: int) -> pa.Array:
-    """``list<list<list<float>>>`` storage of ragged ``(T_i, J, 3)`` motions, built from one flat buffer."""
-    lengths = np.fromiter((m.shape[0] for m in motions), dtype=np.int64, count=len(motions))
+    Built from one flat float32 buffer (no per-value Python objects). Raises ``ValueError`` naming the motion
+    when one is not ``(frames, num_joints, 3)``, and when the batch holds more values than the schema's
+    32-bit list offsets address (write it in smaller batches then).
+    """
+    for i, m in enumerate(motions):
+        if np.ndim(m) != 3 or tuple(np.shape(m)[1:]) != (num_joints, 3):
+            raise ValueError(
+                f"motion {i} of the batch has shape {np.shape(m)}; expected (frames, {num_joints}, 3) for a "
+                f"{num_joints}-joint skeleton."
+            )
+    lengths = np.fromiter((np.shape(m)[0] for m in motions), dtype=np.int64, count=len(motions))
+    frames = int(lengths.sum())
+    if frames * num_joints * 3 > np.iinfo(np.int32).max:
+        raise ValueError(
+            f"a batch of {len(motions)} motions holds {frames * num_joints * 3} values, more than one Arrow list "
+            "array addresses (2**31 - 1); write it in smaller batches (a lower batch_size / chunk_rows)."
+        )
     flat = (
-        np.concatenate([np.asarray(m, dtype=np.float32).reshape(-1) for m in motions])
+        np.concatenate([np.ascontiguousarray(m, dtype=np.float32).reshape(-1) for m in motions])
         if len(motions)
         else np.zeros(0, np.float32)
     )
-    frames = int(lengths.sum())
     inner = pa.ListArray.from_arrays(pa.array(np.arange(0, frames * num_joints * 3 + 1, 3, dtype=np.int32)), pa.array(flat))
     mid = pa.ListArray.from_arrays(pa.array(np.arange(0, frames * num_joints + 1, num_joints, dtype=np.int32)), inner)
     outer_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(outer_offsets), mid)
+
+
+def rows_table(columns: Mapping[str, Sequence[Any]], features: datasets.Features) -> pa.Table:
+    """One Arrow table with exactly ``features`` from one list of values per column (motions via
+    :func:`motion_storage`)."""
+    schema = features.arrow_schema
+    arrays = []
+    for k, feature in features.items():
+        ftype = schema.field(k).type
+        if isinstance(feature, datasets.Array3D):
+            arrays.append(pa.ExtensionArray.from_storage(ftype, motion_storage(columns[k], feature.shape[1])))
+        else:
+            arrays.append(pa.array(columns[k], type=ftype))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _output_dir(cache_dir: str | os.PathLike | None) -> Path:
+    if cache_dir is None:
+        return Path(tempfile.mkdtemp(prefix="motionpatch_bvh_"))
+    out = Path(cache_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="dataset_", dir=out))
+
+
+def write_arrow_splits(
+    rows: Iterable[tuple[str, Mapping[str, Any]]],
+    features: datasets.Features,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 256,
+) -> datasets.DatasetDict:
+    """Write ``(split, row)`` pairs to one Arrow file per split of ``SPLITS``, ``batch_size`` rows per record
+    batch, in a single pass (only one batch per split is ever held), then memory-map them as a DatasetDict.
+
+    The files go into a new folder under ``cache_dir`` (a new temporary folder by default).
+    """
+    from datasets.arrow_writer import ArrowWriter
+
+    out_dir = _output_dir(cache_dir)
+    paths = {split: out_dir / f"{split}.arrow" for split in SPLITS}
+    writers = {split: ArrowWriter(features=features, path=str(p)) for split, p in paths.items()}
+    batches: dict[str, list[Mapping[str, Any]]] = {split: [] for split in SPLITS}
+
+    def write(split: str) -> None:
+        batch = batches[split]
+        writers[split].write_table(rows_table({k: [r[k] for r in batch] for k in features}, features))
+        batch.clear()
+
+    try:
+        for split, row in rows:
+            batches[split].append(row)
+            if len(batches[split]) >= batch_size:
+                write(split)
+        for split in SPLITS:
+            if batches[split]:
+                write(split)
+            writers[split].finalize()
+    finally:
+        for w in writers.values():
+            w.close()
+    info = datasets.DatasetInfo(features=features)
+    return datasets.DatasetDict({s: datasets.Dataset.from_file(str(p), info=info) for s, p in paths.items()})
 
 
 class SplitBuilder:
@@ -415,8 +494,6 @@ class SplitBuilder:
         self.features = features
         self.split = split
         self.chunk_rows = int(chunk_rows)
-        self._schema = features.arrow_schema
-        self._arrays = _array_columns(features)
         self._rows: dict[str, list] = {k: [] for k in features}
         self._tables: list[pa.Table] = []
         self._n = 0
@@ -443,15 +520,7 @@ class SplitBuilder:
         n = len(rows["id"])
         if n == 0 and self._tables:
             return
-        arrays = []
-        for k, feature in self.features.items():
-            ftype = self._schema.field(k).type
-            if k in self._arrays:
-                storage = _motion_storage(rows[k], feature.shape[1])
-                arrays.append(pa.ExtensionArray.from_storage(ftype, storage))
-            else:
-                arrays.append(pa.array(rows[k], type=ftype))
-        self._tables.append(pa.Table.from_arrays(arrays, schema=self._schema))
+        self._tables.append(rows_table(rows, self.features))
         self._rows = {k: [] for k in self.features}
 
     def finish(self) -> datasets.Dataset:
@@ -765,8 +834,11 @@ __all__ = [
     "dataset_dict_from_builders",
     "format_seconds",
     "load_prepared",
+    "motion_storage",
     "push_prepared",
+    "rows_table",
     "save_prepared",
     "segment_id",
     "source_info",
+    "write_arrow_splits",
 ]

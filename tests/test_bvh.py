@@ -35,7 +35,7 @@ from motionpatch_processing.bvh import (
 )
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, get_skeleton
-from modeling_motionpatch.skeletons import CHAIN_NAMES
+from modeling_motionpatch.skeletons import CHAIN_NAMES, SkeletonError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BANDAI = SHARED_DATA / "bandai-namco"
@@ -347,6 +347,27 @@ def test_collection_with_user_labels_chains_and_fps(tmp_path):
     assert row["fps"] == 10.0 and row["motion"].shape == (2, 3, 3)  # 3 frames at 20 fps -> 2 at 10 fps
     full = forward_kinematics(parse_bvh_string(TOY), up_axis="z")
     np.testing.assert_allclose(row["motion"][1], full[2], atol=1e-6)  # t = 0.1 s is source frame 2
+
+
+def test_two_collections_with_one_folder_name_keep_their_own_skeletons(tmp_path):
+    """The default skeleton name ``bvh-<folder>`` taken by another hierarchy in this process gets a hierarchy suffix
+    (it used to be a SkeletonError, so a second ``motionpatch-prepare bvh`` in one process failed)."""
+    chains = [[0, 1], [0, 1], [0, 1, 2], [1, 2], [1, 2]]
+    renamed = TOY.replace("JOINT tip", "JOINT finger")
+    skeletons = []
+    for parent, text in (("a", TOY), ("b", renamed), ("c", TOY)):
+        folder = tmp_path / parent / "mocap_lib"
+        folder.mkdir(parents=True)
+        for stem in ("hop_001", "hop_002"):
+            (folder / f"{stem}.bvh").write_text(text)
+        _, skeleton = load_bvh_collection(folder, pattern="*.bvh", labels=None, chains=chains, splits="hash")
+        skeletons.append(skeleton)
+    assert skeletons[0].name == skeletons[2].name == "bvh-mocap_lib"  # the same hierarchy reuses the name
+    assert skeletons[1].name.startswith("bvh-mocap_lib-") and skeletons[1].joint_names[-1] == "finger"
+    assert get_skeleton(skeletons[1].name) == skeletons[1] and get_skeleton("bvh-mocap_lib").joint_names[-1] == "tip"
+    with pytest.raises(SkeletonError, match="already registered"):  # a name chosen by the user is never changed
+        load_bvh_collection(tmp_path / "b" / "mocap_lib", pattern="*.bvh", labels=None, chains=chains,
+                            splits="hash", skeleton_name="bvh-mocap_lib")  # fmt: skip
 
 
 def test_splits_by_take_are_disjoint():

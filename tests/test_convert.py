@@ -347,7 +347,7 @@ def test_original_checkpoint_parity_through_the_console_script(backend, tmp_path
     )
     with torch.no_grad():
         outputs = model(**inputs)
-        motion = model.get_motion_features(inputs["motion_values"])
+        motion = model.get_motion_features(inputs["motion_values"], normalize=True).pooler_output
     diffs = {
         "motion": (outputs.motion_embeds - exp_motion).abs().max().item(),
         "text": (outputs.text_embeds - exp_text).abs().max().item(),
@@ -389,8 +389,8 @@ def test_kit_preset_flattened_statistics_and_a_text_config(tmp_path, tokenizer_d
         lambda v: reference_timm_vit_avg(motion_sd, v, heads=4), text, heads, x, ids, mask
     )
     with torch.no_grad():
-        assert (model.get_motion_features(x) - exp_motion).abs().max().item() < 1e-5
-        assert (model.get_text_features(ids, mask) - exp_text).abs().max().item() < 1e-5
+        assert (model.get_motion_features(x, normalize=True).pooler_output - exp_motion).abs().max().item() < 1e-5
+        assert (model.get_text_features(ids, mask, normalize=True).pooler_output - exp_text).abs().max().item() < 1e-5
     assert "12.5" in (out / "README.md").read_text()
     assert isinstance(model.config.text_config, DistilBertConfig)
 

@@ -93,9 +93,9 @@ def _direct_embeddings(workdir):
     captions = [c[0] for c in rows["captions"]]
     motions = [np.asarray(m, dtype=np.float32) for m in rows.with_format("numpy")["motion"]]
     with torch.no_grad():
-        text = model.get_text_features(**processor(text=captions, return_tensors="pt", padding=True))
+        text = model.get_text_features(**processor(text=captions, return_tensors="pt", padding=True), normalize=True).pooler_output
         inputs = processor(motions=motions, return_tensors="pt")
-        motion = model.get_motion_features(inputs["motion_values"], inputs["motion_attention_mask"])
+        motion = model.get_motion_features(inputs["motion_values"], inputs["motion_attention_mask"], normalize=True).pooler_output
     return text, motion, captions
 
 

@@ -51,8 +51,8 @@ def test_forward_shapes_normalised_embeddings_and_scaled_logits(tiny_model, batc
     tiny_model.eval()
     with torch.no_grad():
         again = tiny_model(**batch)
-        motion = tiny_model.get_motion_features(batch["motion_values"])
-        text = tiny_model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        motion = tiny_model.get_motion_features(batch["motion_values"], normalize=True).pooler_output
+        text = tiny_model.get_text_features(batch["input_ids"], batch["attention_mask"], normalize=True).pooler_output
     torch.testing.assert_close(motion, again.motion_embeds)
     torch.testing.assert_close(text, again.text_embeds)
 
@@ -162,9 +162,9 @@ def test_mask_motion_padding_ignores_padded_rows(tokenizer):
     changed = values.clone()
     changed[:, :, 32:] = torch.randn(1, 3, 32, 80)  # only padded rows differ
     with torch.no_grad():
-        a = model.get_motion_features(values, mask)
-        b = model.get_motion_features(changed, mask)
-        c = model.get_motion_features(changed)  # without a mask, padding counts
+        a = model.get_motion_features(values, mask, normalize=True).pooler_output
+        b = model.get_motion_features(changed, mask, normalize=True).pooler_output
+        c = model.get_motion_features(changed, normalize=True).pooler_output  # without a mask, padding counts
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert (a - c).abs().max() > 1e-3
 
@@ -178,7 +178,7 @@ def test_reference_mean_pooling_has_no_final_norm_and_an_fc_norm(tiny_model):
         hidden = tiny_model.motion_model(pixel_values=values).last_hidden_state
         pooled = tiny_model.motion_fc_norm(hidden[:, 1:].mean(1))
         expected = F.normalize(tiny_model.motion_projection(pooled), dim=-1)
-        torch.testing.assert_close(tiny_model.get_motion_features(values), expected)
+        torch.testing.assert_close(tiny_model.get_motion_features(values, normalize=True).pooler_output, expected)
 
 
 def test_cls_pooling_linear_head_and_mean_text_pooling(tokenizer, batch):

@@ -36,7 +36,7 @@ def constructed_folder(tmp_path, tokenizer):
         eye = torch.eye(model.config.projection_dim)[:3]  # targets e_0, e_1, e_2
         model.motion_projection.projection.weight.copy_(eye.t() @ torch.linalg.pinv(motion_pool).t())
         model.text_projection.projection.weight.copy_(eye.t() @ torch.linalg.pinv(text_pool).t())
-        torch.testing.assert_close(model.get_motion_features(values), eye, atol=1e-4, rtol=0)
+        torch.testing.assert_close(model.get_motion_features(values, normalize=True).pooler_output, eye, atol=1e-4, rtol=0)
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     return tmp_path, motions
@@ -101,8 +101,8 @@ def test_interaction_model_shares_the_encoder_and_round_trips(tmp_path, tokenize
     model.eval()
     with torch.no_grad():
         swapped = inputs["motion_values"].flip(1)
-        a = model.get_motion_features(inputs["motion_values"])
-        b = model.get_motion_features(swapped)
+        a = model.get_motion_features(inputs["motion_values"], normalize=True).pooler_output
+        b = model.get_motion_features(swapped, normalize=True).pooler_output
     assert (a - b).abs().max() > 1e-4  # the order of persons matters: features are concatenated
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
@@ -111,13 +111,13 @@ def test_interaction_model_shares_the_encoder_and_round_trips(tmp_path, tokenize
     assert isinstance(loaded, MotionPatchInteractionModel)
     assert loaded_processor.feature_extractor.num_persons == 2
     with torch.no_grad():
-        torch.testing.assert_close(loaded.get_motion_features(inputs["motion_values"]), a, rtol=0, atol=0)
+        torch.testing.assert_close(loaded.get_motion_features(inputs["motion_values"], normalize=True).pooler_output, a, rtol=0, atol=0)
 
 
 def test_interaction_inputs_are_checked(tokenizer):
     model = MotionPatchInteractionModel(interaction_config(len(tokenizer)))
     with pytest.raises(ValueError, match=r"shape \(batch, 2, 3, frames, points\)"):
-        model.get_motion_features(torch.zeros(2, 3, 64, 80))
+        model.get_motion_features(torch.zeros(2, 3, 64, 80), normalize=True).pooler_output
     fe = MotionPatchFeatureExtractor("humanml3d", max_frames=64, num_persons=2)
     with pytest.raises(ValueError, match="sample 0 has 3 motions"):
         fe([random_motions(3)])

@@ -144,7 +144,7 @@ def test_vit_position_embeddings_are_resampled_once_to_the_motion_grid(vit_14x14
                  "pooler.dense.weight", "text_pooling='cls'"):  # fmt: skip
         assert part in message, (part, message)
     with torch.no_grad():
-        feats = model.get_motion_features(torch.randn(2, 3, 224, 80))
+        feats = model.get_motion_features(torch.randn(2, 3, 224, 80), normalize=True).pooler_output
     assert feats.shape == (2, 256) and torch.allclose(feats.norm(dim=-1), torch.ones(2))
 
 
@@ -174,8 +174,8 @@ def test_save_and_reload_keeps_the_motion_grid_and_features(tmp_path, vit_14x14,
     x = torch.randn(2, 3, 224, 80, generator=torch.Generator().manual_seed(0))
     ids, mask = tiny_ids()
     with torch.no_grad():
-        assert torch.equal(model.get_motion_features(x), again.get_motion_features(x))
-        assert torch.equal(model.get_text_features(ids, mask), again.get_text_features(ids, mask))
+        assert torch.equal(model.get_motion_features(x, normalize=True).pooler_output, again.get_motion_features(x, normalize=True).pooler_output)
+        assert torch.equal(model.get_text_features(ids, mask, normalize=True).pooler_output, again.get_text_features(ids, mask, normalize=True).pooler_output)
     # the lazily imported converter travels with the remote code and imports only what remote code may
     copied = tmp_path / "saved" / "convert_timm.py"
     assert copied.exists()
@@ -292,7 +292,7 @@ def test_text_towers_of_each_family_with_their_pooling(family, pooling, model_cl
             m = mask.unsqueeze(-1).float()
             pooled = (out.last_hidden_state * m).sum(1) / m.sum(1)
         expected = F.normalize(model.text_projection(pooled), dim=-1)
-        got = model.get_text_features(ids, mask)
+        got = model.get_text_features(ids, mask, normalize=True).pooler_output
     assert (got - expected).abs().max().item() < 1e-6
 
 
@@ -337,7 +337,7 @@ def test_real_minilm_ranks_paraphrases_closer(vit_14x14, minilm_dir):
         out = model.text_model(**enc).last_hidden_state
         m = enc["attention_mask"].unsqueeze(-1).float()
         pooled = F.normalize((out * m).sum(1) / m.sum(1), dim=-1)
-        feats = model.get_text_features(enc["input_ids"], enc["attention_mask"], token_type_ids=enc["token_type_ids"])
+        feats = model.get_text_features(enc["input_ids"], enc["attention_mask"], token_type_ids=enc["token_type_ids"], normalize=True).pooler_output
     sim_pooled, sim = pooled @ pooled.T, feats @ feats.T
     print(f"MiniLM pooled cosine: paraphrase {sim_pooled[0, 1]:.3f}, kick {sim_pooled[0, 2]:.3f}; "
           f"after random head: {sim[0, 1]:.3f}, {sim[0, 2]:.3f}")  # fmt: skip

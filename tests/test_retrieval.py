@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # allow plain `pytest` without installing the package
@@ -447,7 +448,7 @@ class _FakeProcessor:
 
 
 class _FakeModel(torch.nn.Module):
-    """get_motion_features / get_text_features returning L2-normalised (B, 8) tensors, like the real model."""
+    """get_motion_features / get_text_features returning BaseModelOutputWithPooling (B, 8), like the real model."""
 
     def __init__(self):
         super().__init__()
@@ -457,11 +458,11 @@ class _FakeModel(torch.nn.Module):
 
     def get_motion_features(self, motion_values, motion_attention_mask=None):
         assert motion_attention_mask is not None
-        return torch.nn.functional.normalize(motion_values.flatten(1) @ self.motion_proj, dim=-1)
+        return BaseModelOutputWithPooling(pooler_output=motion_values.flatten(1) @ self.motion_proj)
 
     def get_text_features(self, input_ids, attention_mask):
         pooled = (self.token_emb[input_ids] * attention_mask[..., None]).sum(1)
-        return torch.nn.functional.normalize(pooled, dim=-1)
+        return BaseModelOutputWithPooling(pooler_output=pooled)
 
 
 def test_from_model_and_text_search():
@@ -471,8 +472,8 @@ def test_from_model_and_text_search():
     ids = [f"m{i}" for i in range(10)]
     index = MotionSearchIndex.from_model(model, proc, motions, ids, batch_size=3)
     with torch.no_grad():
-        direct = model.get_motion_features(**proc(motions=motions))
-        text_emb = model.get_text_features(**proc(text=["a person walks", "jumping jacks"]))
+        direct = torch.nn.functional.normalize(model.get_motion_features(**proc(motions=motions)).pooler_output, dim=-1)
+        text_emb = model.get_text_features(**proc(text=["a person walks", "jumping jacks"])).pooler_output
     torch.testing.assert_close(index.embeddings, direct, rtol=0, atol=1e-6)
     by_text = index.search(["a person walks", "jumping jacks"], k=4)
     by_emb = index.search(text_emb, k=4)

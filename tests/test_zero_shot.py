@@ -149,7 +149,9 @@ def test_label_lists_and_phrases(workdir, tmp_path):
 
     data = load_eval_data(str(workdir / "data"), "test")
     assert candidate_labels("auto", data, "labels", 1)[0] == ["quickly", "slowly"]
-    assert candidate_labels("babel60", data, "labels", None)[0] == list(BABEL_60_CLASSES)
+    with pytest.warns(UserWarning, match=r"UNVERIFIED class list.*--candidate-labels FILE.*--class-names FILE"):
+        labels, note = candidate_labels("babel60", data, "labels", None)
+    assert labels == list(BABEL_60_CLASSES) and "unverified" in note
 
 
 def test_bad_inputs_are_clear_errors(workdir, capsys):

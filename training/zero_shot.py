@@ -4,7 +4,7 @@ Examples::
 
     motionpatch-zero-shot --model runs/bandai-namco/best --dataset bandai-namco:../shared/data/bandai-namco \\
         --labels-column labels --label-index 0 --output zero_shot.json          # the 10 Bandai content labels
-    motionpatch-zero-shot --model ... --dataset data/babel --label-index all --candidate-labels babel60
+    motionpatch-zero-shot --model ... --dataset data/babel --label-index all --candidate-labels babel60_official.json
     motionpatch-zero-shot --model runs/h22/best --dataset data/bandai-native --split all --skeleton-from-dataset
 
 Each motion is scored against every candidate label put into the prompt template(s) (``"A person {}."``, the
@@ -26,7 +26,8 @@ motion at a time on the main process (slow, for checking); ``tests/test_zero_sho
 same predictions and scores.
 
 Candidate labels: ``auto`` (the class list saved with a prepared dataset, else every distinct ground-truth label of
-the chosen label index over all splits of the dataset, sorted), ``babel60`` (:data:`BABEL_60_CLASSES`), or a file
+the chosen label index over all splits of the dataset, sorted), ``babel60`` (:data:`BABEL_60_CLASSES`, an
+unverified list: a warning says so), or a file
 (one label per line, or a JSON list / ``{label: index}`` mapping). ``--label-phrases`` turns labels into the text
 put into the template: ``auto`` uses the Bandai-Namco verb phrases (``walk-turn-left`` -> "walks forward and turns
 left") when every candidate has one, else the label with ``-``/``_`` as spaces; ``none`` uses labels verbatim; a
@@ -42,6 +43,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,15 +52,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from modeling_motionpatch import similarity_logits
+from modeling_motionpatch.pipeline_zero_shot_motion import ensemble_prompt_embeddings
+
+from .encode import encode_motions, encode_texts, environment, load_model_and_data, make_accelerator, motion_source
+from .encode import run_cli, write_result
+
 logger = logging.getLogger("motionpatch_training.zero_shot")
 
 PROG = "motionpatch-zero-shot"
 DEFAULT_TEMPLATE = "A person {}."
 
-#: BABEL-60: the 60 most frequent BABEL action categories, in the order of their class indices 0..59 - the entries
-#: with index < 60 of BABEL's ``action_recognition/data/action_label_2_idx.json`` (github.com/abhinanda-punnakkal/
-#: BABEL, commit 9d81e04), which BABEL's own action-recognition code keeps for its 60-class benchmark. Labels are
-#: BABEL's ``act_cat`` strings. (``processing/babel.py`` does not ship the list; it lives here until it does.)
+#: An UNVERIFIED BABEL-60 class list (``--candidate-labels babel60``; the CLI warns when it is used). It was first
+#: written from memory; it equals the entries with index < 60 of one version of ``action_recognition/data/
+#: action_label_2_idx.json`` in github.com/abhinanda-punnakkal/BABEL (commit 9d81e04, as stored in a public code
+#: index; BABEL's ``create_dataset.py`` keeps the labels with index < n_classes), but another stored version of that
+#: file (commit a338184) orders and spells the labels differently, and it was not checked against the label files
+#: of BABEL's released 60-class benchmark. For reported results pass the official list as a file.
 BABEL_60_CLASSES: tuple[str, ...] = (
     "walk", "stand", "hand movements", "turn", "interact with / use object", "arm movements", "t pose", "step",
     "backwards movement", "raising body part", "look", "touch object", "stretch", "jump", "circular movement",
@@ -71,6 +81,15 @@ BABEL_60_CLASSES: tuple[str, ...] = (
     "balance", "grab person / body part",
 )  # fmt: skip
 NAMED_LABEL_LISTS = {"babel60": BABEL_60_CLASSES}
+UNVERIFIED_LABEL_LISTS = {
+    "babel60": (
+        "--candidate-labels babel60 is an UNVERIFIED class list (it matches one version of BABEL's "
+        "action_label_2_idx.json, not checked against the released BABEL-60 benchmark): class names and their order "
+        "may differ from the official ones. For reported results pass the official list as a file: "
+        "--candidate-labels FILE (and motionpatch-prepare babel --class-names FILE), a JSON list, a JSON "
+        "{name: index} or one name per line."
+    )
+}
 
 
 # ---------------------------------------------------------------------------
@@ -98,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which entry of the labels list is the ground truth (Bandai: 0 = content, 1 = style), or "
                    "'all' (multi-label: a hit when any of them is predicted)")  # fmt: skip
     p.add_argument("--candidate-labels", default="auto",
-                   help="'auto' (dataset class list, else the distinct true labels), 'babel60', or a file (one per "
-                   "line / JSON list / {label: index})")  # fmt: skip
+                   help="'auto' (dataset class list, else the distinct true labels), 'babel60' (an unverified list; "
+                   "pass the official one as a file), or a file (one per line / JSON list / {label: index})")  # fmt: skip
     p.add_argument("--label-phrases", default="auto",
                    help="label -> text in the template: 'auto', 'none' (verbatim) or a JSON file {label: phrase}")
     p.add_argument("--template", action="append", default=None,
@@ -162,7 +181,11 @@ def read_label_file(path: str | Path) -> list[str]:
 def candidate_labels(spec: str, data, column: str, label_index: int | None) -> tuple[list[str], str]:
     """``(labels, where they came from)`` for ``--candidate-labels``."""
     if spec in NAMED_LABEL_LISTS:
-        return list(NAMED_LABEL_LISTS[spec]), f"{spec} ({len(NAMED_LABEL_LISTS[spec])} classes)"
+        unverified = spec in UNVERIFIED_LABEL_LISTS
+        if unverified:
+            warnings.warn(UNVERIFIED_LABEL_LISTS[spec], UserWarning, stacklevel=2)
+        note = f"{spec} ({len(NAMED_LABEL_LISTS[spec])} classes{', unverified' if unverified else ''})"
+        return list(NAMED_LABEL_LISTS[spec]), note
     if spec != "auto":
         path = Path(spec).expanduser()
         if not path.is_file():
@@ -225,10 +248,6 @@ def candidate_text_embeddings(accelerator, model, processor, texts: Sequence[str
                               batch_size: int = 64) -> torch.Tensor:  # fmt: skip
     """``(labels, dim)``: each label's normalised text embedding averaged over the templates, re-normalised (the
     pipeline's prompt ensembling); with one template simply ``get_text_features(template.format(label))``."""
-    from modeling_motionpatch.pipeline_zero_shot_motion import ensemble_prompt_embeddings
-
-    from .encode import encode_texts
-
     sentences = [t.format(x) for t in templates for x in texts]
     emb = encode_texts(accelerator, model, processor, sentences, batch_size, max_length=None)
     return ensemble_prompt_embeddings(emb, len(templates))
@@ -237,12 +256,8 @@ def candidate_text_embeddings(accelerator, model, processor, texts: Sequence[str
 def batched_logits(accelerator, model, processor, get_motion, num_motions: int, texts: Sequence[str],
                    templates: Sequence[str], batch_size: int = 64, input_fps: float | None = None) -> torch.Tensor:  # fmt: skip
     """``(motions, labels)`` scaled cosine similarities ``exp(logit_scale) * motion @ text.T`` (float32, CPU)."""
-    from .encode import encode_motions
-
     text = candidate_text_embeddings(accelerator, model, processor, texts, templates, batch_size)
     motion = encode_motions(accelerator, model, processor, get_motion, num_motions, batch_size, input_fps)
-    from modeling_motionpatch import similarity_logits
-
     return similarity_logits(motion, text, model.logit_scale.detach().cpu())  # the pipeline's logits, batched
 
 
@@ -321,17 +336,6 @@ def accuracy_report(scores: torch.Tensor, truth: Sequence[Sequence[int]], labels
 # ---------------------------------------------------------------------------
 def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
     """Run the classification described by parsed ``args``; returns the JSON-ready result (on every process)."""
-    from .encode import (
-        environment,
-        input_fps_of,
-        json_default,
-        load_eval_data,
-        load_model_and_processor,
-        make_accelerator,
-        match_skeleton,
-        motion_store,
-    )
-
     t_start = time.perf_counter()
     label_index = parse_label_index(args.label_index)
     templates = check_templates(args.template)
@@ -342,10 +346,7 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
     if not ks or ks[0] < 1:
         raise ValueError(f"--top-k must be comma-separated positive integers, got {args.top_k!r}.")
     accelerator = accelerator or make_accelerator(cpu=args.cpu)
-    model, processor = load_model_and_processor(args.model, args.revision, args.trust_remote_code)
-    model.to(accelerator.device)
-    data = load_eval_data(args.dataset, args.split, revision=args.dataset_revision, synthetic_size=args.synthetic_size,
-                          synthetic_seed=args.synthetic_seed, max_samples=args.max_samples)  # fmt: skip
+    model, processor, data = load_model_and_data(args, accelerator)
     gt = row_labels(data.dataset, args.labels_column, label_index, args.dataset)
     labels, labels_source = candidate_labels(args.candidate_labels, data, args.labels_column, label_index)
     texts, phrases_note = label_phrases(labels, args.label_phrases)
@@ -365,23 +366,13 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
             "--candidate-labels."
         )
     truth = [truth_all[i] for i in rows]
-    columns = data.motion_columns
-    stores = [motion_store(data, c) for c in columns]
-    processor, proc_info = match_skeleton(processor, data, int(stores[0].flat.shape[1]), args.skeleton_from_dataset,
-                                          args.model)  # fmt: skip
-    input_fps = input_fps_of(data)
-    if input_fps is not None and abs(input_fps - processor.feature_extractor.fps) < 1e-6:
-        input_fps = None
-
-    def get_motion(i: int):
-        r = rows[i]
-        return stores[0][r] if len(stores) == 1 else tuple(s[r] for s in stores)
-
+    source = motion_source(data, processor, rows, args)
+    processor, input_fps = source.processor, source.input_fps
     t0 = time.perf_counter()
     if args.engine == "pipeline":
-        scores = pipeline_scores(model, processor, get_motion, len(rows), texts, templates, input_fps)
+        scores = pipeline_scores(model, processor, source, len(rows), texts, templates, input_fps)
     else:
-        scores = batched_logits(accelerator, model, processor, get_motion, len(rows), texts, templates,
+        scores = batched_logits(accelerator, model, processor, source, len(rows), texts, templates,
                                 args.batch_size, input_fps)  # fmt: skip
     encode_seconds = time.perf_counter() - t0
     report = accuracy_report(scores, truth, labels, ks)
@@ -414,7 +405,7 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
             {"id": ids[r] if ids is not None else r, "true": [labels[j] for j in t], "top1": labels[p]}
             for r, t, p in zip(rows, truth, report["predictions_top1"], strict=True)
         ],
-        "processor": {**proc_info, "input_fps": input_fps},
+        "processor": {**source.info, "input_fps": input_fps},
         "notes": notes,
         "environment": environment(accelerator),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -423,10 +414,7 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
     if accelerator.is_main_process:
         print(format_report(result), flush=True)
         if args.output:
-            out = Path(args.output)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(result, indent=1, default=json_default))
-            print(f"{PROG}: wrote {out}", flush=True)
+            write_result(PROG, args.output, result)
     accelerator.wait_for_everyone()
     return result
 
@@ -457,8 +445,6 @@ def format_report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``motionpatch-zero-shot``; returns the exit status (2 for input errors)."""
-    from .encode import run_cli
-
     return run_cli(PROG, zero_shot, build_parser().parse_args(argv))
 
 if __name__ == "__main__":

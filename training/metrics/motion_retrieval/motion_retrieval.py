@@ -21,7 +21,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from modeling_motionpatch.retrieval import PROTOCOLS, compute_retrieval_metrics
+from modeling_motionpatch.retrieval import compute_retrieval_metrics
 
 _CITATION = """\
 @inproceedings{yu2024motionpatches,
@@ -117,27 +117,13 @@ class MotionRetrieval(evaluate.Metric):
         threshold: float = 0.95,
         normalize: bool = True,
     ) -> dict[str, Any]:
-        text = _stack(text_embeds, "text_embeds")
-        motion = _stack(motion_embeds, "motion_embeds")
         caps = [str(c) for c in np.asarray(captions, dtype=object).reshape(-1).tolist()]
         single = isinstance(protocols, str)
         wanted = (protocols,) if single else tuple(protocols)
-        unknown = [p for p in wanted if p not in PROTOCOLS]
-        if unknown:
-            raise ValueError(
-                f"unknown protocol(s) {unknown} passed to compute(); choose from {list(PROTOCOLS)}."
-            )
-        results = compute_retrieval_metrics(
-            text,
-            motion,
-            captions=caps,
-            protocols=wanted,
-            seed=seed,
-            caption_embeds=caption_embeds,
-            threshold=threshold,
-            batch_size=batch_size,
-            normalize=normalize,
-        )
+        # the library checks the protocol names, the pairing and the values
+        results = compute_retrieval_metrics(_stack(text_embeds, "text_embeds"), _stack(motion_embeds, "motion_embeds"),
+                                            captions=caps, protocols=wanted, seed=seed, caption_embeds=caption_embeds,
+                                            threshold=threshold, batch_size=batch_size, normalize=normalize)  # fmt: skip
         return results[wanted[0]] if single else results
 
 

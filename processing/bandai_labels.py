@@ -1,0 +1,214 @@
+"""What the Bandai-Namco Research Motion Dataset's files mean: joints, labels and captions.
+
+* :data:`BANDAI_TO_HUMANML3D` and :func:`bandai_to_humanml3d` - the 22 HumanML3D (SMPL) joints as means of
+  the Bandai BVH joints;
+* :func:`bandai_labels` - content and style of a clip from its ``.json`` sidecar and ``cfg/*_label.txt``
+  (or from its file name);
+* :data:`BANDAI_PHRASES` and :func:`make_caption` - captions filled from the labels ("a person bows angrily.").
+
+The importers that use them are in :mod:`motionpatch_processing.bandai_namco` (BVH folders) and
+:mod:`motionpatch_processing.bandai_npz` (the prepared ``.npz``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BANDAI_CAPTION_TEMPLATE",
+    "BANDAI_CONTENT_PHRASES",
+    "BANDAI_PHRASES",
+    "BANDAI_STYLE_PHRASES",
+    "BANDAI_TO_HUMANML3D",
+    "bandai_labels",
+    "bandai_to_humanml3d",
+    "joint_map_matrix",
+    "make_caption",
+]
+
+#: HumanML3D (SMPL-22) joint i = mean of these Bandai BVH joints (checked against ``ds2_h22_20fps.npz``: max
+#: difference 1.95e-3 m over the 70 sample clips, the npz's float16 rounding). The Bandai skeleton has no
+#: middle spine joint: spine2 = mean(Spine, Chest).
+BANDAI_TO_HUMANML3D: tuple[tuple[str, ...], ...] = (
+    ("Hips",),  # 0 pelvis
+    ("UpperLeg_L",),  # 1 left_hip
+    ("UpperLeg_R",),  # 2 right_hip
+    ("Spine",),  # 3 spine1
+    ("LowerLeg_L",),  # 4 left_knee
+    ("LowerLeg_R",),  # 5 right_knee
+    ("Spine", "Chest"),  # 6 spine2
+    ("Foot_L",),  # 7 left_ankle
+    ("Foot_R",),  # 8 right_ankle
+    ("Chest",),  # 9 spine3
+    ("Toes_L",),  # 10 left_foot
+    ("Toes_R",),  # 11 right_foot
+    ("Neck",),  # 12 neck
+    ("Shoulder_L",),  # 13 left_collar
+    ("Shoulder_R",),  # 14 right_collar
+    ("Head",),  # 15 head
+    ("UpperArm_L",),  # 16 left_shoulder
+    ("UpperArm_R",),  # 17 right_shoulder
+    ("LowerArm_L",),  # 18 left_elbow
+    ("LowerArm_R",),  # 19 right_elbow
+    ("Hand_L",),  # 20 left_wrist
+    ("Hand_R",),  # 21 right_wrist
+)
+
+#: Verb phrase of each content label (datasets 1 and 2), as in the shared index files' ``caption_template``.
+BANDAI_CONTENT_PHRASES: dict[str, str] = {
+    # dataset 1
+    "walk": "walks forward",
+    "run": "runs forward",
+    "dash": "dashes forward",
+    "walk-back": "walks backwards",
+    "walk-left": "walks to the left",
+    "walk-right": "walks to the right",
+    "bow": "bows",
+    "bye": "waves goodbye",
+    "guide": "gestures to guide someone the way",
+    "byebye": "waves goodbye with both hands",
+    "respond": "responds with a gesture",
+    "call": "calls out to someone",
+    "punch": "throws a punch",
+    "kick": "kicks",
+    "slash": "slashes with a sword",
+    "dance-long": "dances for a long time",
+    "dance-short": "dances briefly",
+    # dataset 2
+    "walk-turn-left": "walks forward and turns left",
+    "walk-turn-right": "walks forward and turns right",
+    "wave-both-hands": "waves both hands",
+    "wave-left-hand": "waves the left hand",
+    "wave-right-hand": "waves the right hand",
+    "raise-up-both-hands": "raises both hands",
+    "raise-up-left-hand": "raises the left hand",
+    "raise-up-right-hand": "raises the right hand",
+}
+
+#: Adverbial phrase of each style label ("normal" adds nothing), as in the index files' ``caption_template``.
+BANDAI_STYLE_PHRASES: dict[str, str] = {
+    "normal": "",
+    # dataset 1
+    "active": "energetically",
+    "angry": "angrily",
+    "childish": "like a child",
+    "chimpira": "like a swaggering thug",
+    "feminine": "in a feminine way",
+    "giant": "heavily, like a giant",
+    "happy": "happily",
+    "masculinity": "in a masculine way",
+    "musical": "theatrically, like in a musical",
+    "not-confident": "without confidence",
+    "old": "like an old person",
+    "proud": "proudly",
+    "sad": "sadly",
+    "tired": "tiredly",
+    # dataset 2
+    "elderly": "like an elderly person",
+    "exhausted": "in an exhausted way",
+    "masculine": "in a masculine way",
+    "youthful": "in a youthful way",
+}
+
+BANDAI_CAPTION_TEMPLATE = "a person {content} {style}."
+BANDAI_PHRASES: dict[str, Mapping[str, str]] = {"content": BANDAI_CONTENT_PHRASES, "style": BANDAI_STYLE_PHRASES}
+_BANDAI_NAME_RE = re.compile(r"^dataset-\d+_(?P<content>[^_]+)_(?P<style>[^_]+)_(?P<take>\d+)$")
+_LABEL_PREFIX_RE = re.compile(r"^dataset-\d+_")
+
+
+def joint_map_matrix(names: Sequence[str], mapping: Sequence[Sequence[str]]) -> np.ndarray:
+    """``(len(mapping), len(names))`` float32 matrix: output joint i = mean of the source joints ``mapping[i]``."""
+    index = {n: k for k, n in enumerate(names)}
+    missing = sorted({n for group in mapping for n in group if n not in index})
+    if missing:
+        raise ValueError(
+            f"joint map names joints {missing} that the hierarchy lacks; its joints are {list(names)}. "
+            "Pass a mapping written for this skeleton."
+        )
+    w = np.zeros((len(mapping), len(names)), dtype=np.float32)
+    for i, group in enumerate(mapping):
+        if not group:
+            raise ValueError(f"joint map entry {i} is empty; every output joint needs at least one source joint.")
+        for n in group:
+            w[i, index[n]] += 1.0 / len(group)
+    return w
+
+
+def bandai_to_humanml3d(positions: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Reorder ``(T, J, 3)`` Bandai joint positions into the 22 HumanML3D joints (:data:`BANDAI_TO_HUMANML3D`)."""
+    w = joint_map_matrix(names, BANDAI_TO_HUMANML3D)
+    return np.einsum("ij,tjc->tic", w, positions, optimize=True).astype(np.float32, copy=False)
+
+
+def make_caption(
+    template: str, fields: Mapping[str, Any], phrases: Mapping[str, Mapping[str, str]] | None = None
+) -> str:
+    """Fill a caption template from label fields, each mapped through ``phrases[field]`` when given.
+
+    A label without a phrase is used as text (``-`` and ``_`` become spaces). Whitespace is collapsed and
+    spaces before punctuation removed, so an empty phrase (style ``normal``) leaves no gap:
+    ``make_caption("a person {content} {style}.", {"content": "bow", "style": "angry"}, BANDAI_PHRASES)``
+    -> ``"a person bows angrily."``.
+    """
+    filled = {}
+    for key, value in fields.items():
+        table = (phrases or {}).get(key)
+        text = str(value)
+        if table is not None and text in table:
+            filled[key] = table[text]
+        else:
+            filled[key] = text.replace("-", " ").replace("_", " ")
+    try:
+        out = template.format(**filled)
+    except KeyError as err:
+        raise ValueError(
+            f"caption template {template!r} uses the field {err.args[0]!r} but the labels only have "
+            f"{sorted(fields)}; change the template or the labels."
+        ) from None
+    out = re.sub(r"\s+", " ", out).strip()
+    return re.sub(r"\s+([.,!?;:])", r"\1", out)
+
+
+def _read_label_names(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as fh:
+        return [_LABEL_PREFIX_RE.sub("", line.strip()) for line in fh if line.strip()]
+
+
+def bandai_labels(data_dir: str | os.PathLike) -> Callable[[Path], OrderedDict[str, str]]:
+    """Label reader for a Bandai-Namco ``data/`` folder: sidecar ``{"content": id, "style": id}`` mapped
+    through ``../cfg/content_label.txt`` and ``style_label.txt`` (0-based line numbers, ``dataset-N_``
+    prefix removed). Without the sidecar or the cfg files, content and style are read from the file name
+    (``dataset-N_<content>_<style>_<take>``)."""
+    data_dir = Path(data_dir)
+    cfg = data_dir.parent / "cfg"
+    contents = _read_label_names(cfg / "content_label.txt") if (cfg / "content_label.txt").is_file() else None
+    styles = _read_label_names(cfg / "style_label.txt") if (cfg / "style_label.txt").is_file() else None
+
+    def read(path: Path) -> OrderedDict[str, str]:
+        sidecar = path.with_suffix(".json")
+        if contents is not None and styles is not None and sidecar.is_file():
+            with open(sidecar, encoding="utf-8") as fh:
+                ids = json.load(fh)
+            try:
+                return OrderedDict(content=contents[int(ids["content"])], style=styles[int(ids["style"])])
+            except (KeyError, IndexError, TypeError, ValueError):
+                raise ValueError(
+                    f"{sidecar}: expected {{'content': id, 'style': id}} with ids in 0..{len(contents) - 1} / "
+                    f"0..{len(styles) - 1} (cfg/*_label.txt), found {ids!r}."
+                ) from None
+        m = _BANDAI_NAME_RE.match(path.stem)
+        if m is None:
+            raise ValueError(
+                f"{path}: no sidecar .json with cfg/ label files, and the name is not 'dataset-N_<content>_<style>_<take>'."
+            )
+        return OrderedDict(content=m.group("content"), style=m.group("style"))
+
+    return read

@@ -1,0 +1,645 @@
+"""``motionpatch-app``: search, label and compare the motions of a library in the browser (Gradio).
+
+    motionpatch-app                                   # the demo model (runs/demo/best) over the synthetic test split
+    motionpatch-app --model runs/bandai-namco/best --library my_bvh_folder/ --bvh-scale 0.01
+    motionpatch-app --model user/motionpatch --library data/humanml3d --split test --port 7861
+
+A library is a folder prepared by ``motionpatch-prepare``, a folder of ``.bvh`` files (read with the package's BVH
+reader; the skeleton and its chains are derived from the hierarchy; labels from optional ``<file>.json`` sidecars),
+a folder of ``.npy`` joint arrays ``(frames, joints, 3)`` in the model's skeleton, or ``synthetic``. It is embedded
+once with :class:`~modeling_motionpatch.retrieval.MotionSearchIndex` and the index is cached on disk next to the
+library (``LIBRARY/.motionpatch-app/``; ``~/.cache/motionpatch/app`` for ``synthetic`` or a read-only folder), keyed
+by fingerprints of the model files and of the library's motions and processor, so the next start reuses it.
+
+Tabs: text search (top-k with score, id, captions, labels and an animation per hit), zero-shot labels (the
+``zero-shot-motion-classification`` pipeline over an uploaded ``.bvh``/``.npy`` or a library item: scores, the
+motion-patch image and the animation) and motion to motion (nearest neighbours). A bad upload shows the package's
+own error message in the page; the app keeps running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import json
+import logging
+import os
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "runs/demo/best"
+DEMO_OUTPUT_DIR = "runs/demo"
+CACHE_DIR_NAME = ".motionpatch-app"
+#: shortest clip accepted from an upload: one patch row
+MIN_UPLOAD_FRAMES = 16
+#: frames per rendered animation (evenly spaced over the clip; the animation keeps the clip's duration)
+ANIMATION_FRAMES = 60
+DEFAULT_LABELS = "walks, runs, jumps, waves, kicks, sits down, squats, claps"
+
+
+# ---------------------------------------------------------------------------
+# library
+# ---------------------------------------------------------------------------
+@dataclass
+class Library:
+    """The motions the app searches: one ``(frames, joints, 3)`` float32 array per id, at ``fps``."""
+
+    name: str
+    ids: list[str]
+    motions: list[np.ndarray]
+    captions: list[list[str]]
+    labels: list[list[str]]
+    skeleton: Any
+    fps: float = 20.0
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    folder: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, item_id: str) -> int:
+        rows = self.__dict__.setdefault("_rows", {})
+        if not rows:
+            rows.update({x: i for i, x in enumerate(self.ids)})
+        if item_id not in rows:
+            raise ValueError(f"{item_id!r} is not an id of the library {self.name!r} ({len(self)} motions).")
+        return rows[item_id]
+
+
+def _rows_of_dataset(dataset, name: str, skeleton, fps: float, mean, std, folder, notes) -> Library:
+    from .data import MotionStore
+
+    store = MotionStore.from_dataset(dataset, "motion")
+    cols = dataset.column_names
+    ids = [str(x) for x in dataset["id"]] if "id" in cols else [f"{i:06d}" for i in range(len(dataset))]
+    captions = [list(c or []) for c in dataset["captions"]] if "captions" in cols else [[] for _ in ids]
+    labels = [list(c or []) for c in dataset["labels"]] if "labels" in cols else [[] for _ in ids]
+    motions = [store[i] for i in range(len(store))]
+    return Library(name, ids, motions, captions, labels, skeleton, fps, mean, std, folder, notes)
+
+
+def _library_statistics(motions: Sequence[np.ndarray]):
+    from modeling_motionpatch import MotionPatchFeatureExtractor
+
+    return MotionPatchFeatureExtractor.compute_statistics(motions)
+
+
+def _bvh_library(root: Path, scale: float, up_axis: str, fps: float) -> Library:
+    from motionpatch_processing.bandai_namco import load_bvh_collection
+
+    def sidecar(path: Path):
+        side = path.with_suffix(".json")
+        return json.loads(side.read_text(encoding="utf-8")) if side.is_file() else None
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dd, skeleton = load_bvh_collection(
+            root, labels=sidecar, caption_template=None, scale=scale, up_axis=up_axis, target_fps=fps,
+            splits=lambda _id: "train",
+        )  # fmt: skip
+    notes = [f"{len(dd['train'])} BVH files under {root} (skeleton {skeleton.name!r}, {skeleton.num_joints} joints, "
+             f"derived from the hierarchy; resampled to {fps:g} fps)"]  # fmt: skip
+    notes += [str(w.message).splitlines()[0] for w in caught if "skipped" in str(w.message).lower()]
+    lib = _rows_of_dataset(dd["train"], str(root), skeleton, fps, None, None, root, notes)
+    lib.mean, lib.std = _library_statistics(lib.motions)
+    return lib
+
+
+def _npy_library(root: Path, skeleton, fps: float) -> Library:
+    from motionpatch_processing.humanml3d import read_joint_file
+
+    files = sorted(root.glob("*.npy"))
+    ids, motions, skipped = [], [], Counter()
+    first_skipped: list[str] = []
+    for path in files:
+        motion, reason = read_joint_file(path, skeleton.num_joints)
+        if motion is None:
+            skipped[reason] += 1
+            first_skipped.append(f"{path.name} ({reason})")
+            continue
+        ids.append(path.stem)
+        motions.append(np.ascontiguousarray(motion, dtype=np.float32))
+    notes = [f"{len(ids)} .npy joint arrays under {root} in the model's skeleton {skeleton.name!r} "
+             f"({skeleton.num_joints} joints, taken to be at {fps:g} fps)"]  # fmt: skip
+    if skipped:
+        notes.append(f"skipped {sum(skipped.values())} of {len(files)} files: "
+                     + ", ".join(f"{n} {r}" for r, n in skipped.items()) + "; first: " + ", ".join(first_skipped[:5]))
+        warnings.warn(f"{root}: " + notes[-1], stacklevel=3)
+    if not ids:
+        raise ValueError(f"none of the {len(files)} .npy files under {root} is a ({skeleton.num_joints}-joint) motion "
+                         f"of skeleton {skeleton.name!r}; {notes[-1]}.")  # fmt: skip
+    empty = [[] for _ in ids]
+    mean, std = _library_statistics(motions)
+    return Library(str(root), ids, motions, [list(e) for e in empty], [list(e) for e in empty], skeleton, fps,
+                   mean, std, root, notes)  # fmt: skip
+
+
+def load_library(
+    spec: str, processor, split: str = "test", synthetic_size: int = 200, synthetic_seed: int = 0,
+    bvh_scale: float = 1.0, bvh_up_axis: str = "y",
+) -> Library:
+    """Read a library: ``synthetic``, a prepared dataset folder (or Hub dataset id), a folder of ``.bvh`` files or a
+    folder of ``.npy`` joint arrays in the model's skeleton (``processor.feature_extractor``)."""
+    from modeling_motionpatch import get_skeleton
+
+    from .encode import load_eval_data
+
+    fe = processor.feature_extractor
+    spec = str(spec)
+    path = Path(spec).expanduser()
+    if spec == "synthetic" or (path.exists() and ((path / "dataset_dict.json").exists() or (path / "parquet").is_dir())) \
+            or (not path.exists() and spec.count("/") == 1 and not spec.startswith((".", "/", "~"))):  # fmt: skip
+        chosen = split
+        if spec != "synthetic" and path.exists():
+            from motionpatch_processing.io import load_prepared
+
+            available = list(load_prepared(path).dataset)
+            if split != "all" and any(s not in available for s in split.split("+")):
+                chosen = "all"
+        data = load_eval_data(spec, chosen, synthetic_size=synthetic_size, synthetic_seed=synthetic_seed)
+        notes = list(data.notes) + ([f"split {split!r} not found; using all splits"] if chosen != split else [])
+        from .encode import input_fps_of
+
+        fps = input_fps_of(data) or 20.0
+        folder = path if path.is_dir() else None
+        return _rows_of_dataset(data.dataset, spec, data.skeleton, fps, data.mean, data.std, folder, notes)
+    if not path.is_dir():
+        raise ValueError(
+            f"--library {spec!r} is neither 'synthetic', a folder prepared by motionpatch-prepare, a folder of .bvh "
+            "files, a folder of .npy joint arrays, nor a Hub dataset id 'user/name'."
+        )
+    if any(path.rglob("*.bvh")):
+        return _bvh_library(path, bvh_scale, bvh_up_axis, fe.fps)
+    if any(path.glob("*.npy")):
+        return _npy_library(path, get_skeleton(fe.skeleton), fe.fps)
+    raise ValueError(f"--library {spec!r}: the folder holds no dataset_dict.json, parquet/, .bvh or .npy files.")
+
+
+def library_processor(processor, library: Library, model_name: str):
+    """The processor for the library's skeleton: the model's own when the skeletons match, else one with the
+    library's skeleton and statistics (:func:`~motionpatch_training.encode.match_skeleton`; the model is unchanged)."""
+    from .encode import EvalData, match_skeleton
+
+    joints = int(library.motions[0].shape[1])
+    data = EvalData(None, {}, library.skeleton, library.mean, library.std, library.name, "", library.name, "library")
+    return match_skeleton(processor, data, joints, skeleton_from_dataset=True, model_name=model_name)
+
+
+# ---------------------------------------------------------------------------
+# fingerprints and the cached index
+# ---------------------------------------------------------------------------
+_MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model")
+
+
+def model_fingerprint(model_name_or_path: str, model=None) -> str:
+    """A hash of the model folder's files (weights, config, processor, tokenizer), or of the Hub id and commit."""
+    h = hashlib.blake2b(digest_size=16)
+    folder = Path(model_name_or_path).expanduser()
+    if folder.is_dir():
+        for f in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _MODEL_FILE_SUFFIXES):
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+    else:
+        commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+        h.update(f"{model_name_or_path}@{commit}".encode())
+    return h.hexdigest()
+
+
+def library_fingerprint(library: Library, processor) -> str:
+    """A hash of the ids, every motion's values and the processor's settings (skeleton, statistics, frames)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(processor.feature_extractor.to_json_string().encode())
+    for item_id, motion in zip(library.ids, library.motions):
+        h.update(item_id.encode() + b"\0" + str(motion.shape).encode())
+        h.update(np.ascontiguousarray(motion, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def default_cache_root(library: Library) -> Path:
+    if library.folder is not None and os.access(library.folder, os.W_OK):
+        return library.folder / CACHE_DIR_NAME
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "motionpatch" / "app"
+
+
+def make_text_encoder(model, processor) -> Callable[[list[str]], Any]:
+    """``texts -> model.get_text_features(...)`` for :class:`MotionSearchIndex` (which reads any output type)."""
+    import torch
+
+    def encode(texts: list[str]):
+        enc = processor(text=list(texts), return_tensors="pt", padding=True, truncation=True)
+        with torch.no_grad():
+            return model.get_text_features(**enc)
+
+    return encode
+
+
+def embed_library(model, processor, library: Library, batch_size: int = 32, chunk: int = 256, progress: bool = True):
+    """A :class:`MotionSearchIndex` of the library, embedded in chunks with a progress bar."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from modeling_motionpatch.retrieval import MotionSearchIndex
+
+    parts = []
+    bar = tqdm(total=len(library), desc="embedding the library", unit="motion", disable=not progress)
+    for c0 in range(0, len(library), chunk):
+        sub = MotionSearchIndex.from_model(
+            model, processor, library.motions[c0 : c0 + chunk], library.ids[c0 : c0 + chunk], batch_size=batch_size
+        )
+        parts.append(sub.embeddings)
+        bar.update(len(sub))
+    bar.close()
+    return MotionSearchIndex(torch.cat(parts), library.ids, text_encoder=make_text_encoder(model, processor))
+
+
+def cached_index(model, processor, library: Library, model_name: str, cache_root: Path | None = None,
+                 progress: bool = True):  # fmt: skip
+    """Load the library's index from the cache, or embed the library and save it there. Returns ``(index, path,
+    reused)``."""
+    from modeling_motionpatch.retrieval import MotionSearchIndex
+
+    model_fp = model_fingerprint(model_name, model)
+    library_fp = library_fingerprint(library, processor)
+    root = Path(cache_root) if cache_root is not None else default_cache_root(library)
+    path = root / f"index-{model_fp[:16]}-{library_fp[:16]}"
+    text_encoder = make_text_encoder(model, processor)
+    if path.is_dir():
+        try:
+            index = MotionSearchIndex.load(path, text_encoder=text_encoder)
+            meta = index.metadata
+            if meta.get("model_fingerprint") == model_fp and meta.get("library_fingerprint") == library_fp \
+                    and index.ids == library.ids:  # fmt: skip
+                return index, path, True
+            logger.warning("the cached index in %s does not match; embedding the library again", path)
+        except ValueError as err:
+            logger.warning("the cached index in %s is unreadable (%s); embedding the library again", path, err)
+    index = embed_library(model, processor, library, progress=progress)
+    index.metadata.update(model=str(model_name), library=library.name, model_fingerprint=model_fp,
+                          library_fingerprint=library_fp)  # fmt: skip
+    try:
+        index.save(path)
+    except OSError as err:
+        logger.warning("could not cache the index in %s (%s); it will be embedded again next time", path, err)
+    return index, path, False
+
+
+# ---------------------------------------------------------------------------
+# the app's logic (no Gradio here: testable on its own)
+# ---------------------------------------------------------------------------
+class AppError(ValueError):
+    """A request the app cannot serve (the message is shown in the page)."""
+
+
+@dataclass
+class Upload:
+    motion: np.ndarray
+    processor: Any
+    skeleton: Any
+    name: str
+    note: str
+
+
+class MotionLibraryApp:
+    """Search, zero-shot labelling and nearest neighbours over one library with one model."""
+
+    def __init__(self, model, processor, library: Library, index, model_name: str, render_dir: Path,
+                 bvh_scale: float = 1.0, bvh_up_axis: str = "y", notes: Sequence[str] = ()):  # fmt: skip
+        from modeling_motionpatch import ZeroShotMotionClassificationPipeline
+
+        self.model, self.processor, self.library, self.index = model, processor, library, index
+        self.model_name, self.bvh_scale, self.bvh_up_axis = model_name, bvh_scale, bvh_up_axis
+        self.render_dir = Path(render_dir)
+        self.render_dir.mkdir(parents=True, exist_ok=True)
+        self.notes = list(notes)
+        self._pipelines: dict[int, Any] = {}
+        self._pipeline_class = ZeroShotMotionClassificationPipeline
+
+    # -------------------------------------------------------------- pieces
+    def pipeline(self, processor):
+        key = id(processor)
+        if key not in self._pipelines:
+            self._pipelines[key] = self._pipeline_class(model=self.model, processor=processor)
+        return self._pipelines[key]
+
+    def animation(self, motion: np.ndarray, skeleton, key: str, title: str) -> str:
+        """Path of the clip's GIF (rendered once per key)."""
+        from modeling_motionpatch.visualization import save_animation
+
+        name = hashlib.blake2b(key.encode(), digest_size=10).hexdigest() + ".gif"
+        path = self.render_dir / name
+        if not path.exists():
+            tmp = path.with_suffix(".tmp.gif")
+            save_animation(motion, tmp, skeleton, num_frames=ANIMATION_FRAMES, fps=self.processor.feature_extractor.fps,
+                           size=(256, 256), title=title)  # fmt: skip
+            tmp.replace(path)
+        return str(path)
+
+    def item_animation(self, item_id: str) -> str:
+        row = self.library.row(item_id)
+        return self.animation(self.library.motions[row], self.library.skeleton, f"lib:{item_id}", item_id)
+
+    def _rows(self, ids: Sequence[str], scores: Sequence[float]) -> list[list[Any]]:
+        out = []
+        for rank, (item_id, score) in enumerate(zip(ids, scores), 1):
+            row = self.library.row(item_id)
+            out.append([rank, round(float(score), 4), item_id, " | ".join(self.library.captions[row][:2]),
+                        ", ".join(self.library.labels[row])])  # fmt: skip
+        return out
+
+    def _gallery(self, ids: Sequence[str], scores: Sequence[float]) -> list[tuple[str, str]]:
+        return [(self.item_animation(i), f"{i}  ({s:.3f})") for i, s in zip(ids, scores)]
+
+    def _k(self, k) -> int:
+        return max(1, min(int(k), len(self.index)))
+
+    # -------------------------------------------------------------- uploads
+    def read_upload(self, path: str | os.PathLike) -> Upload:
+        """An uploaded ``.bvh`` or ``.npy`` as a motion at the model's frame rate with the processor to use.
+
+        A BVH whose hierarchy is the library's skeleton uses the library's processor; another hierarchy gets its
+        derived skeleton and statistics computed over the clip itself. A ``.npy`` has no hierarchy: it must be in
+        the library's skeleton. Shorter than one patch row (16 frames), NaN, wrong joint counts and malformed files
+        raise the package's own ``ValueError``.
+        """
+        from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcessor, resample_fps
+
+        from .encode import same_skeleton
+
+        path = Path(path)
+        fe = self.processor.feature_extractor
+        suffix = path.suffix.lower()
+        if suffix == ".bvh":
+            from motionpatch_processing.bvh import read_bvh
+
+            bvh = read_bvh(path, scale=self.bvh_scale, up_axis=self.bvh_up_axis)
+            motion = bvh.positions
+            if abs(bvh.fps - fe.fps) > 1e-6:
+                motion = resample_fps(motion, bvh.fps, fe.fps, mode="linear")
+            skeleton = bvh.skeleton(f"upload-{path.stem}")
+            if same_skeleton(skeleton, self.library.skeleton):
+                skeleton, processor = self.library.skeleton, self.processor
+                note = f"BVH, {bvh.num_frames} frames at {bvh.fps:g} fps, the library's skeleton"
+            else:
+                if not np.isfinite(motion).all():
+                    raise AppError(f"{path.name}: the BVH motion contains NaN or Inf values.")
+                mean, std = MotionPatchFeatureExtractor.compute_statistics([motion])
+                fe_new = MotionPatchFeatureExtractor(
+                    skeleton=skeleton.to_dict(), mean=mean, std=std, max_frames=fe.max_frames,
+                    points_per_part=fe.points_per_part, fps=fe.fps, fps_mode=fe.fps_mode,
+                )  # fmt: skip
+                processor = MotionPatchProcessor(fe_new, self.processor.tokenizer)
+                note = (f"BVH, {bvh.num_frames} frames at {bvh.fps:g} fps, its own skeleton ({skeleton.num_joints} "
+                        "joints, chains derived from the hierarchy, statistics of this clip): cross-skeleton")  # fmt: skip
+        elif suffix == ".npy":
+            try:
+                motion = np.load(path, allow_pickle=False)
+            except (ValueError, OSError) as err:
+                raise AppError(f"{path.name} is not a readable .npy array: {err}") from err
+            if motion.ndim == 4 and motion.shape[0] == 1:
+                motion = motion[0]
+            skeleton, processor = self.library.skeleton, self.processor
+            note = (f".npy {tuple(motion.shape)}, read in the library's skeleton {skeleton.name!r} at {fe.fps:g} fps "
+                    "(a .npy has no hierarchy)")  # fmt: skip
+        else:
+            raise AppError(f"{path.name}: upload a .bvh file or a .npy joint array (frames, joints, 3).")
+        strict = MotionPatchFeatureExtractor(**{**processor.feature_extractor.to_dict(), "min_frames": MIN_UPLOAD_FRAMES})
+        strict(motion)  # the package's checks: shape, joint count, NaN / Inf, length (one patch row at least)
+        return Upload(np.asarray(motion, np.float32), processor, skeleton, path.name, note)
+
+    def _query_motion(self, upload_path, item_id) -> Upload:
+        if upload_path:
+            return self.read_upload(upload_path)
+        if item_id:
+            row = self.library.row(str(item_id))
+            return Upload(self.library.motions[row], self.processor, self.library.skeleton, str(item_id), "library item")
+        raise AppError("upload a .bvh / .npy file or pick a library item first.")
+
+    # -------------------------------------------------------------- the three tabs
+    def search(self, query: str, k: int = 5):
+        """Text search: ``(table rows, gallery, status)``."""
+        query = (query or "").strip()
+        if not query:
+            raise AppError("type a description of a motion, e.g. 'a person jumps twice'.")
+        res = self.index.search(query, k=self._k(k))
+        ids, scores = res.ids[0], res.scores[0].tolist()
+        return self._rows(ids, scores), self._gallery(ids, scores), f"Top {len(ids)} of {len(self.index)} for {query!r}."
+
+    def classify(self, upload_path, item_id, labels_text: str):
+        """Zero-shot labels: ``(scores [(label, score)], patch image, animation path, status)``."""
+        labels = [x.strip() for x in (labels_text or "").replace("\n", ",").split(",") if x.strip()]
+        if not labels:
+            raise AppError("give at least one candidate label, separated by commas (e.g. 'walks, jumps').")
+        up = self._query_motion(upload_path, item_id)
+        scores = self.pipeline(up.processor)(up.motion, candidate_labels=labels)
+        from modeling_motionpatch.visualization import render_motion_patches
+
+        batch = up.processor.feature_extractor(up.motion)
+        patches = render_motion_patches(batch["motion_values"][0], batch["motion_lengths"][0], part_colors=True)
+        key = f"up:{up.name}:{hashlib.blake2b(up.motion.tobytes(), digest_size=8).hexdigest()}"
+        gif = self.animation(up.motion, up.skeleton, key, up.name)
+        best = scores[0]
+        return ([(s["label"], float(s["score"])) for s in scores], patches, gif,
+                f"{up.name} ({up.note}): {best['label']!r} with p = {best['score']:.3f}.")  # fmt: skip
+
+    def neighbours(self, upload_path, item_id, k: int = 5):
+        """Motion to motion: ``(table rows, gallery, status)``; a library item does not find itself."""
+        from modeling_motionpatch.retrieval import MotionSearchIndex
+
+        up = self._query_motion(upload_path, item_id)
+        if not upload_path:
+            query, drop = self.index.get_embedding(str(item_id)), str(item_id)
+        else:
+            query = MotionSearchIndex.from_model(self.model, up.processor, [up.motion], ["query"]).embeddings[0]
+            drop = None
+        res = self.index.search_by_motion(query, k=self._k(int(k) + (drop is not None)))
+        pairs = [(i, s) for i, s in zip(res.ids[0], res.scores[0].tolist()) if i != drop][: int(k)]
+        ids, scores = [p[0] for p in pairs], [p[1] for p in pairs]
+        return self._rows(ids, scores), self._gallery(ids, scores), f"{len(ids)} nearest motions to {up.name} ({up.note})."
+
+
+# ---------------------------------------------------------------------------
+# the page
+# ---------------------------------------------------------------------------
+TABLE_HEADERS = ["rank", "score", "id", "captions", "labels"]
+
+
+def error_markdown(err: BaseException) -> str:
+    """The error as shown in the page: its type and the package's own message, verbatim."""
+    return f"**Error** ({type(err).__name__}):\n\n<pre style='white-space: pre-wrap'>{html.escape(str(err))}</pre>"
+
+
+def _guarded(fn: Callable, empty: tuple) -> Callable:
+    """Run a handler; on any error return ``empty`` outputs plus the error text (the app never dies on input)."""
+
+    def run(*args):
+        try:
+            *outputs, status = fn(*args)
+            return (*outputs, html.escape(status))
+        except Exception as err:  # every failure is shown in the page, never raised into Gradio
+            if not isinstance(err, ValueError):
+                logger.exception("motionpatch-app: unexpected error")
+            return (*empty, error_markdown(err))
+
+    return run
+
+
+def build_interface(app: MotionLibraryApp, top_k: int = 5):
+    """The Gradio ``Blocks`` of the app."""
+    import gradio as gr
+
+    lib = app.library
+    choices = lib.ids[:2000]
+    header = (f"## motionpatch: {html.escape(str(app.model_name))} over {html.escape(lib.name)} ({len(lib)} motions, "
+              f"skeleton {html.escape(lib.skeleton.name)})\n\n" + "\n".join(f"- {html.escape(n)}" for n in app.notes))  # fmt: skip
+    with gr.Blocks(title="motionpatch") as demo:
+        gr.Markdown(header)
+        with gr.Tab("Text search", id="search"):
+            with gr.Row():
+                query = gr.Textbox(label="Describe a motion", placeholder="a person kicks with the left leg",
+                                   elem_id="query", scale=4)  # fmt: skip
+                k = gr.Slider(1, min(50, len(lib)), value=min(top_k, len(lib)), step=1, label="top k", scale=1)
+            search_btn = gr.Button("Search", variant="primary", elem_id="search-button")
+            search_status = gr.Markdown(elem_id="search-status")
+            search_table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="search-results")
+            search_gallery = gr.Gallery(label="motions", columns=5, height="auto", elem_id="search-gallery")
+        with gr.Tab("Zero-shot labels", id="zero-shot"):
+            with gr.Row():
+                zs_file = gr.File(label="upload a .bvh or .npy", file_types=[".bvh", ".npy"], type="filepath",
+                                  elem_id="zs-upload")  # fmt: skip
+                zs_item = gr.Dropdown(choices=choices, value=None, label="or a library item", allow_custom_value=True,
+                                      elem_id="zs-item")  # fmt: skip
+            zs_labels = gr.Textbox(value=DEFAULT_LABELS, label="candidate labels (comma-separated)", elem_id="zs-labels")
+            zs_btn = gr.Button("Classify", variant="primary", elem_id="zs-button")
+            zs_status = gr.Markdown(elem_id="zs-status")
+            with gr.Row():
+                zs_scores = gr.BarPlot(x="label", y="score", sort="-y", label="scores", elem_id="zs-scores")
+                zs_patches = gr.Image(label="motion patches", type="pil", elem_id="zs-patches")
+                zs_anim = gr.Image(label="animation", type="filepath", elem_id="zs-animation")
+        with gr.Tab("Motion to motion", id="neighbours"):
+            with gr.Row():
+                nn_file = gr.File(label="upload a .bvh or .npy", file_types=[".bvh", ".npy"], type="filepath",
+                                  elem_id="nn-upload")  # fmt: skip
+                nn_item = gr.Dropdown(choices=choices, value=choices[0] if choices else None, label="or a library item",
+                                      allow_custom_value=True, elem_id="nn-item")  # fmt: skip
+                nn_k = gr.Slider(1, max(1, min(50, len(lib) - 1)), value=max(1, min(top_k, len(lib) - 1)), step=1,
+                                 label="neighbours")  # fmt: skip
+            nn_btn = gr.Button("Find similar motions", variant="primary", elem_id="nn-button")
+            nn_status = gr.Markdown(elem_id="nn-status")
+            nn_table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="nn-results")
+            nn_gallery = gr.Gallery(label="neighbours", columns=5, height="auto", elem_id="nn-gallery")
+
+        import pandas as pd
+
+        def classify(upload, item, labels):
+            scores, patches, gif, status = app.classify(upload, item, labels)
+            return pd.DataFrame(scores, columns=["label", "score"]), patches, gif, status
+
+        search = _guarded(app.search, ([], []))
+        search_btn.click(search, [query, k], [search_table, search_gallery, search_status])
+        query.submit(search, [query, k], [search_table, search_gallery, search_status])
+        zs_btn.click(_guarded(classify, (None, None, None)), [zs_file, zs_item, zs_labels],
+                     [zs_scores, zs_patches, zs_anim, zs_status])  # fmt: skip
+        nn_btn.click(_guarded(app.neighbours, ([], [])), [nn_file, nn_item, nn_k], [nn_table, nn_gallery, nn_status])
+    return demo
+
+
+# ---------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="motionpatch-app", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--model", default=None,
+                   help=f"saved model folder or Hub id (default {DEFAULT_MODEL}; trained first when absent)")
+    p.add_argument("--library", default="synthetic",
+                   help="prepared dataset folder / Hub id, a folder of .bvh files, a folder of .npy joint arrays, or "
+                        "'synthetic' (the embedded test split; default)")
+    p.add_argument("--split", default="test", help="split of a prepared dataset (default test; all when absent)")
+    p.add_argument("--synthetic-size", type=int, default=200, help="motions of the synthetic library (default 200)")
+    p.add_argument("--bvh-scale", type=float, default=1.0, help="BVH length factor (0.01: centimetres -> metres)")
+    p.add_argument("--bvh-up-axis", choices=("y", "z"), default="y", help="vertical axis of BVH files")
+    p.add_argument("--cache-dir", default=None,
+                   help=f"where the library index is cached (default LIBRARY/{CACHE_DIR_NAME}, or ~/.cache/motionpatch/app)")
+    p.add_argument("--top-k", type=int, default=5, help="results shown by default")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
+    p.add_argument("--no-train", action="store_true", help="fail instead of training the demo model when it is absent")
+    p.add_argument("--trust-remote-code", action="store_true")
+    return p
+
+
+def ensure_demo_model(no_train: bool = False) -> str:
+    """``runs/demo/best``, trained first (with the demo's progress bar) when it does not exist."""
+    best = Path(DEFAULT_MODEL)
+    if (best / "config.json").is_file():
+        return str(best)
+    if no_train:
+        raise ValueError(f"{DEFAULT_MODEL} does not exist; run `motionpatch-demo` first or pass --model PATH_OR_ID.")
+    print(f"[motionpatch-app] {DEFAULT_MODEL} does not exist: training the demo model first (motionpatch-demo, about "
+          "4 minutes on 2 CPU cores, no download). Pass --model PATH_OR_ID to serve another model.", flush=True)  # fmt: skip
+    from .demo import main as demo_main
+
+    if demo_main(["--output_dir", DEMO_OUTPUT_DIR]) != 0 or not (best / "config.json").is_file():
+        raise ValueError("training the demo model failed (see above); pass --model PATH_OR_ID to serve another model.")
+    return str(best)
+
+
+def create_app(model_name: str, library_spec: str = "synthetic", *, split: str = "test", synthetic_size: int = 200,
+               bvh_scale: float = 1.0, bvh_up_axis: str = "y", cache_dir: str | None = None,
+               trust_remote_code: bool = False, progress: bool = True) -> MotionLibraryApp:  # fmt: skip
+    """Load the model and the library, and the library's index (cached), into a :class:`MotionLibraryApp`."""
+    import tempfile
+
+    from .encode import load_model_and_processor
+
+    model, processor = load_model_and_processor(model_name, trust_remote_code=trust_remote_code)
+    library = load_library(library_spec, processor, split=split, synthetic_size=synthetic_size, bvh_scale=bvh_scale,
+                           bvh_up_axis=bvh_up_axis)  # fmt: skip
+    processor, info = library_processor(processor, library, model_name)
+    notes = list(library.notes)
+    if info["skeleton_from_dataset"]:
+        notes.append(f"cross-skeleton: the model's processor skeleton {info['processor_skeleton']!r} was replaced by "
+                     f"the library's {info['skeleton']!r} ({info['statistics']})")  # fmt: skip
+    index, path, reused = cached_index(model, processor, library, model_name, cache_dir, progress=progress)
+    notes.append(("reused the cached index " if reused else "embedded the library and cached the index in ") + str(path))
+    print(f"[motionpatch-app] {notes[-1]}", flush=True)
+    render_dir = Path(tempfile.mkdtemp(prefix="motionpatch-app-renders-"))
+    return MotionLibraryApp(model, processor, library, index, model_name, render_dir, bvh_scale=bvh_scale,
+                            bvh_up_axis=bvh_up_axis, notes=notes)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        model_name = args.model or ensure_demo_model(args.no_train)
+        app = create_app(model_name, args.library, split=args.split, synthetic_size=args.synthetic_size,
+                         bvh_scale=args.bvh_scale, bvh_up_axis=args.bvh_up_axis, cache_dir=args.cache_dir,
+                         trust_remote_code=args.trust_remote_code)  # fmt: skip
+    except ValueError as err:
+        if os.environ.get("MOTIONPATCH_DEBUG"):
+            raise
+        print(f"motionpatch-app: error: {err}", file=sys.stderr)
+        return 2
+    demo = build_interface(app, top_k=args.top_k)
+    host = args.host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = args.port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    demo.launch(server_name=host, server_port=port, allowed_paths=[str(app.render_dir)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
