@@ -24,7 +24,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .modeling_motionpatch import MotionPatchOutput, motion_text_contrastive_loss, similarity_logits
 
-__all__ = ["MotionPatchOnnxModel", "ONNX_CONFIG_FILE", "MOTION_ENCODER_FILE", "TEXT_ENCODER_FILE", "projected_features"]
+__all__ = ["MOTION_ENCODER_FILE", "ONNX_CONFIG_FILE", "TEXT_ENCODER_FILE", "MotionPatchOnnxModel", "projected_features"]
 
 ONNX_CONFIG_FILE = "onnx_config.json"
 MOTION_ENCODER_FILE = "motion_encoder.onnx"

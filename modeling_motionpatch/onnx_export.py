@@ -39,7 +39,7 @@ from .modeling_onnx import (
     projected_features,
 )
 
-__all__ = ["export_onnx", "quantize_onnx", "main"]
+__all__ = ["export_onnx", "main", "quantize_onnx"]
 
 EXPORTERS = ("dynamo", "torchscript")
 QUANTIZATIONS = ("int8",)
@@ -156,7 +156,7 @@ def export_onnx(
         if getattr(processor, name, None) is None:
             raise ValueError(f"export_onnx needs a MotionPatchProcessor with a {name}; got {type(processor).__name__}.")
     try:
-        import onnx  # noqa: F401
+        import onnx
     except ImportError as err:
         raise ImportError("ONNX export needs onnx and onnxruntime: `pip install \"motionpatch[onnx]\"`.") from err
 

@@ -2,7 +2,9 @@
 
 :class:`MotionSearchIndex` stores one embedding per motion with a string id and answers top-k queries exactly by
 chunked matrix products with a running top-k merge (a 1,000,000 x 256 float32 gallery and 100 queries need
-about 26 MB of scores at a time), or through FAISS (``backend="faiss"``, exact inner product, optional).
+about 26 MB of scores at a time), or through FAISS (``backend="faiss"``, exact inner product, optional), or
+approximately through a FAISS HNSW graph for large libraries (``backend="faiss-hnsw"``, optional; the exact torch
+path stays the default and the reference).
 
 Like :mod:`.retrieval_metrics`, it depends only on ``torch``, ``numpy``, ``safetensors`` and the standard library
 (``faiss`` when ``backend="faiss"``); loops run over gallery chunks or query blocks, never over single items.
@@ -24,7 +26,16 @@ from safetensors.torch import load_file, save_file
 
 from .retrieval_metrics import ArrayLike, _as_2d_float, _check_finite, _l2_normalize
 
-__all__ = ["MotionSearchIndex", "SearchResult"]
+__all__ = ["HNSW_DEFAULTS", "MotionSearchIndex", "SearchResult"]
+
+BACKENDS = ("torch", "faiss", "faiss-hnsw")
+# Documented defaults of backend="faiss-hnsw" (FAISS's HNSW parameters: graph degree M, efConstruction, efSearch).
+# recall@10 >= 0.95 against exact search at these values on a clustered 20k gallery (tests/test_retrieval.py).
+HNSW_DEFAULTS = {"m": 32, "ef_construction": 40, "ef_search": 64}
+# FAISS (1.8+) scores fewer than `distance_compute_blas_threshold` (128,000 in faiss-cpu 1.15) queries with a
+# per-query scan that streams the whole gallery from memory once per query; a BLAS product over blocks of the
+# gallery is several times faster for any batch of queries this index serves (benchmarks/README.md).
+_FAISS_BLAS_THRESHOLD = 20
 
 # Number of score elements one (query block x gallery chunk) product may hold during search, ~32 MB float32.
 _SEARCH_BLOCK_ELEMENTS = 1 << 23
@@ -121,6 +132,18 @@ def _features_tensor(out: Any, kind: str) -> torch.Tensor:
     return t.detach().float().cpu()
 
 
+def _import_faiss(backend: str) -> Any:
+    try:
+        import faiss
+    except ImportError as err:
+        raise ImportError(
+            f"backend={backend!r} needs the optional FAISS package: install it with `pip install faiss-cpu` (or "
+            "`pip install \"motionpatch[faiss]\"`, or `faiss-gpu`), or use backend='torch' (exact, no extra "
+            "dependency)."
+        ) from err
+    return faiss
+
+
 def _model_device(model: Any) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -145,7 +168,13 @@ class MotionSearchIndex:
             without copying (for embeddings that are already normalised, e.g. ``get_motion_features(..., normalize=True)``).
         metadata: JSON-serialisable dict saved with the index (model name, dataset, ...).
         backend: ``"torch"`` (exact, chunked) or ``"faiss"`` (exact ``IndexFlatIP``; needs ``pip install
-            faiss-cpu``; FAISS keeps its own copy of the gallery).
+            faiss-cpu``; FAISS keeps its own copy of the gallery), or ``"faiss-hnsw"``: approximate search over a
+            FAISS HNSW graph (inner product) for large libraries; building it costs minutes per million items,
+            it keeps a copy of the gallery plus ``~2 * m * 4`` bytes of links per item, and it is rebuilt by
+            :meth:`load`.
+        hnsw: ``"faiss-hnsw"`` parameters overriding :data:`HNSW_DEFAULTS` (``m``, ``ef_construction``,
+            ``ef_search``; ``ef_search`` trades speed for recall and can also be changed later with
+            :meth:`set_ef_search`).
         chunk_size: gallery rows scored at once by the torch backend; extra memory during a search is about
             ``min(num_queries, 2**23 // chunk_size) * chunk_size * 4`` bytes of scores (26 MB for 100 queries).
 
@@ -172,6 +201,7 @@ class MotionSearchIndex:
         metadata: Mapping[str, Any] | None = None,
         backend: str = "torch",
         chunk_size: int = 65536,
+        hnsw: Mapping[str, int] | None = None,
         _already_normalized: bool = False,
     ) -> None:
         emb = _as_2d_float(embeddings, "embeddings")
@@ -196,8 +226,15 @@ class MotionSearchIndex:
             raise ValueError(f"ids must be unique; {dup!r} appears more than once.")
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-        if backend not in ("torch", "faiss"):
-            raise ValueError(f"backend must be 'torch' or 'faiss', got {backend!r}.")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+        unknown = sorted(set(hnsw or {}) - set(HNSW_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown hnsw parameters {unknown}; valid ones are {sorted(HNSW_DEFAULTS)}.")
+        hnsw_params = {**HNSW_DEFAULTS, **(hnsw or {})}
+        bad = {k: v for k, v in hnsw_params.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}
+        if bad:
+            raise ValueError(f"hnsw parameters must be positive integers, got {bad}.")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ValueError(f"metadata must be a dict (JSON-serialisable), got {type(metadata).__name__}.")
         _check_finite(emb, "embeddings")
@@ -215,7 +252,8 @@ class MotionSearchIndex:
         self.text_encoder = text_encoder
         self.backend = backend
         self.chunk_size = chunk_size
-        self._faiss_index = self._build_faiss(self._embeddings) if backend == "faiss" else None
+        self.hnsw = hnsw_params if backend == "faiss-hnsw" else None
+        self._faiss_index = self._build_faiss(self._embeddings, backend, hnsw_params) if backend != "torch" else None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -299,17 +337,27 @@ class MotionSearchIndex:
         return cls(embeddings, ids, text_encoder=text_encoder, **index_kwargs)
 
     @staticmethod
-    def _build_faiss(embeddings: torch.Tensor) -> Any:
-        try:
-            import faiss
-        except ImportError as err:
-            raise ImportError(
-                "backend='faiss' needs the optional FAISS package: install it with `pip install faiss-cpu` (or "
-                "`faiss-gpu`), or use backend='torch' (exact, no extra dependency)."
-            ) from err
-        index = faiss.IndexFlatIP(int(embeddings.shape[1]))
+    def _build_faiss(embeddings: torch.Tensor, backend: str = "faiss", hnsw: Mapping[str, int] | None = None) -> Any:
+        faiss = _import_faiss(backend)
+        dim = int(embeddings.shape[1])
+        if backend == "faiss-hnsw":
+            params = {**HNSW_DEFAULTS, **(hnsw or {})}
+            index = faiss.IndexHNSWFlat(dim, params["m"], faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = params["ef_construction"]
+            index.hnsw.efSearch = params["ef_search"]
+        else:
+            index = faiss.IndexFlatIP(dim)
         index.add(np.ascontiguousarray(embeddings.numpy(), dtype=np.float32))
         return index
+
+    def set_ef_search(self, ef_search: int) -> None:
+        """Set the HNSW search breadth of a ``backend="faiss-hnsw"`` index (larger: higher recall, slower)."""
+        if self.backend != "faiss-hnsw":
+            raise ValueError(f"set_ef_search applies to backend='faiss-hnsw', this index uses {self.backend!r}.")
+        if isinstance(ef_search, bool) or not isinstance(ef_search, int) or ef_search < 1:
+            raise ValueError(f"ef_search must be a positive integer, got {ef_search!r}.")
+        self.hnsw["ef_search"] = ef_search
+        self._faiss_index.hnsw.efSearch = ef_search
 
     # ------------------------------------------------------------------ properties
     @property
@@ -381,12 +429,33 @@ class MotionSearchIndex:
                 f"k={k} is larger than the index ({len(self)} items); ask for at most k={len(self)} results."
             )
         if self._faiss_index is not None:
-            scores_np, idx_np = self._faiss_index.search(np.ascontiguousarray(q.numpy(), dtype=np.float32), k)
-            scores, idx = torch.from_numpy(scores_np), torch.from_numpy(idx_np.astype(np.int64))
+            scores, idx = self._faiss_search(q, k)
         else:
             scores, idx = _exact_topk(self._embeddings, q, k, self.chunk_size)
         ids = self._ids
         return SearchResult(ids=[[ids[j] for j in row] for row in idx.tolist()], scores=scores, indices=idx)
+
+    def _faiss_search(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import faiss
+
+        queries = np.ascontiguousarray(q.numpy(), dtype=np.float32)
+        if self.backend == "faiss-hnsw":
+            # at least k candidates; a query whose graph walk still finds fewer (-1 ids) gets the exact answer
+            params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw["ef_search"], k))
+            scores_np, idx_np = self._faiss_index.search(queries, k, params=params)
+        else:
+            threshold = faiss.cvar.distance_compute_blas_threshold
+            faiss.cvar.distance_compute_blas_threshold = _FAISS_BLAS_THRESHOLD
+            try:
+                scores_np, idx_np = self._faiss_index.search(queries, k)
+            finally:
+                faiss.cvar.distance_compute_blas_threshold = threshold
+        scores, idx = torch.from_numpy(scores_np), torch.from_numpy(idx_np.astype(np.int64))
+        short = (idx < 0).any(dim=1)
+        if short.any():
+            rows = short.nonzero().squeeze(1)
+            scores[rows], idx[rows] = _exact_topk(self._embeddings, q[rows], k, self.chunk_size)
+        return scores, idx
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Embed texts with the index's ``text_encoder``; ``(len(texts), dim)`` float32."""
@@ -473,8 +542,12 @@ class MotionSearchIndex:
         text_encoder: Callable[[list[str]], Any] | None = None,
         backend: str = "torch",
         chunk_size: int = 65536,
+        hnsw: Mapping[str, int] | None = None,
     ) -> MotionSearchIndex:
-        """Load an index written by :meth:`save`; search results are identical to the saved index's."""
+        """Load an index written by :meth:`save`; search results are identical to the saved index's.
+
+        ``backend``/``hnsw`` choose the search backend of the loaded index (an HNSW graph is rebuilt).
+        """
         directory = Path(path)
         emb_file, side_file = directory / cls._EMBEDDINGS_FILE, directory / cls._SIDECAR_FILE
         if not emb_file.is_file() or not side_file.is_file():
@@ -509,5 +582,6 @@ class MotionSearchIndex:
             metadata=side.get("metadata") or {},
             backend=backend,
             chunk_size=chunk_size,
+            hnsw=hnsw,
             _already_normalized=True,
         )

@@ -13,9 +13,9 @@ from conftest import random_motions, tiny_config
 pytest.importorskip("onnx", reason="ONNX export tests need onnx: pip install 'motionpatch[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="ONNX export tests need onnxruntime: pip install 'motionpatch[onnx]'")
 
-from modeling_motionpatch import MotionPatchModel  # noqa: E402
-from modeling_motionpatch.modeling_onnx import MotionPatchOnnxModel, projected_features  # noqa: E402
-from modeling_motionpatch.onnx_export import export_onnx, main, quantize_onnx  # noqa: E402
+from modeling_motionpatch import MotionPatchModel
+from modeling_motionpatch.modeling_onnx import MotionPatchOnnxModel, projected_features
+from modeling_motionpatch.onnx_export import export_onnx, main, quantize_onnx
 
 NUM_PAIRS = 24
 # how many of the 2 x 24 training-pair ranks int8 may lose against fp32 (a rank flip between near-tied items)

@@ -1,0 +1,80 @@
+"""Approximate (FAISS HNSW) vs exact search in `MotionSearchIndex`: recall@10, memory per item, build time, queries/s.
+
+Galleries: ``random`` (L2-normalised Gaussian: the worst case for any approximate index, neighbours are barely
+nearer than the rest) and ``clustered`` (the generator of tests/test_search_approximate.py). One thread for torch
+and FAISS. Memory per item is the FAISS index's own size (``faiss.serialize_index``) divided by the items; the
+float32 gallery the index always keeps (4 * dim bytes per item) is extra and the same for every backend.
+
+    python benchmarks/bench_search_approximate.py --n 100000 --dim 256 --queries 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def main() -> None:
+    import faiss
+    from test_search_approximate import clustered_gallery, recall_at_k
+
+    from modeling_motionpatch.search_index import HNSW_DEFAULTS, MotionSearchIndex
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[HNSW_DEFAULTS["ef_search"], 128])
+    parser.add_argument("--galleries", nargs="+", default=["clustered", "random"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    print("| gallery | backend | build (s) | index bytes/item | recall@10 | queries/s | speed-up vs exact |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for kind in args.galleries:
+        if kind == "random":
+            rng = np.random.default_rng(0)
+            emb = torch.from_numpy(rng.standard_normal((args.n, args.dim), dtype=np.float32))
+            queries = torch.from_numpy(rng.standard_normal((args.queries, args.dim), dtype=np.float32))
+        else:
+            emb, queries, _ = clustered_gallery(args.n, args.dim, clusters=max(100, args.n // 20))
+            queries = queries[: args.queries]
+        ids = [str(i) for i in range(args.n)]
+        rows = []
+        for backend in ("torch", "faiss", "faiss-hnsw"):
+            t = time.perf_counter()
+            index = MotionSearchIndex(emb, ids, backend=backend)
+            build = time.perf_counter() - t
+            size = 0 if index._faiss_index is None else len(faiss.serialize_index(index._faiss_index))
+            for ef in args.ef_search if backend == "faiss-hnsw" else [None]:
+                if ef is not None:
+                    index.set_ef_search(ef)
+                best = float("inf")
+                for _ in range(3):
+                    t = time.perf_counter()
+                    res = index.search(queries, k=10)
+                    best = min(best, time.perf_counter() - t)
+                if backend == "torch":
+                    exact, exact_qps = res.indices, len(queries) / best
+                name = backend if ef is None else f"{backend} (M {index.hnsw['m']}, efC {index.hnsw['ef_construction']}, efSearch {ef})"
+                row = dict(gallery=f"{kind} {args.n:,} x {args.dim}", backend=name, build_s=round(build, 2),
+                           bytes_per_item=round(size / args.n, 1), recall_at_10=round(recall_at_k(res.indices, exact), 4),
+                           qps=round(len(queries) / best, 1), speedup=round(len(queries) / best / exact_qps, 1))  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                print(f"| {row['gallery']} | {name} | {row['build_s']} | {row['bytes_per_item']} | "
+                      f"{row['recall_at_10']} | {row['qps']} | {row['speedup']}x |", flush=True)  # fmt: skip
+            del index
+
+
+if __name__ == "__main__":
+    main()
