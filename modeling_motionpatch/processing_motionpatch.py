@@ -27,8 +27,8 @@ class MotionPatchProcessor(ProcessorMixin):
 
     def __call__(
         self,
-        text: str | list[str] | None = None,
         motions=None,
+        text: str | list[str] | None = None,
         return_tensors: str | None = None,
         padding: bool | str = True,
         truncation: bool | str | None = None,

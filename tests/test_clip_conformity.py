@@ -101,3 +101,12 @@ def test_class_conventions_match_clip():
     text_params = list(inspect.signature(MotionPatchModel.get_text_features).parameters)
     clip_text_params = list(inspect.signature(CLIPModel.get_text_features).parameters)
     assert text_params[:3] == clip_text_params[:3] == ["self", "input_ids", "attention_mask"]
+
+    # the processor takes the non-text modality first, as ProcessorMixin.__call__(images, text, ...) does
+    from transformers import ProcessorMixin
+
+    from modeling_motionpatch import MotionPatchProcessor
+
+    ours = list(inspect.signature(MotionPatchProcessor.__call__).parameters)[:3]
+    theirs = list(inspect.signature(ProcessorMixin.__call__).parameters)[:3]
+    assert ours == ["self", "motions", "text"] and theirs == ["self", "images", "text"]
