@@ -38,6 +38,16 @@ def motion_text_contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
     return (contrastive_loss(logits) + contrastive_loss(logits.t())) / 2.0
 
 
+def paired_contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
+    """:func:`motion_text_contrastive_loss` of a forward pass with ``return_loss=True``, which needs paired inputs."""
+    if logits_per_text.shape[0] != logits_per_text.shape[1]:
+        raise ValueError(
+            f"return_loss=True needs paired inputs: got {logits_per_text.shape[0]} texts and "
+            f"{logits_per_text.shape[1]} motions."
+        )
+    return motion_text_contrastive_loss(logits_per_text)
+
+
 def similarity_logits(
     text_embeds: torch.Tensor, motion_embeds: torch.Tensor, logit_scale: torch.Tensor
 ) -> torch.Tensor:
@@ -463,12 +473,7 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
         logits_per_motion = logits_per_text.t()
         loss = None
         if return_loss:
-            if logits_per_text.shape[0] != logits_per_text.shape[1]:
-                raise ValueError(
-                    f"return_loss=True needs paired inputs: got {logits_per_text.shape[0]} texts and "
-                    f"{logits_per_text.shape[1]} motions."
-                )
-            loss = motion_text_contrastive_loss(logits_per_text)
+            loss = paired_contrastive_loss(logits_per_text)
 
         output = MotionPatchOutput(
             loss=loss,

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .modeling_motionpatch import MotionPatchOutput, motion_text_contrastive_loss, similarity_logits
+from .modeling_motionpatch import MotionPatchOutput, paired_contrastive_loss, similarity_logits
 
 __all__ = ["MOTION_ENCODER_FILE", "ONNX_CONFIG_FILE", "TEXT_ENCODER_FILE", "MotionPatchOnnxModel", "projected_features"]
 
@@ -225,12 +225,7 @@ class MotionPatchOnnxModel:
         logits_per_text = similarity_logits(text_embeds, motion_embeds, self.logit_scale)
         loss = None
         if return_loss:
-            if logits_per_text.shape[0] != logits_per_text.shape[1]:
-                raise ValueError(
-                    f"return_loss=True needs paired inputs: got {logits_per_text.shape[0]} texts and "
-                    f"{logits_per_text.shape[1]} motions."
-                )
-            loss = motion_text_contrastive_loss(logits_per_text)
+            loss = paired_contrastive_loss(logits_per_text)
         return MotionPatchOutput(
             loss=loss,
             logits_per_motion=logits_per_text.t(),
