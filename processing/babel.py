@@ -56,7 +56,7 @@ import numpy as np
 
 from modeling_motionpatch import Skeleton, get_skeleton, resample_fps
 
-from .humanml3d import MISSING, SHORT_SEGMENT, read_joint_file
+from .humanml3d import MISSING, crop_segment, read_joint_file
 from .io import (
     PrepareReport,
     SplitBuilder,
@@ -292,11 +292,8 @@ class _SegmentRules:
             if not kept:
                 report.skipped.add(NO_CLASS, key)
                 continue
-            if f1 > t:
-                report.remarks.add(CLAMPED, key)
-            piece = motion[max(f0, 0) : min(f1, t)]
-            if piece.shape[0] < self.min_segment_frames:
-                report.skipped.add(SHORT_SEGMENT, key)
+            piece = crop_segment(motion, f0, f1, key, report, self.min_segment_frames, clamped=CLAMPED)
+            if piece is None:
                 continue
             builder.add(
                 id=key, motion=resample_fps(piece, self.motion_fps, self.target_fps, self.fps_mode),

@@ -79,6 +79,19 @@ CLAMPED = "segment end past the clip end (clamped)"
 MULTI_SPLIT = "id listed in more than one split"
 
 
+def crop_segment(motion, f0: int, f1: int, key: str, report, min_frames: int, clamped: str = CLAMPED):
+    """Frames ``[f0, f1)`` of ``motion``, the end clamped to the motion (a remark), or ``None`` (a counted skip)
+    when fewer than ``min_frames`` frames remain."""
+    t = motion.shape[0]
+    if f1 > t:
+        report.remarks.add(clamped, key)
+    piece = motion[max(f0, 0) : min(f1, t)]
+    if piece.shape[0] < min_frames:
+        report.skipped.add(SHORT_SEGMENT, key)
+        return None
+    return piece
+
+
 # ---------------------------------------------------------------------------
 # 263-d features -> joint positions
 # ---------------------------------------------------------------------------
@@ -397,15 +410,10 @@ class _ClipRules:
         if captions and not whole:
             report.remarks.add(NO_WHOLE_CAPTION, cid)
         self._add(builder, cid, motion, whole, rel)
-        t = motion.shape[0]
         for sid, (f0, f1, caps) in segments.items():
-            if f1 > t:
-                report.remarks.add(CLAMPED, sid)
-            piece = motion[max(f0, 0) : min(f1, t)]
-            if piece.shape[0] < self.min_segment_frames:
-                report.skipped.add(SHORT_SEGMENT, sid)
-                continue
-            self._add(builder, sid, piece, caps, rel)
+            piece = crop_segment(motion, f0, f1, sid, report, self.min_segment_frames, clamped=CLAMPED)
+            if piece is not None:
+                self._add(builder, sid, piece, caps, rel)
 
     def _add(self, builder: SplitBuilder, sid: str, motion: np.ndarray, captions: list[str], rel: str) -> None:
         builder.add(
