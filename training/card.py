@@ -64,6 +64,45 @@ def eval_results(metrics: dict[str, float], dataset_type: str, dataset_name: str
     return out
 
 
+def _limitations(data, source, license_: str, data_license: str | None) -> list[str]:
+    """The card's "Limitations" paragraphs: what the training data does not support, and its licence."""
+    limitations: list[str] = []
+    kind = data.captions_kind.lower()
+    if "synthetic" in kind or source.synthetic:
+        limitations.append(
+            "**Trained on synthetic data.** The motions are procedurally generated (not motion capture) and the "
+            "captions come from templates; the numbers above say nothing about real motions or free text."
+        )
+    elif "label" in kind or source.label_derived_captions:
+        limitations.append(
+            "**Label-derived captions.** The captions were built mechanically from labels, so the text tower saw a "
+            "small, repetitive vocabulary; do not expect it to understand free-form descriptions."
+        )
+    if license_ != "apache-2.0":
+        limitations.append(f"The training data's licence ({data_license}) applies to this model: "
+                           f"{source.license_text}")  # fmt: skip
+    limitations.append(
+        "Retrieval quality depends on the skeleton, frame rate and normalisation of the input: feed joint positions "
+        "in the training skeleton's order; the processor saved with the model applies the training statistics."
+    )
+    return limitations
+
+
+def _tower_descriptions(model_args, mc, model_notes: Sequence[str]) -> tuple[str, str, str]:
+    """``(heads, motion tower, text tower)`` sentences of the card's architecture section."""
+    heads = (f"{mc.projection_head} projections to {mc.projection_dim} dims (dropout {mc.projection_dropout}), "
+             f"motion pooling `{mc.motion_pooling}`, text pooling `{mc.text_pooling}`")  # fmt: skip
+    motion_tower = next((n.split(":", 1)[1].strip() for n in model_notes if n.startswith("motion tower")),
+                        f"ViT ({mc.motion_config.num_hidden_layers} layers, width {mc.motion_config.hidden_size})")
+    text_tower = next((n.split(":", 1)[1].strip() for n in model_notes if n.startswith("text tower")),
+                      f"{mc.text_config.model_type}")
+    if model_args.freeze_motion_tower:
+        motion_tower += " - frozen during training"
+    if model_args.freeze_text_tower:
+        text_tower += " - frozen during training (its projection head trained)"
+    return heads, motion_tower, text_tower
+
+
 def build_model_card(
     *,
     model_name: str,
@@ -114,36 +153,9 @@ def build_model_card(
         metrics=["recall", "median_rank"] if results else None,
         **card_kwargs,
     )
-    limitations = []
-    kind = data.captions_kind.lower()
-    if "synthetic" in kind or source.synthetic:
-        limitations.append(
-            "**Trained on synthetic data.** The motions are procedurally generated (not motion capture) and the "
-            "captions come from templates; the numbers above say nothing about real motions or free text."
-        )
-    elif "label" in kind or source.label_derived_captions:
-        limitations.append(
-            "**Label-derived captions.** The captions were built mechanically from labels, so the text tower saw a "
-            "small, repetitive vocabulary; do not expect it to understand free-form descriptions."
-        )
-    if license_ != "apache-2.0":
-        limitations.append(f"The training data's licence ({data_license}) applies to this model: "
-                           f"{source.license_text}")  # fmt: skip
-    limitations.append(
-        "Retrieval quality depends on the skeleton, frame rate and normalisation of the input: feed joint positions "
-        "in the training skeleton's order; the processor saved with the model applies the training statistics."
-    )
+    limitations = _limitations(data, source, license_, data_license)
     mc = model_config
-    heads = (f"{mc.projection_head} projections to {mc.projection_dim} dims (dropout {mc.projection_dropout}), "
-             f"motion pooling `{mc.motion_pooling}`, text pooling `{mc.text_pooling}`")  # fmt: skip
-    motion_tower = next((n.split(":", 1)[1].strip() for n in model_notes if n.startswith("motion tower")),
-                        f"ViT ({mc.motion_config.num_hidden_layers} layers, width {mc.motion_config.hidden_size})")
-    text_tower = next((n.split(":", 1)[1].strip() for n in model_notes if n.startswith("text tower")),
-                      f"{mc.text_config.model_type}")
-    if model_args.freeze_motion_tower:
-        motion_tower += " - frozen during training"
-    if model_args.freeze_text_tower:
-        text_tower += " - frozen during training (its projection head trained)"
+    heads, motion_tower, text_tower = _tower_descriptions(model_args, mc, model_notes)
     warnings = []
     if test_metrics is None:
         warnings.append("This model has not been evaluated on a test split.")
