@@ -491,7 +491,7 @@ def encode_motions(
     ``get_motion(i)`` returns a ``(T, J, 3)`` array (or a tuple of them for a two-person processor);
     ``input_fps`` is their frame rate when it differs from the processor's.
     """
-    dtype = next(model.parameters()).dtype
+    dtype = getattr(model, "dtype", torch.float32)  # a PreTrainedModel's dtype; float32 for an ONNX model
 
     def make_batch(idx: list[int]):
         out = processor(motions=[get_motion(i) for i in idx], return_tensors="pt", input_fps=input_fps)
