@@ -1,4 +1,4 @@
-"""Approximate (FAISS HNSW) vs exact search in `MotionSearchIndex`: recall@10, memory per item, build time, queries/s.
+"""Approximate (FAISS HNSW, FAISS IVF) vs exact search in `MotionSearchIndex`: recall@10, memory per item, build time, queries/s.
 
 Galleries: ``random`` (L2-normalised Gaussian: the worst case for any approximate index, neighbours are barely
 nearer than the rest) and ``clustered`` (the generator of tests/test_search_approximate.py). One thread for torch
@@ -6,6 +6,7 @@ and FAISS. Memory per item is the FAISS index's own size (``faiss.serialize_inde
 float32 gallery the index always keeps (4 * dim bytes per item) is extra and the same for every backend.
 
     python benchmarks/bench_search_approximate.py --n 100000 --dim 256 --queries 100
+    python benchmarks/bench_search_approximate.py --galleries clustered --backends torch faiss-ivf --nprobe 16 32 64
 """
 
 from __future__ import annotations
@@ -27,14 +28,17 @@ def main() -> None:
     import faiss
     from test_search_approximate import clustered_gallery, recall_at_k
 
-    from modeling_motionpatch.search_index import HNSW_DEFAULTS, MotionSearchIndex
+    from modeling_motionpatch.search_index import HNSW_DEFAULTS, IVF_DEFAULTS, MotionSearchIndex
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--ef-search", type=int, nargs="+", default=[HNSW_DEFAULTS["ef_search"], 128])
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[IVF_DEFAULTS["nprobe"], 64])
     parser.add_argument("--galleries", nargs="+", default=["clustered", "random"])
+    parser.add_argument("--backends", nargs="+", default=["torch", "faiss", "faiss-hnsw", "faiss-ivf"],
+                        help="'torch' (exact, the reference) must come first")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
@@ -50,14 +54,17 @@ def main() -> None:
             queries = queries[: args.queries]
         ids = [str(i) for i in range(args.n)]
         rows = []
-        for backend in ("torch", "faiss", "faiss-hnsw"):
+        for backend in args.backends:
             t = time.perf_counter()
             index = MotionSearchIndex(emb, ids, backend=backend)
             build = time.perf_counter() - t
             size = 0 if index._faiss_index is None else len(faiss.serialize_index(index._faiss_index))
-            for ef in args.ef_search if backend == "faiss-hnsw" else [None]:
-                if ef is not None:
+            settings = {"faiss-hnsw": args.ef_search, "faiss-ivf": args.nprobe}.get(backend, [None])
+            for ef in settings:
+                if backend == "faiss-hnsw":
                     index.set_ef_search(ef)
+                elif backend == "faiss-ivf":
+                    index.set_nprobe(ef)
                 best = float("inf")
                 for _ in range(3):
                     t = time.perf_counter()
@@ -65,7 +72,11 @@ def main() -> None:
                     best = min(best, time.perf_counter() - t)
                 if backend == "torch":
                     exact, exact_qps = res.indices, len(queries) / best
-                name = backend if ef is None else f"{backend} (M {index.hnsw['m']}, efC {index.hnsw['ef_construction']}, efSearch {ef})"
+                name = backend
+                if backend == "faiss-hnsw":
+                    name = f"{backend} (M {index.hnsw['m']}, efC {index.hnsw['ef_construction']}, efSearch {ef})"
+                elif backend == "faiss-ivf":
+                    name = f"{backend} (nlist {index.ivf['nlist']}, train {index.ivf['train_size']:,}, nprobe {ef})"
                 row = dict(gallery=f"{kind} {args.n:,} x {args.dim}", backend=name, build_s=round(build, 2),
                            bytes_per_item=round(size / args.n, 1), recall_at_10=round(recall_at_k(res.indices, exact), 4),
                            qps=round(len(queries) / best, 1), speedup=round(len(queries) / best / exact_qps, 1))  # fmt: skip

@@ -3,8 +3,8 @@
 :class:`MotionSearchIndex` stores one embedding per motion with a string id and answers top-k queries exactly by
 chunked matrix products with a running top-k merge (a 1,000,000 x 256 float32 gallery and 100 queries need
 about 26 MB of scores at a time), or through FAISS (``backend="faiss"``, exact inner product, optional), or
-approximately through a FAISS HNSW graph for large libraries (``backend="faiss-hnsw"``, optional; the exact torch
-path stays the default and the reference).
+approximately through a FAISS HNSW graph (``backend="faiss-hnsw"``) or a FAISS inverted-file index
+(``backend="faiss-ivf"``) for large libraries (optional; the exact torch path stays the default and the reference).
 
 Like :mod:`.retrieval_metrics`, it depends only on ``torch``, ``numpy``, ``safetensors`` and the standard library
 (``faiss`` when ``backend="faiss"``); loops run over gallery chunks or query blocks, never over single items.
@@ -26,12 +26,17 @@ from safetensors.torch import load_file, save_file
 
 from .retrieval_metrics import ArrayLike, _as_2d_float, _check_finite, _l2_normalize
 
-__all__ = ["HNSW_DEFAULTS", "MotionSearchIndex", "SearchResult"]
+__all__ = ["HNSW_DEFAULTS", "IVF_DEFAULTS", "MotionSearchIndex", "SearchResult"]
 
-BACKENDS = ("torch", "faiss", "faiss-hnsw")
+BACKENDS = ("torch", "faiss", "faiss-hnsw", "faiss-ivf")
 # Documented defaults of backend="faiss-hnsw" (FAISS's HNSW parameters: graph degree M, efConstruction, efSearch).
 # recall@10 >= 0.95 against exact search at these values on a clustered 20k gallery (tests/test_retrieval.py).
 HNSW_DEFAULTS = {"m": 32, "ef_construction": 40, "ef_search": 64}
+# Documented defaults of backend="faiss-ivf" (FAISS IndexIVFFlat, inner product, spherical k-means, 10 iterations):
+# None means automatic, nlist = round(4 * sqrt(num_items)) lists, k-means trained on train_size =
+# min(num_items, 40 * nlist) items drawn with a fixed seed; each query scans its nprobe nearest lists.
+# recall@10 >= 0.95 at these values on a clustered 20k gallery (tests/test_search_approximate.py).
+IVF_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": 256, "train_size": None}
 # FAISS (1.8+) scores fewer than `distance_compute_blas_threshold` (128,000 in faiss-cpu 1.15) queries with a
 # per-query scan that streams the whole gallery from memory once per query; a BLAS product over blocks of the
 # gallery is several times faster for any batch of queries this index serves (benchmarks/README.md).
@@ -155,6 +160,30 @@ def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
+def _backend_params(name: str, given: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated with ``given``; every value a positive integer (or ``None`` where the default is)."""
+    unknown = sorted(set(given or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown {name} parameters {unknown}; valid ones are {sorted(defaults)}.")
+    params = {**defaults, **(given or {})}
+    bad = {
+        k: v for k, v in params.items()
+        if not (v is None and defaults[k] is None) and (isinstance(v, bool) or not isinstance(v, int) or v < 1)
+    }  # fmt: skip
+    if bad:
+        raise ValueError(f"{name} parameters must be positive integers, got {bad}.")
+    return params
+
+
+def _resolve_ivf(params: Mapping[str, int | None], num_items: int) -> dict[str, int]:
+    """Fill the automatic ``faiss-ivf`` parameters for ``num_items`` items (see :data:`IVF_DEFAULTS`)."""
+    nlist = min(num_items, params["nlist"] or max(1, round(4 * num_items**0.5)))
+    train_size = min(num_items, params["train_size"] or 40 * nlist)
+    if train_size < nlist:
+        raise ValueError(f"faiss-ivf needs train_size >= nlist ({nlist}) to train its k-means, got {train_size}.")
+    return {"nlist": nlist, "nprobe": min(params["nprobe"], nlist), "train_size": train_size}
+
+
 class MotionSearchIndex:
     """Exact nearest-neighbour search over motion embeddings, addressed by string ids.
 
@@ -171,10 +200,15 @@ class MotionSearchIndex:
             faiss-cpu``; FAISS keeps its own copy of the gallery), or ``"faiss-hnsw"``: approximate search over a
             FAISS HNSW graph (inner product) for large libraries; building it costs minutes per million items,
             it keeps a copy of the gallery plus ``~2 * m * 4`` bytes of links per item, and it is rebuilt by
-            :meth:`load`.
+            :meth:`load`; or ``"faiss-ivf"``: approximate search over a FAISS inverted-file index (``IndexIVFFlat``,
+            k-means lists trained on a sample); faster to build than HNSW, it keeps a copy of the gallery plus 8
+            bytes of id per item, and it is rebuilt by :meth:`load`.
         hnsw: ``"faiss-hnsw"`` parameters overriding :data:`HNSW_DEFAULTS` (``m``, ``ef_construction``,
             ``ef_search``; ``ef_search`` trades speed for recall and can also be changed later with
             :meth:`set_ef_search`).
+        ivf: ``"faiss-ivf"`` parameters overriding :data:`IVF_DEFAULTS` (``nlist``, ``nprobe``, ``train_size``;
+            ``nprobe`` trades speed for recall and can also be changed later with :meth:`set_nprobe`). The resolved
+            values are in ``index.ivf``.
         chunk_size: gallery rows scored at once by the torch backend; extra memory during a search is about
             ``min(num_queries, 2**23 // chunk_size) * chunk_size * 4`` bytes of scores (26 MB for 100 queries).
 
@@ -202,6 +236,7 @@ class MotionSearchIndex:
         backend: str = "torch",
         chunk_size: int = 65536,
         hnsw: Mapping[str, int] | None = None,
+        ivf: Mapping[str, int | None] | None = None,
         _already_normalized: bool = False,
     ) -> None:
         emb = _as_2d_float(embeddings, "embeddings")
@@ -228,13 +263,8 @@ class MotionSearchIndex:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
-        unknown = sorted(set(hnsw or {}) - set(HNSW_DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown hnsw parameters {unknown}; valid ones are {sorted(HNSW_DEFAULTS)}.")
-        hnsw_params = {**HNSW_DEFAULTS, **(hnsw or {})}
-        bad = {k: v for k, v in hnsw_params.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}
-        if bad:
-            raise ValueError(f"hnsw parameters must be positive integers, got {bad}.")
+        hnsw_params = _backend_params("hnsw", hnsw, HNSW_DEFAULTS)
+        ivf_params = _backend_params("ivf", ivf, IVF_DEFAULTS)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ValueError(f"metadata must be a dict (JSON-serialisable), got {type(metadata).__name__}.")
         _check_finite(emb, "embeddings")
@@ -253,7 +283,10 @@ class MotionSearchIndex:
         self.backend = backend
         self.chunk_size = chunk_size
         self.hnsw = hnsw_params if backend == "faiss-hnsw" else None
-        self._faiss_index = self._build_faiss(self._embeddings, backend, hnsw_params) if backend != "torch" else None
+        self.ivf = _resolve_ivf(ivf_params, emb.shape[0]) if backend == "faiss-ivf" else None
+        self._faiss_index = (
+            self._build_faiss(self._embeddings, backend, hnsw_params, self.ivf) if backend != "torch" else None
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -337,17 +370,34 @@ class MotionSearchIndex:
         return cls(embeddings, ids, text_encoder=text_encoder, **index_kwargs)
 
     @staticmethod
-    def _build_faiss(embeddings: torch.Tensor, backend: str = "faiss", hnsw: Mapping[str, int] | None = None) -> Any:
+    def _build_faiss(
+        embeddings: torch.Tensor,
+        backend: str = "faiss",
+        hnsw: Mapping[str, int] | None = None,
+        ivf: Mapping[str, int] | None = None,
+    ) -> Any:
         faiss = _import_faiss(backend)
         dim = int(embeddings.shape[1])
+        data = np.ascontiguousarray(embeddings.numpy(), dtype=np.float32)
         if backend == "faiss-hnsw":
             params = {**HNSW_DEFAULTS, **(hnsw or {})}
             index = faiss.IndexHNSWFlat(dim, params["m"], faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = params["ef_construction"]
             index.hnsw.efSearch = params["ef_search"]
+        elif backend == "faiss-ivf":
+            params = _resolve_ivf({**IVF_DEFAULTS, **(ivf or {})}, data.shape[0])
+            index = faiss.index_factory(dim, f"IVF{params['nlist']},Flat", faiss.METRIC_INNER_PRODUCT)
+            index.cp.spherical = True  # unit-norm centroids: a list's centroid is the inner-product direction
+            index.cp.niter = 10
+            index.nprobe = params["nprobe"]
+            n = data.shape[0]
+            sample = data
+            if params["train_size"] < n:
+                sample = data[np.sort(np.random.default_rng(0).choice(n, params["train_size"], replace=False))]
+            index.train(sample)
         else:
             index = faiss.IndexFlatIP(dim)
-        index.add(np.ascontiguousarray(embeddings.numpy(), dtype=np.float32))
+        index.add(data)
         return index
 
     def set_ef_search(self, ef_search: int) -> None:
@@ -358,6 +408,15 @@ class MotionSearchIndex:
             raise ValueError(f"ef_search must be a positive integer, got {ef_search!r}.")
         self.hnsw["ef_search"] = ef_search
         self._faiss_index.hnsw.efSearch = ef_search
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """Set how many inverted lists a ``backend="faiss-ivf"`` query scans (larger: higher recall, slower)."""
+        if self.backend != "faiss-ivf":
+            raise ValueError(f"set_nprobe applies to backend='faiss-ivf', this index uses {self.backend!r}.")
+        if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
+            raise ValueError(f"nprobe must be a positive integer, got {nprobe!r}.")
+        self.ivf["nprobe"] = min(nprobe, self.ivf["nlist"])
+        self._faiss_index.nprobe = self.ivf["nprobe"]
 
     # ------------------------------------------------------------------ properties
     @property
@@ -443,6 +502,9 @@ class MotionSearchIndex:
             # at least k candidates; a query whose graph walk still finds fewer (-1 ids) gets the exact answer
             params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw["ef_search"], k))
             scores_np, idx_np = self._faiss_index.search(queries, k, params=params)
+        elif self.backend == "faiss-ivf":
+            # a query whose nprobe lists hold fewer than k items (-1 ids) gets the exact answer below
+            scores_np, idx_np = self._faiss_index.search(queries, k)
         else:
             threshold = faiss.cvar.distance_compute_blas_threshold
             faiss.cvar.distance_compute_blas_threshold = _FAISS_BLAS_THRESHOLD
@@ -543,10 +605,12 @@ class MotionSearchIndex:
         backend: str = "torch",
         chunk_size: int = 65536,
         hnsw: Mapping[str, int] | None = None,
+        ivf: Mapping[str, int | None] | None = None,
     ) -> MotionSearchIndex:
         """Load an index written by :meth:`save`; search results are identical to the saved index's.
 
-        ``backend``/``hnsw`` choose the search backend of the loaded index (an HNSW graph is rebuilt).
+        ``backend``/``hnsw``/``ivf`` choose the search backend of the loaded index (an HNSW graph or IVF index is
+        rebuilt).
         """
         directory = Path(path)
         emb_file, side_file = directory / cls._EMBEDDINGS_FILE, directory / cls._SIDECAR_FILE
@@ -583,5 +647,6 @@ class MotionSearchIndex:
             backend=backend,
             chunk_size=chunk_size,
             hnsw=hnsw,
+            ivf=ivf,
             _already_normalized=True,
         )

@@ -1,4 +1,4 @@
-"""`MotionSearchIndex(backend="faiss-hnsw")`: recall against the exact torch search, and the FAISS flat path."""
+"""`MotionSearchIndex(backend="faiss-hnsw"/"faiss-ivf")`: recall against the exact torch search, and the FAISS flat path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 faiss = pytest.importorskip("faiss", reason="approximate search needs FAISS: pip install 'motionpatch[faiss]'")
 
-from modeling_motionpatch.search_index import HNSW_DEFAULTS, MotionSearchIndex
+from modeling_motionpatch.search_index import HNSW_DEFAULTS, IVF_DEFAULTS, MotionSearchIndex
 
 N, DIM, QUERIES, K = 20_000, 128, 200, 10
 
@@ -96,3 +96,41 @@ def test_faiss_flat_uses_blas_and_restores_the_global_setting(gallery):
     assert faiss.cvar.distance_compute_blas_threshold == before
     assert recall_at_k(got.indices, ref.indices) == 1.0
     torch.testing.assert_close(got.scores, ref.scores, atol=1e-5, rtol=0)
+
+
+def test_ivf_recall_at_documented_defaults(gallery, tmp_path):
+    emb, queries, ids, exact, _ = gallery
+    ivf = MotionSearchIndex(emb, ids, backend="faiss-ivf")
+    nlist = round(4 * N**0.5)
+    assert ivf.ivf == {"nlist": nlist, "nprobe": IVF_DEFAULTS["nprobe"], "train_size": min(N, 40 * nlist)}
+    assert ivf._faiss_index.ntotal == N and ivf._faiss_index.nlist == nlist
+    ref = exact.search(queries, k=K)
+    got = ivf.search(queries, k=K)
+    recall = recall_at_k(got.indices, ref.indices)
+    assert recall >= 0.95, f"recall@10 {recall:.3f} at {ivf.ivf}"
+    # scanning one list misses neighbours (the gallery is not trivial); all lists is exact search
+    ivf.set_nprobe(1)
+    assert recall_at_k(ivf.search(queries, k=K).indices, ref.indices) < recall
+    ivf.set_nprobe(10 * nlist)
+    assert ivf.ivf["nprobe"] == nlist
+    assert recall_at_k(ivf.search(queries, k=K).indices, ref.indices) == 1.0
+    # scores are the cosine similarities of the returned rows, best first
+    normed = torch.nn.functional.normalize(emb, dim=1)
+    qn = torch.nn.functional.normalize(queries, dim=1)
+    torch.testing.assert_close(got.scores, torch.gather(qn @ normed.T, 1, got.indices), atol=1e-5, rtol=0)
+    assert (got.scores[:, :-1] >= got.scores[:, 1:] - 1e-6).all()
+    # explicit parameters, save/load, and k larger than what nprobe lists hold still returns k hits
+    small = MotionSearchIndex(emb[:2_000], ids[:2_000], backend="faiss-ivf", ivf={"nlist": 50, "nprobe": 1})
+    assert small.ivf == {"nlist": 50, "nprobe": 1, "train_size": 2_000}
+    assert (small.search(queries[:3], k=500).indices >= 0).all()
+    small.save(tmp_path / "idx")
+    loaded = MotionSearchIndex.load(tmp_path / "idx", backend="faiss-ivf", ivf={"nlist": 50, "nprobe": 1})
+    assert loaded.search(queries[:20], k=5).ids == small.search(queries[:20], k=5).ids
+    with pytest.raises(ValueError, match="unknown ivf parameters"):
+        MotionSearchIndex(emb[:100], ids[:100], backend="faiss-ivf", ivf={"probes": 3})
+    with pytest.raises(ValueError, match="positive integers"):
+        MotionSearchIndex(emb[:100], ids[:100], backend="faiss-ivf", ivf={"nprobe": None})
+    with pytest.raises(ValueError, match="train_size >= nlist"):
+        MotionSearchIndex(emb[:100], ids[:100], backend="faiss-ivf", ivf={"nlist": 20, "train_size": 10})
+    with pytest.raises(ValueError, match="applies to backend='faiss-ivf'"):
+        exact.set_nprobe(4)
