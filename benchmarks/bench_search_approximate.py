@@ -28,7 +28,11 @@ def main() -> None:
     import faiss
     from test_search_approximate import clustered_gallery, recall_at_k
 
-    from modeling_motionpatch.search_index import HNSW_DEFAULTS, IVF_DEFAULTS, MotionSearchIndex
+    from modeling_motionpatch.search_index import (
+        HNSW_DEFAULTS,
+        IVF_DEFAULTS,
+        MotionSearchIndex,
+    )
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1_000_000)

@@ -8,7 +8,11 @@ import torch
 
 faiss = pytest.importorskip("faiss", reason="approximate search needs FAISS: pip install 'motionpatch[faiss]'")
 
-from modeling_motionpatch.search_index import HNSW_DEFAULTS, IVF_DEFAULTS, MotionSearchIndex
+from modeling_motionpatch.search_index import (
+    HNSW_DEFAULTS,
+    IVF_DEFAULTS,
+    MotionSearchIndex,
+)
 
 N, DIM, QUERIES, K = 20_000, 128, 200, 10
 
