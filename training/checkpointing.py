@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modeling_motionpatch.atomic_folder import replace_folder as atomic_folder_replace
-
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
@@ -152,7 +150,6 @@ def _fsync_dir(path: Path) -> None:
 __all__ = [
     "CHECKPOINT_DIR",
     "TrainerState",
-    "atomic_folder_replace",
     "checkpoint_root",
     "clean_partial_checkpoints",
     "list_checkpoints",

@@ -27,10 +27,11 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from modeling_motionpatch import MotionPatchModel, MotionPatchProcessor
+from modeling_motionpatch.atomic_folder import replace_folder
 
 from .arguments import DataArguments, ModelArguments, TrainingArguments, args_to_dict
 from .card import build_model_card, push_folder
-from .checkpointing import TrainerState, atomic_folder_replace, save_checkpoint
+from .checkpointing import TrainerState, save_checkpoint
 from .data import (
     EpochSampler,
     MotionStore,
@@ -45,7 +46,14 @@ from .data import (
     split_fps,
 )
 from .encode import json_default
-from .evaluation import block_loss, chance_levels, embed_split, flatten_metrics, results_table, retrieval_metrics
+from .evaluation import (
+    block_loss,
+    chance_levels,
+    embed_split,
+    flatten_metrics,
+    results_table,
+    retrieval_metrics,
+)
 from .losses import ClipLoss
 from .model_factory import (
     GROUPS,
@@ -681,7 +689,7 @@ def save_best(run: Run, metrics: dict[str, float]) -> None:
             {"step": run.state.global_step, "epoch": run.state.epoch, "metrics": metrics}, indent=1))  # fmt: skip
         (tmp / "training_args.yaml").write_text(yaml.safe_dump(run.run_config, sort_keys=False))
         write_card(run, tmp, test_metrics=None, test_table=None, test_size=None)
-        atomic_folder_replace(tmp, run.best_dir)
+        replace_folder(tmp, run.best_dir)
     run.accelerator.wait_for_everyone()
 
 
