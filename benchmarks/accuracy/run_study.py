@@ -64,6 +64,11 @@ DEFAULT_DATA_DIR = REPO.parent / "shared" / "data" / "bandai-namco"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 
 VARIANTS = ("patches", "raw-joints", "patches-shuffled", "patches-no-mirror")
+#: opt-in variants (``--variants ... --append``): motion patches trained for 3.5x the steps, the training time per run
+#: of the raw-joints transformer (161 frame tokens against 51 patch tokens) - a compute-matched comparison
+EXTRA_VARIANTS = ("patches-3.5x-steps",)
+STEP_FACTOR = {"patches-3.5x-steps": 3.5}
+ALL_VARIANTS = VARIANTS + EXTRA_VARIANTS
 SPLIT_RULES = ("held-out-takes", "held-out-combinations")
 #: splits run per dataset (ds1 has one or two takes per pair: no take blocks to hold out)
 DATASET_SPLITS = {"ds2": SPLIT_RULES, "ds1": ("held-out-combinations",)}
@@ -392,7 +397,7 @@ def run_one(task: tuple[str, str, int, str], cfg: StudyConfig, data_dir: Path) -
     from modeling_motionpatch import MotionPatchFeatureExtractor, get_skeleton
 
     dataset, rule, seed, variant = task
-    steps = steps_for(cfg, dataset)
+    steps = round(steps_for(cfg, dataset) * STEP_FACTOR.get(variant, 1.0))
     eval_every = min(cfg.eval_every, steps)
     t0 = time.perf_counter()
     clips = _clips(data_dir, dataset)
@@ -499,6 +504,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def _fmt(values: Sequence[float]) -> str:
+    if not values or all(math.isnan(float(v)) for v in values):
+        return "n/a"
     m, s = mean_std(values)
     return f"{m:.1f} ± {s:.1f}" if len(values) > 1 else f"{m:.1f}"
 
@@ -519,7 +526,7 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[str, str, int], dict[
             lines += [f"### {dataset}, {rule} (test: {', '.join(str(r['sizes']['test']) for r in group if r['variant'] == group[0]['variant'])} clips for seeds {seeds})", "",
                       "| variant | " + " | ".join(headers) + " | motion tower params | steps (best) | wall s / run |",
                       "|---|" + "---:|" * (len(headers) + 3)]  # fmt: skip
-            for variant in cfg.variants:
+            for variant in [v for v in ALL_VARIANTS if any(r["variant"] == v for r in group)]:
                 rs = sorted((r for r in group if r["variant"] == variant), key=lambda r: r["seed"])
                 if not rs:
                     continue
@@ -534,7 +541,7 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[str, str, int], dict[
             lines.append("")
             base = {r["seed"]: r for r in group if r["variant"] == "patches"}
             diffs = {}
-            for variant in cfg.variants:
+            for variant in [v for v in ALL_VARIANTS if any(r["variant"] == v for r in group)]:
                 if variant == "patches":
                     continue
                 other = {r["seed"]: r for r in group if r["variant"] == variant}
@@ -547,7 +554,8 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[str, str, int], dict[
                 lines += [intro, "", "| variant | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]
                 for variant, d in diffs.items():
                     lines.append(f"| patches − {variant} | " + " | ".join(
-                        f"{d[k][0]:+.1f} ± {d[k][1]:.1f}" if k in d else "" for k, _ in COLUMNS) + " |")
+                        f"{d[k][0]:+.1f} ± {d[k][1]:.1f}" if k in d and not math.isnan(d[k][0]) else "n/a"
+                        for k, _ in COLUMNS) + " |")
                 lines.append("")
     return "\n".join(lines), summary
 
@@ -562,7 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny towers, 4 steps, one seed: a < 1 minute smoke run")
     p.add_argument("--datasets", nargs="+", choices=sorted(DATASET_SPLITS), default=None, help="default: ds2 ds1")
     p.add_argument("--seeds", nargs="+", type=int, default=None)
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=None)
+    p.add_argument("--variants", nargs="+", choices=ALL_VARIANTS, default=None,
+                   help=f"default: {' '.join(VARIANTS)}; opt-in: {' '.join(EXTRA_VARIANTS)}")
+    p.add_argument("--append", action="store_true",
+                   help="keep the runs already in OUTPUT/runs.jsonl (skip those tasks) and report over all of them")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: 400 on ds2, 150 on ds1)")
     p.add_argument("--workers", type=int, default=None, help="parallel runs, one thread each (default: CPU count, max 2)")
     return p
@@ -587,19 +598,23 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers or min(2, os.cpu_count() or 1)
     t0 = time.perf_counter()
 
-    refs: dict[tuple[str, str, int], dict[str, dict[str, float]]] = {}
     for dataset in cfg.datasets:
         clips = _clips(args.data_dir, dataset)
         for rule in DATASET_SPLITS[dataset]:
             for seed in cfg.seeds:
-                split, record = make_split(clips, rule, seed, cfg)
+                _, record = make_split(clips, rule, seed, cfg)
                 (output / "splits" / f"{dataset}_{rule}_seed{seed}.json").write_text(json.dumps(record, indent=1))
-                refs[(dataset, rule, seed)] = reference_rows(clips, np.flatnonzero(np.asarray(split) == "test"), seed)
     tasks = [(d, r, s, v) for d in cfg.datasets for r in DATASET_SPLITS[d] for s in cfg.seeds for v in cfg.variants]
     tasks.sort(key=lambda t: t[3] != "raw-joints")  # the longest runs first
     print(f"[study] {len(tasks)} runs on {workers} worker(s), steps {dict(cfg.steps)} -> {output}", flush=True)
     runs: list[dict[str, Any]] = []
-    log = (output / "runs.jsonl").open("w")
+    runs_file = output / "runs.jsonl"
+    if args.append and runs_file.is_file():
+        runs = [json.loads(line) for line in runs_file.read_text().splitlines() if line.strip()]
+        done = {(r["dataset"], r["split"], r["seed"], r["variant"]) for r in runs}
+        tasks = [t for t in tasks if t not in done]
+        print(f"[study] --append: {len(runs)} runs kept from {runs_file}, {len(tasks)} to run", flush=True)
+    log = runs_file.open("a" if args.append else "w")
     jobs = [(t, cfg, args.data_dir) for t in tasks]
     if workers == 1:
         _worker_init()
@@ -612,22 +627,35 @@ def main(argv: list[str] | None = None) -> int:
         log.write(json.dumps(rec) + "\n")
         log.flush()
         t = rec["test"]
-        print(f"[study] {len(runs)}/{len(tasks)} {rec['dataset']} {rec['split']} seed {rec['seed']} {rec['variant']}: "
+        print(f"[study] {len(runs)} {rec['dataset']} {rec['split']} seed {rec['seed']} {rec['variant']}: "
               f"content {t['zero_shot/content']:.1f} style {t['zero_shot/style']:.1f} pair {t['zero_shot/pair']:.1f} "
               f"strict t2m R@1 {t.get('strict/t2m/R@1', float('nan')):.1f} ({rec['wall_seconds']:.0f} s)", flush=True)  # fmt: skip
     if workers > 1:
         pool.close()
         pool.join()
     log.close()
-    table, summary = summarise(runs, refs, cfg)
+    report_cfg = replace(cfg, datasets=tuple(d for d in DATASET_SPLITS if any(r["dataset"] == d for r in runs)))
+    refs: dict[tuple[str, str, int], dict[str, dict[str, float]]] = {}
+    for dataset, rule, seed in sorted({(r["dataset"], r["split"], r["seed"]) for r in runs}):
+        clips = _clips(args.data_dir, dataset)
+        split, _ = make_split(clips, rule, seed, cfg)
+        refs[(dataset, rule, seed)] = reference_rows(clips, np.flatnonzero(np.asarray(split) == "test"), seed)
+    table, summary = summarise(runs, refs, report_cfg)
     total = time.perf_counter() - t0
-    meta = {
+    previous = json.loads((output / "study.json").read_text()) if args.append and (output / "study.json").is_file() else {}
+    if "command" in previous:  # a single-invocation record
+        previous["invocations"] = [{k: previous[k] for k in ("command", "date", "total_seconds", "workers", "machine",
+                                                            "config") if k in previous}]  # fmt: skip
+    invocation = {
         "command": "python benchmarks/accuracy/run_study.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "total_seconds": round(total, 1),
-        "workers": workers, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "config": asdict(cfg), "summary": summary,
-        "references": {f"{d}/{r}/seed{s}": v for (d, r, s), v in refs.items()},
+        "runs": len(tasks), "workers": workers,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "config": asdict(cfg),
     }  # fmt: skip
+    meta = {
+        "invocations": previous.get("invocations", []) + [invocation], "summary": summary,
+        "references": {f"{d}/{r}/seed{s}": v for (d, r, s), v in refs.items()},
+    }
     (output / "study.json").write_text(json.dumps(meta, indent=1))
     (output / "table.md").write_text(table + "\n")
     print(table)
