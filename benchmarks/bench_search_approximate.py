@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--ef-search", type=int, nargs="+", default=[HNSW_DEFAULTS["ef_search"], 128])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[IVF_DEFAULTS["nprobe"], 64])
-    parser.add_argument("--ivfpq-nprobe", type=int, nargs="+", default=[IVFPQ_DEFAULTS["nprobe"]])
+    parser.add_argument("--ivfpq-nprobe", type=int, nargs="+", default=None,
+                        help="faiss-ivfpq nprobe values (default: the automatic one of IVFPQ_DEFAULTS)")  # fmt: skip
     parser.add_argument("--k-factor", type=int, nargs="+", default=[IVFPQ_DEFAULTS["k_factor"]])
     parser.add_argument("--ivfpq-nlist", type=int, default=None, help="override the automatic nlist of faiss-ivfpq")
     parser.add_argument("--build-threads", type=int, default=1, help="FAISS threads while building (search: 1)")
@@ -74,11 +75,12 @@ def main() -> None:
             index = MotionSearchIndex(emb, ids, backend=backend, ivfpq={"nlist": args.ivfpq_nlist})
             build = time.perf_counter() - t
             faiss.omp_set_num_threads(1)
+            default_nprobe = index.ivfpq["nprobe"] if backend == "faiss-ivfpq" else None
             size = 0 if index._faiss_index is None else len(faiss.serialize_index(index._faiss_index))
             settings = {
                 "faiss-hnsw": args.ef_search,
                 "faiss-ivf": args.nprobe,
-                "faiss-ivfpq": [(p, f) for p in args.ivfpq_nprobe for f in args.k_factor],
+                "faiss-ivfpq": [(p, f) for p in (args.ivfpq_nprobe or [None]) for f in args.k_factor],
             }.get(backend, [None])
             for ef in settings:
                 if backend == "faiss-hnsw":
@@ -86,7 +88,7 @@ def main() -> None:
                 elif backend == "faiss-ivf":
                     index.set_nprobe(ef)
                 elif backend == "faiss-ivfpq":
-                    index.set_nprobe(ef[0])
+                    index.set_nprobe(ef[0] or default_nprobe)
                     index.set_k_factor(ef[1])
                 best = float("inf")
                 for _ in range(3):
@@ -103,7 +105,8 @@ def main() -> None:
                 elif backend == "faiss-ivfpq":
                     p = index.ivfpq
                     name = (f"{backend} (nlist {p['nlist']}, PQ{p['m']}x4fs, train {p['train_size']:,}, nprobe "
-                            f"{p['nprobe']}, k_factor {p['k_factor']})")  # fmt: skip
+                            f"{p['nprobe']}{' (default)' if p['nprobe'] == default_nprobe else ''}, k_factor "
+                            f"{p['k_factor']})")  # fmt: skip
                 row = {"gallery": f"{kind} {args.n:,} x {args.dim}", "backend": name, "build_s": round(build, 2),
                        "bytes_per_item": round(size / args.n, 1), "recall_at_10": round(recall_at_k(res.indices, exact), 4),
                        "qps": round(len(queries) / best, 1), "speedup": round(len(queries) / best / exact_qps, 1)}  # fmt: skip

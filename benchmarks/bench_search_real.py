@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32], help="extra IVF nprobe values")
     parser.add_argument("--backends", nargs="+", default=["torch", "faiss", "faiss-hnsw", "faiss-ivf", "faiss-ivfpq"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--save-embeddings", default=None, help="write the gallery and text embeddings to this .npz")
     args = parser.parse_args()
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
@@ -88,6 +89,8 @@ def main() -> None:
     texts = sorted(set(captions))
     text_q = exact.encode_texts(texts)
     motion_q = exact.embeddings
+    if args.save_embeddings:
+        np.savez(args.save_embeddings, gallery=motion_q.numpy(), texts=text_q.numpy())
     print(json.dumps({"clips": len(ids), "dim": exact.dim, "captions": len(texts), "embed_s": round(embed_s, 1),
                       "model": str(args.model), "max_frames": fe.max_frames, "load_avg": os.getloadavg()}),
           flush=True)  # fmt: skip
@@ -120,6 +123,7 @@ def main() -> None:
             if backend == "torch":
                 ref = {"motion": got_m, "text": res_t.indices, "qps_m": qps_m, "qps_t": qps_t}
             params = {"faiss-hnsw": index.hnsw, "faiss-ivf": index.ivf, "faiss-ivfpq": index.ivfpq}.get(backend)
+            params = None if params is None else dict(params)  # a copy: set_nprobe changes the index's dict
             row = {
                 "backend": backend, "params": params, "default": nprobe is None, "build_s": round(build, 2),
                 "motion_recall_at_10": round(recall_at_k(got_m, ref["motion"]), 4),

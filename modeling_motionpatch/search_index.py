@@ -39,13 +39,17 @@ HNSW_DEFAULTS = {"m": 32, "ef_construction": 40, "ef_search": 64}
 # recall@10 >= 0.95 at these values on a clustered 20k gallery (tests/test_search_approximate.py).
 IVF_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": 256, "train_size": None}
 # Documented defaults of backend="faiss-ivfpq" (FAISS IndexIVFPQFastScan, inner product, spherical k-means, 10
-# iterations, 4-bit product quantisation scanned with SIMD, then exact re-ranking of a shortlist): None means
-# automatic, nlist = round(4 * sqrt(num_items)) lists, m = dim // 4 sub-quantisers (the largest divisor of dim not
-# above dim // 4), k-means and PQ trained on train_size = min(num_items, 40 * nlist) items drawn with a fixed seed.
-# Each query scans its nprobe nearest lists by PQ score and re-ranks its k_factor * k best candidates by their exact
-# inner product with the gallery the index keeps anyway (no second copy of the vectors).
-# recall@10 >= 0.95 at these values on a clustered 20k gallery (tests/test_search_approximate.py).
-IVFPQ_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": 256, "m": None, "k_factor": 10, "train_size": None}
+# iterations, 4-bit product quantisation scanned with SIMD, then exact re-ranking of a shortlist). None means
+# automatic: nlist = round(sqrt(num_items)) lists; nprobe = ceil(3 * nlist / 4) lists scanned per query; m = dim // 2
+# sub-quantisers of 4 bits (the largest divisor of dim not above dim // 2: 2 dimensions per sub-quantiser, dim / 4
+# bytes of code per item); k-means and PQ trained on train_size = min(num_items, 128 * nlist) items drawn with a
+# fixed seed. Each query scores the items of its nprobe nearest lists from their codes and re-ranks its
+# k_factor * k best candidates by their exact inner product with the gallery the index keeps anyway (no second
+# copy of the vectors). recall@10 >= 0.95 at these values on a clustered 20k gallery (tests/test_search_approximate.py),
+# on the clustered 1M gallery and on real embedded clips (benchmarks/README.md). Scanning 3/4 of the lists is what the
+# synthetic galleries need (a query's neighbours spread over many lists); on embeddings with more structure a smaller
+# nprobe (set_nprobe) keeps the recall and is faster.
+IVFPQ_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": None, "m": None, "k_factor": 20, "train_size": None}
 # FAISS (1.8+) scores fewer than `distance_compute_blas_threshold` (128,000 in faiss-cpu 1.15) queries with a
 # per-query scan that streams the whole gallery from memory once per query; a BLAS product over blocks of the
 # gallery is several times faster for any batch of queries this index serves (benchmarks/README.md).
@@ -195,14 +199,17 @@ def _resolve_ivf(params: Mapping[str, int | None], num_items: int, backend: str 
 
 def _resolve_ivfpq(params: Mapping[str, int | None], num_items: int, dim: int) -> dict[str, int]:
     """Fill the automatic ``faiss-ivfpq`` parameters for ``num_items`` items of ``dim`` (see :data:`IVFPQ_DEFAULTS`)."""
-    m = params["m"] or max(q for q in range(1, max(1, dim // 4) + 1) if dim % q == 0)
+    nlist = min(num_items, params["nlist"] or max(1, round(num_items**0.5)))
+    nprobe = params["nprobe"] or -(-3 * nlist // 4)
+    train_size = params["train_size"] or 128 * nlist
+    m = params["m"] or max(q for q in range(1, max(1, dim // 2) + 1) if dim % q == 0)
     if dim % m:
         divisors = [q for q in range(1, dim + 1) if dim % q == 0]
         raise ValueError(
             f"faiss-ivfpq: m={m} sub-quantisers must divide the embedding dim {dim}; pick one of {divisors} "
-            f"(e.g. ivfpq={{'m': {max(q for q in divisors if q <= max(1, dim // 4))}}})."
+            f"(e.g. ivfpq={{'m': {max(q for q in divisors if q <= max(1, dim // 2))}}})."
         )
-    ivf = _resolve_ivf(params, num_items, "faiss-ivfpq")
+    ivf = _resolve_ivf({"nlist": nlist, "nprobe": nprobe, "train_size": train_size}, num_items, "faiss-ivfpq")
     # PQ training fits 16 centroids per sub-quantiser; FAISS needs at least that many training vectors
     if ivf["train_size"] < 16:
         raise ValueError(
@@ -232,7 +239,7 @@ class MotionSearchIndex:
             k-means lists trained on a sample); faster to build than HNSW, it keeps a copy of the gallery plus 8
             bytes of id per item, and it is rebuilt by :meth:`load`; or ``"faiss-ivfpq"``: the same inverted lists
             holding 4-bit product-quantised codes (``IndexIVFPQFastScan``, ``m / 2`` bytes per item plus an 8-byte
-            id, no copy of the gallery) scanned with SIMD, whose ``k_factor * k`` best candidates are re-ranked by
+            id, no copy of the gallery; ``dim / 4`` bytes at the default ``m``) scanned with SIMD, whose ``k_factor * k`` best candidates are re-ranked by
             their exact inner product with the gallery; scores are exact, and it is rebuilt by :meth:`load`.
         hnsw: ``"faiss-hnsw"`` parameters overriding :data:`HNSW_DEFAULTS` (``m``, ``ef_construction``,
             ``ef_search``; ``ef_search`` trades speed for recall and can also be changed later with
