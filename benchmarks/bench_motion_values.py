@@ -46,7 +46,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
-    parser.add_argument("--repeats", type=int, default=2, help="best of N for each row")
+    parser.add_argument("--repeats", type=int, default=5, help="best (and median) of N for each row")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -66,27 +66,33 @@ def main() -> None:
                           "load_avg": os.getloadavg()}), flush=True)  # fmt: skip
         rows = []
 
-        def report(name: str, seconds: float, procs: int) -> None:
-            row = {"path": name, "processes": procs, "seconds": round(seconds, 2), "frames_per_s": round(frames / seconds),
-                   "frames_per_s_per_core": round(frames / seconds / procs)}  # fmt: skip
+        def report(name: str, times: list[float], procs: int) -> None:
+            best, median = min(times), float(np.median(times))
+            row = {"path": name, "processes": procs, "seconds": round(best, 2), "median_s": round(median, 2),
+                   "frames_per_s": round(frames / best), "frames_per_s_per_core": round(frames / best / procs),
+                   "median_frames_per_s_per_core": round(frames / median / procs),
+                   "all_s": [round(t, 2) for t in times]}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
 
-        best = float("inf")
+        times = []
         for _ in range(args.repeats):
+            direct = None  # free the previous repeat's output first
             t = time.perf_counter()
             direct = [fe(motions[i : i + b], return_tensors="np")["motion_values"] for i in range(0, len(motions), b)]
-            best = min(best, time.perf_counter() - t)
-        report("direct feature_extractor call (in memory)", best, 1)
+            times.append(time.perf_counter() - t)
+        report("direct feature_extractor call (in memory)", times, 1)
         reference = np.concatenate(direct)
+        direct = None
         for procs in (1, 2):
-            best = float("inf")
+            times = []
             for _ in range(args.repeats):
+                out = None
                 ds.cleanup_cache_files()  # every timed call computes and writes its cache anew
                 t = time.perf_counter()
                 out = add_motion_values(ds, fe, num_proc=None if procs == 1 else procs, batch_size=b)
-                best = min(best, time.perf_counter() - t)
-            report(f"add_motion_values num_proc={procs} (Arrow in, Arrow out)", best, procs)
+                times.append(time.perf_counter() - t)
+            report(f"add_motion_values num_proc={procs} (Arrow in, Arrow out)", times, procs)
             values = out.with_format("numpy", columns=["motion_values"])
             same = all(np.array_equal(values[i : i + 256]["motion_values"], reference[i : i + 256])
                        for i in range(0, len(values), 256))  # fmt: skip
@@ -97,14 +103,14 @@ def main() -> None:
         again = MotionPatchFeatureExtractor.from_dict(fe.to_dict())
         t = time.perf_counter()
         hit = add_motion_values(ds, again, batch_size=b)
-        report("add_motion_values again, equal extractor (cache hit)", time.perf_counter() - t, 1)
+        report("add_motion_values again, equal extractor (cache hit)", [time.perf_counter() - t], 1)
         print(json.dumps({"cache_hit_files": [Path(c["filename"]).name for c in hit.cache_files],
                           "load_avg": os.getloadavg()}), flush=True)  # fmt: skip
-        print("| path | processes | seconds | frames/s | frames/s per core |")
-        print("|---|---:|---:|---:|---:|")
+        print("| path | processes | best (s) | median (s) | frames/s (best) | frames/s per core (best) | per core (median) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['path']} | {r['processes']} | {r['seconds']} | {r['frames_per_s']:,} | "
-                  f"{r['frames_per_s_per_core']:,} |")  # fmt: skip
+            print(f"| {r['path']} | {r['processes']} | {r['seconds']} | {r['median_s']} | {r['frames_per_s']:,} | "
+                  f"{r['frames_per_s_per_core']:,} | {r['median_frames_per_s_per_core']:,} |")  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
