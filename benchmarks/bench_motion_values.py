@@ -106,7 +106,8 @@ def main() -> None:
         report("add_motion_values again, equal extractor (cache hit)", [time.perf_counter() - t], 1)
         print(json.dumps({"cache_hit_files": [Path(c["filename"]).name for c in hit.cache_files],
                           "load_avg": os.getloadavg()}), flush=True)  # fmt: skip
-        print("| path | processes | best (s) | median (s) | frames/s (best) | frames/s per core (best) | per core (median) |")
+        print("| path | processes | best (s) | median (s) | frames/s (best) | frames/s per core (best) | "
+              "per core (median) |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             print(f"| {r['path']} | {r['processes']} | {r['seconds']} | {r['median_s']} | {r['frames_per_s']:,} | "

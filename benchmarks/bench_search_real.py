@@ -141,7 +141,8 @@ def main() -> None:
         p = r["params"] or {}
         name = r["backend"] + (" (defaults" if r["default"] else f" (nprobe {p.get('nprobe')}") + (
             f", nlist {p['nlist']}, nprobe {p['nprobe']})" if r["default"] and "nlist" in p else ")")
-        print(f"| {name} | {r['build_s']} | {r['motion_recall_at_10']} | {r['motion_qps']:,} | {r['motion_speedup']}x | "
+        print(f"| {name} | {r['build_s']} | {r['motion_recall_at_10']} | {r['motion_qps']:,} | "
+              f"{r['motion_speedup']}x | "
               f"{r['text_recall_at_10']} | {r['text_qps']:,} | {r['text_speedup']}x |")  # fmt: skip
 
 

@@ -46,9 +46,9 @@ IVF_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": 256, "train_size
 # fixed seed. Each query scores the items of its nprobe nearest lists from their codes and re-ranks its
 # k_factor * k best candidates by their exact inner product with the gallery the index keeps anyway (no second
 # copy of the vectors). recall@10 >= 0.95 at these values on a clustered 20k gallery (tests/test_search_approximate.py),
-# on the clustered 1M gallery and on real embedded clips (benchmarks/README.md). Scanning 3/4 of the lists is what the
-# synthetic galleries need (a query's neighbours spread over many lists); on embeddings with more structure a smaller
-# nprobe (set_nprobe) keeps the recall and is faster.
+# on the clustered 1M gallery and on real embedded clips, not on 1M isotropic random vectors (0.92;
+# benchmarks/README.md). Scanning 3/4 of the lists is what the synthetic galleries need (a query's neighbours spread over many lists); on
+# embeddings with more structure a smaller nprobe (set_nprobe) keeps the recall and is faster.
 IVFPQ_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": None, "m": None, "k_factor": 20, "train_size": None}
 # FAISS (1.8+) scores fewer than `distance_compute_blas_threshold` (128,000 in faiss-cpu 1.15) queries with a
 # per-query scan that streams the whole gallery from memory once per query; a BLAS product over blocks of the
@@ -238,9 +238,10 @@ class MotionSearchIndex:
             :meth:`load`; or ``"faiss-ivf"``: approximate search over a FAISS inverted-file index (``IndexIVFFlat``,
             k-means lists trained on a sample); faster to build than HNSW, it keeps a copy of the gallery plus 8
             bytes of id per item, and it is rebuilt by :meth:`load`; or ``"faiss-ivfpq"``: the same inverted lists
-            holding 4-bit product-quantised codes (``IndexIVFPQFastScan``, ``m / 2`` bytes per item plus an 8-byte
-            id, no copy of the gallery; ``dim / 4`` bytes at the default ``m``) scanned with SIMD, whose ``k_factor * k`` best candidates are re-ranked by
-            their exact inner product with the gallery; scores are exact, and it is rebuilt by :meth:`load`.
+            holding 4-bit product-quantised codes (``IndexIVFPQFastScan``, scanned with SIMD; ``m / 2`` bytes per
+            item, ``dim / 4`` at the default ``m``, plus an 8-byte id, and no copy of the gallery), whose
+            ``k_factor * k`` best candidates per query are re-ranked by their exact inner product with the gallery;
+            scores are exact; the approximate backend for large libraries; it is rebuilt by :meth:`load`.
         hnsw: ``"faiss-hnsw"`` parameters overriding :data:`HNSW_DEFAULTS` (``m``, ``ef_construction``,
             ``ef_search``; ``ef_search`` trades speed for recall and can also be changed later with
             :meth:`set_ef_search`).

@@ -101,7 +101,8 @@ def test_cache_is_reused_and_invalidated_by_the_extractor_state(disk_dataset):
     changed = add_motion_values(ds, other_stats)
     assert changed.cache_files[0]["filename"] != cache
     assert not np.array_equal(_values(changed)["motion_values"], _values(first)["motion_values"])
-    np.testing.assert_array_equal(_values(changed)["motion_values"][:2], other_stats(rows["motion"][:2])["motion_values"])
+    expected = other_stats(rows["motion"][:2])["motion_values"]
+    np.testing.assert_array_equal(_values(changed)["motion_values"][:2], expected)
     assert _values(add_motion_values(ds, shorter))["motion_values"].shape == (N, 3, 32, 80)
     # the frame rate and the removed columns are part of the fingerprint too
     assert motion_values_fingerprint(ds, fe, input_fps=30.0) != motion_values_fingerprint(ds, fe)

@@ -176,13 +176,14 @@ def test_ivfpq_recall_at_documented_defaults(gallery, tmp_path):
 
 def test_ivfpq_parameters_save_load_and_errors(gallery, tmp_path):
     emb, queries, ids, exact, _ = gallery
-    small = MotionSearchIndex(emb[:2_000], ids[:2_000], backend="faiss-ivfpq", ivfpq={"nlist": 50, "nprobe": 1, "m": 16})
-    assert small.ivfpq == {"nlist": 50, "nprobe": 1, "m": 16, "k_factor": IVFPQ_DEFAULTS["k_factor"], "train_size": 2_000}
+    given = {"nlist": 50, "nprobe": 1, "m": 16}
+    small = MotionSearchIndex(emb[:2_000], ids[:2_000], backend="faiss-ivfpq", ivfpq=given)
+    assert small.ivfpq == {**given, "k_factor": IVFPQ_DEFAULTS["k_factor"], "train_size": 2_000}
     # k larger than what one list holds still returns k distinct hits (the short queries are answered exactly)
     wide = small.search(queries[:3], k=500).indices
     assert (wide >= 0).all() and all(len(set(row.tolist())) == 500 for row in wide)
     small.save(tmp_path / "idx")
-    loaded = MotionSearchIndex.load(tmp_path / "idx", backend="faiss-ivfpq", ivfpq={"nlist": 50, "nprobe": 1, "m": 16})
+    loaded = MotionSearchIndex.load(tmp_path / "idx", backend="faiss-ivfpq", ivfpq=given)
     assert loaded.search(queries[:20], k=5).ids == small.search(queries[:20], k=5).ids
     # automatic m: the largest divisor of dim not above dim // 2
     assert MotionSearchIndex(emb[:300, :30], ids[:300], backend="faiss-ivfpq").ivfpq["m"] == 15
