@@ -7,6 +7,7 @@ Importing this package registers the classes with transformers' Auto classes, so
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 
 from .configuration_motionpatch import MotionPatchConfig, MotionPatchInteractionConfig, MotionPatchLoadError
+from .dataset_motion_values import add_motion_values
 from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
 from .modeling_motionpatch import (
     MotionPatchInteractionModel,
@@ -57,6 +58,7 @@ __all__ = [
     "Skeleton",
     "ZeroShotMotionClassificationPipeline",
     "SkeletonError",
+    "add_motion_values",
     "available_skeletons",
     "chain_interpolation_matrix",
     "chain_sample_positions",

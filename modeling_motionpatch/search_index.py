@@ -3,11 +3,12 @@
 :class:`MotionSearchIndex` stores one embedding per motion with a string id and answers top-k queries exactly by
 chunked matrix products with a running top-k merge (a 1,000,000 x 256 float32 gallery and 100 queries need
 about 26 MB of scores at a time), or through FAISS (``backend="faiss"``, exact inner product, optional), or
-approximately through a FAISS HNSW graph (``backend="faiss-hnsw"``) or a FAISS inverted-file index
-(``backend="faiss-ivf"``) for large libraries (optional; the exact torch path stays the default and the reference).
+approximately through a FAISS HNSW graph (``backend="faiss-hnsw"``), a FAISS inverted-file index
+(``backend="faiss-ivf"``) or an inverted file of 4-bit product-quantised codes whose shortlist is re-ranked exactly
+(``backend="faiss-ivfpq"``) for large libraries (optional; the exact torch path stays the default and the reference).
 
 Like :mod:`.retrieval_metrics`, it depends only on ``torch``, ``numpy``, ``safetensors`` and the standard library
-(``faiss`` when ``backend="faiss"``); loops run over gallery chunks or query blocks, never over single items.
+(``faiss`` for the ``faiss*`` backends); loops run over gallery chunks or query blocks, never over single items.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from safetensors.torch import load_file, save_file
 
 from .retrieval_metrics import ArrayLike, _as_2d_float, _check_finite, _l2_normalize
 
-__all__ = ["HNSW_DEFAULTS", "IVF_DEFAULTS", "MotionSearchIndex", "SearchResult"]
+__all__ = ["HNSW_DEFAULTS", "IVFPQ_DEFAULTS", "IVF_DEFAULTS", "MotionSearchIndex", "SearchResult"]
 
-BACKENDS = ("torch", "faiss", "faiss-hnsw", "faiss-ivf")
+BACKENDS = ("torch", "faiss", "faiss-hnsw", "faiss-ivf", "faiss-ivfpq")
 # Documented defaults of backend="faiss-hnsw" (FAISS's HNSW parameters: graph degree M, efConstruction, efSearch).
 # recall@10 >= 0.95 against exact search at these values on a clustered 20k gallery (tests/test_retrieval.py).
 HNSW_DEFAULTS = {"m": 32, "ef_construction": 40, "ef_search": 64}
@@ -37,6 +38,18 @@ HNSW_DEFAULTS = {"m": 32, "ef_construction": 40, "ef_search": 64}
 # min(num_items, 40 * nlist) items drawn with a fixed seed; each query scans its nprobe nearest lists.
 # recall@10 >= 0.95 at these values on a clustered 20k gallery (tests/test_search_approximate.py).
 IVF_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": 256, "train_size": None}
+# Documented defaults of backend="faiss-ivfpq" (FAISS IndexIVFPQFastScan, inner product, spherical k-means, 10
+# iterations, 4-bit product quantisation scanned with SIMD, then exact re-ranking of a shortlist). None means
+# automatic: nlist = round(sqrt(num_items)) lists; nprobe = ceil(3 * nlist / 4) lists scanned per query; m = dim // 2
+# sub-quantisers of 4 bits (the largest divisor of dim not above dim // 2: 2 dimensions per sub-quantiser, dim / 4
+# bytes of code per item); k-means and PQ trained on train_size = min(num_items, 128 * nlist) items drawn with a
+# fixed seed. Each query scores the items of its nprobe nearest lists from their codes and re-ranks its
+# k_factor * k best candidates by their exact inner product with the gallery the index keeps anyway (no second
+# copy of the vectors). recall@10 >= 0.95 at these values on a clustered 20k gallery (tests/test_search_approximate.py),
+# on the clustered 1M gallery and on real embedded clips, not on 1M isotropic random vectors (0.92;
+# benchmarks/README.md). Scanning 3/4 of the lists is what the synthetic galleries need (a query's neighbours spread over many lists); on
+# embeddings with more structure a smaller nprobe (set_nprobe) keeps the recall and is faster.
+IVFPQ_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": None, "m": None, "k_factor": 20, "train_size": None}
 # FAISS (1.8+) scores fewer than `distance_compute_blas_threshold` (128,000 in faiss-cpu 1.15) queries with a
 # per-query scan that streams the whole gallery from memory once per query; a BLAS product over blocks of the
 # gallery is several times faster for any batch of queries this index serves (benchmarks/README.md).
@@ -175,13 +188,35 @@ def _backend_params(name: str, given: Mapping[str, Any] | None, defaults: Mappin
     return params
 
 
-def _resolve_ivf(params: Mapping[str, int | None], num_items: int) -> dict[str, int]:
+def _resolve_ivf(params: Mapping[str, int | None], num_items: int, backend: str = "faiss-ivf") -> dict[str, int]:
     """Fill the automatic ``faiss-ivf`` parameters for ``num_items`` items (see :data:`IVF_DEFAULTS`)."""
     nlist = min(num_items, params["nlist"] or max(1, round(4 * num_items**0.5)))
     train_size = min(num_items, params["train_size"] or 40 * nlist)
     if train_size < nlist:
-        raise ValueError(f"faiss-ivf needs train_size >= nlist ({nlist}) to train its k-means, got {train_size}.")
+        raise ValueError(f"{backend} needs train_size >= nlist ({nlist}) to train its k-means, got {train_size}.")
     return {"nlist": nlist, "nprobe": min(params["nprobe"], nlist), "train_size": train_size}
+
+
+def _resolve_ivfpq(params: Mapping[str, int | None], num_items: int, dim: int) -> dict[str, int]:
+    """Fill the automatic ``faiss-ivfpq`` parameters for ``num_items`` items of ``dim`` (see :data:`IVFPQ_DEFAULTS`)."""
+    nlist = min(num_items, params["nlist"] or max(1, round(num_items**0.5)))
+    nprobe = params["nprobe"] or -(-3 * nlist // 4)
+    train_size = params["train_size"] or 128 * nlist
+    m = params["m"] or max(q for q in range(1, max(1, dim // 2) + 1) if dim % q == 0)
+    if dim % m:
+        divisors = [q for q in range(1, dim + 1) if dim % q == 0]
+        raise ValueError(
+            f"faiss-ivfpq: m={m} sub-quantisers must divide the embedding dim {dim}; pick one of {divisors} "
+            f"(e.g. ivfpq={{'m': {max(q for q in divisors if q <= max(1, dim // 2))}}})."
+        )
+    ivf = _resolve_ivf({"nlist": nlist, "nprobe": nprobe, "train_size": train_size}, num_items, "faiss-ivfpq")
+    # PQ training fits 16 centroids per sub-quantiser; FAISS needs at least that many training vectors
+    if ivf["train_size"] < 16:
+        raise ValueError(
+            f"faiss-ivfpq needs at least 16 training items for its 4-bit product quantiser, got "
+            f"train_size={ivf['train_size']} (the index has {num_items} items); use backend='torch' for tiny galleries."
+        )
+    return {**ivf, "m": m, "k_factor": int(params["k_factor"])}
 
 
 class MotionSearchIndex:
@@ -202,13 +237,20 @@ class MotionSearchIndex:
             it keeps a copy of the gallery plus ``~2 * m * 4`` bytes of links per item, and it is rebuilt by
             :meth:`load`; or ``"faiss-ivf"``: approximate search over a FAISS inverted-file index (``IndexIVFFlat``,
             k-means lists trained on a sample); faster to build than HNSW, it keeps a copy of the gallery plus 8
-            bytes of id per item, and it is rebuilt by :meth:`load`.
+            bytes of id per item, and it is rebuilt by :meth:`load`; or ``"faiss-ivfpq"``: the same inverted lists
+            holding 4-bit product-quantised codes (``IndexIVFPQFastScan``, scanned with SIMD; ``m / 2`` bytes per
+            item, ``dim / 4`` at the default ``m``, plus an 8-byte id, and no copy of the gallery), whose
+            ``k_factor * k`` best candidates per query are re-ranked by their exact inner product with the gallery;
+            scores are exact; the approximate backend for large libraries; it is rebuilt by :meth:`load`.
         hnsw: ``"faiss-hnsw"`` parameters overriding :data:`HNSW_DEFAULTS` (``m``, ``ef_construction``,
             ``ef_search``; ``ef_search`` trades speed for recall and can also be changed later with
             :meth:`set_ef_search`).
         ivf: ``"faiss-ivf"`` parameters overriding :data:`IVF_DEFAULTS` (``nlist``, ``nprobe``, ``train_size``;
             ``nprobe`` trades speed for recall and can also be changed later with :meth:`set_nprobe`). The resolved
             values are in ``index.ivf``.
+        ivfpq: ``"faiss-ivfpq"`` parameters overriding :data:`IVFPQ_DEFAULTS` (``nlist``, ``nprobe``, ``m``,
+            ``k_factor``, ``train_size``; ``nprobe`` and ``k_factor`` trade speed for recall and can be changed
+            later with :meth:`set_nprobe` and :meth:`set_k_factor`). The resolved values are in ``index.ivfpq``.
         chunk_size: gallery rows scored at once by the torch backend; extra memory during a search is about
             ``min(num_queries, 2**23 // chunk_size) * chunk_size * 4`` bytes of scores (26 MB for 100 queries).
 
@@ -237,6 +279,7 @@ class MotionSearchIndex:
         chunk_size: int = 65536,
         hnsw: Mapping[str, int] | None = None,
         ivf: Mapping[str, int | None] | None = None,
+        ivfpq: Mapping[str, int | None] | None = None,
         _already_normalized: bool = False,
     ) -> None:
         emb = _as_2d_float(embeddings, "embeddings")
@@ -265,6 +308,7 @@ class MotionSearchIndex:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
         hnsw_params = _backend_params("hnsw", hnsw, HNSW_DEFAULTS)
         ivf_params = _backend_params("ivf", ivf, IVF_DEFAULTS)
+        ivfpq_params = _backend_params("ivfpq", ivfpq, IVFPQ_DEFAULTS)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ValueError(f"metadata must be a dict (JSON-serialisable), got {type(metadata).__name__}.")
         _check_finite(emb, "embeddings")
@@ -284,8 +328,11 @@ class MotionSearchIndex:
         self.chunk_size = chunk_size
         self.hnsw = hnsw_params if backend == "faiss-hnsw" else None
         self.ivf = _resolve_ivf(ivf_params, emb.shape[0]) if backend == "faiss-ivf" else None
+        self.ivfpq = _resolve_ivfpq(ivfpq_params, emb.shape[0], emb.shape[1]) if backend == "faiss-ivfpq" else None
         self._faiss_index = (
-            self._build_faiss(self._embeddings, backend, hnsw_params, self.ivf) if backend != "torch" else None
+            self._build_faiss(self._embeddings, backend, hnsw_params, self.ivf or self.ivfpq)
+            if backend != "torch"
+            else None
         )
 
     # ------------------------------------------------------------------ construction
@@ -376,6 +423,8 @@ class MotionSearchIndex:
         hnsw: Mapping[str, int] | None = None,
         ivf: Mapping[str, int] | None = None,
     ) -> Any:
+        """The FAISS index of ``backend`` over ``embeddings``; ``ivf`` holds the ``faiss-ivf`` or ``faiss-ivfpq``
+        parameters."""
         faiss = _import_faiss(backend)
         dim = int(embeddings.shape[1])
         data = np.ascontiguousarray(embeddings.numpy(), dtype=np.float32)
@@ -384,9 +433,14 @@ class MotionSearchIndex:
             index = faiss.IndexHNSWFlat(dim, params["m"], faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = params["ef_construction"]
             index.hnsw.efSearch = params["ef_search"]
-        elif backend == "faiss-ivf":
-            params = _resolve_ivf({**IVF_DEFAULTS, **(ivf or {})}, data.shape[0])
-            index = faiss.index_factory(dim, f"IVF{params['nlist']},Flat", faiss.METRIC_INNER_PRODUCT)
+        elif backend in ("faiss-ivf", "faiss-ivfpq"):
+            if backend == "faiss-ivf":
+                params = _resolve_ivf({**IVF_DEFAULTS, **(ivf or {})}, data.shape[0])
+                spec = f"IVF{params['nlist']},Flat"
+            else:
+                params = _resolve_ivfpq({**IVFPQ_DEFAULTS, **(ivf or {})}, data.shape[0], dim)
+                spec = f"IVF{params['nlist']},PQ{params['m']}x4fs"  # 4-bit codes, SIMD "fast scan"
+            index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
             index.cp.spherical = True  # unit-norm centroids: a list's centroid is the inner-product direction
             index.cp.niter = 10
             index.nprobe = params["nprobe"]
@@ -410,13 +464,26 @@ class MotionSearchIndex:
         self._faiss_index.hnsw.efSearch = ef_search
 
     def set_nprobe(self, nprobe: int) -> None:
-        """Set how many inverted lists a ``backend="faiss-ivf"`` query scans (larger: higher recall, slower)."""
-        if self.backend != "faiss-ivf":
-            raise ValueError(f"set_nprobe applies to backend='faiss-ivf', this index uses {self.backend!r}.")
+        """Set how many inverted lists a ``backend="faiss-ivf"`` or ``"faiss-ivfpq"`` query scans (larger: higher
+        recall, slower); capped at ``nlist`` (all lists: every item is scored)."""
+        if self.backend not in ("faiss-ivf", "faiss-ivfpq"):
+            raise ValueError(
+                f"set_nprobe applies to backend='faiss-ivf' or 'faiss-ivfpq', this index uses {self.backend!r}."
+            )
         if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
             raise ValueError(f"nprobe must be a positive integer, got {nprobe!r}.")
-        self.ivf["nprobe"] = min(nprobe, self.ivf["nlist"])
-        self._faiss_index.nprobe = self.ivf["nprobe"]
+        params = self.ivf if self.backend == "faiss-ivf" else self.ivfpq
+        params["nprobe"] = min(nprobe, params["nlist"])
+        self._faiss_index.nprobe = params["nprobe"]
+
+    def set_k_factor(self, k_factor: int) -> None:
+        """Set how many candidates per requested result (``k_factor * k``) a ``backend="faiss-ivfpq"`` query
+        re-ranks exactly (larger: fewer misses from the coarse PQ scores, slower)."""
+        if self.backend != "faiss-ivfpq":
+            raise ValueError(f"set_k_factor applies to backend='faiss-ivfpq', this index uses {self.backend!r}.")
+        if isinstance(k_factor, bool) or not isinstance(k_factor, int) or k_factor < 1:
+            raise ValueError(f"k_factor must be a positive integer, got {k_factor!r}.")
+        self.ivfpq["k_factor"] = k_factor
 
     # ------------------------------------------------------------------ properties
     @property
@@ -505,6 +572,8 @@ class MotionSearchIndex:
         elif self.backend == "faiss-ivf":
             # a query whose nprobe lists hold fewer than k items (-1 ids) gets the exact answer below
             scores_np, idx_np = self._faiss_index.search(queries, k)
+        elif self.backend == "faiss-ivfpq":
+            scores_np, idx_np = self._rerank(queries, k)
         else:
             threshold = faiss.cvar.distance_compute_blas_threshold
             faiss.cvar.distance_compute_blas_threshold = _FAISS_BLAS_THRESHOLD
@@ -518,6 +587,32 @@ class MotionSearchIndex:
             rows = short.nonzero().squeeze(1)
             scores[rows], idx[rows] = _exact_topk(self._embeddings, q[rows], k, self.chunk_size)
         return scores, idx
+
+    def _rerank(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``faiss-ivfpq``: the ``k_factor * k`` best candidates by PQ score, re-ranked by exact inner product.
+
+        The exact scores are computed by ``faiss.fvec_inner_products_by_idx`` straight from the gallery tensor (no
+        copy of the candidates). A query with fewer than ``k`` candidates keeps ``-1`` ids (then answered exactly).
+        """
+        import faiss
+
+        n_q = queries.shape[0]
+        shortlist = min(len(self), self.ivfpq["k_factor"] * k)
+        _, cand = self._faiss_index.search(queries, shortlist)
+        cand = np.ascontiguousarray(cand, dtype=np.int64)
+        valid = cand >= 0
+        safe = np.where(valid, cand, 0)
+        gallery = self._embeddings.numpy()
+        exact = np.empty(cand.shape, dtype=np.float32)
+        faiss.fvec_inner_products_by_idx(
+            faiss.swig_ptr(exact), faiss.swig_ptr(queries), faiss.swig_ptr(gallery), faiss.swig_ptr(safe),
+            self.dim, n_q, shortlist,
+        )  # fmt: skip
+        exact[~valid] = -np.inf
+        scores, pos = torch.topk(torch.from_numpy(exact), k, dim=1, largest=True, sorted=True)
+        idx = torch.gather(torch.from_numpy(cand), 1, pos)
+        idx[torch.isinf(scores)] = -1
+        return scores.numpy(), idx.numpy()
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Embed texts with the index's ``text_encoder``; ``(len(texts), dim)`` float32."""
@@ -606,11 +701,13 @@ class MotionSearchIndex:
         chunk_size: int = 65536,
         hnsw: Mapping[str, int] | None = None,
         ivf: Mapping[str, int | None] | None = None,
+        ivfpq: Mapping[str, int | None] | None = None,
     ) -> MotionSearchIndex:
         """Load an index written by :meth:`save`; search results are identical to the saved index's.
 
-        ``backend``/``hnsw``/``ivf`` choose the search backend of the loaded index (an HNSW graph or IVF index is
-        rebuilt).
+        ``backend``/``hnsw``/``ivf``/``ivfpq`` choose the search backend of the loaded index (an HNSW graph or IVF
+        index is rebuilt from the saved embeddings, with the same seeded training sample, so it equals the saved
+        index's when built with the same parameters).
         """
         directory = Path(path)
         emb_file, side_file = directory / cls._EMBEDDINGS_FILE, directory / cls._SIDECAR_FILE
@@ -648,5 +745,6 @@ class MotionSearchIndex:
             chunk_size=chunk_size,
             hnsw=hnsw,
             ivf=ivf,
+            ivfpq=ivfpq,
             _already_normalized=True,
         )

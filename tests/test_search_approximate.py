@@ -1,4 +1,4 @@
-"""`MotionSearchIndex(backend="faiss-hnsw"/"faiss-ivf")`: recall against the exact torch search, and the FAISS flat path."""
+"""`MotionSearchIndex(backend="faiss-hnsw"/"faiss-ivf"/"faiss-ivfpq")`: recall against the exact torch search, and the FAISS flat path."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ faiss = pytest.importorskip("faiss", reason="approximate search needs FAISS: pip
 from modeling_motionpatch.search_index import (
     HNSW_DEFAULTS,
     IVF_DEFAULTS,
+    IVFPQ_DEFAULTS,
     MotionSearchIndex,
 )
 
@@ -138,3 +139,64 @@ def test_ivf_recall_at_documented_defaults(gallery, tmp_path):
         MotionSearchIndex(emb[:100], ids[:100], backend="faiss-ivf", ivf={"nlist": 20, "train_size": 10})
     with pytest.raises(ValueError, match="applies to backend='faiss-ivf'"):
         exact.set_nprobe(4)
+
+
+def test_ivfpq_recall_at_documented_defaults(gallery, tmp_path):
+    emb, queries, ids, exact, _ = gallery
+    pq = MotionSearchIndex(emb, ids, backend="faiss-ivfpq")
+    p = pq.ivfpq
+    nlist = round(N**0.5)  # the automatic values of IVFPQ_DEFAULTS
+    assert p == {"nlist": nlist, "nprobe": -(-3 * nlist // 4), "m": DIM // 2, "k_factor": IVFPQ_DEFAULTS["k_factor"],
+                 "train_size": min(N, 128 * nlist)}  # fmt: skip
+    assert pq._faiss_index.ntotal == N and pq._faiss_index.nlist == p["nlist"] and pq._faiss_index.M == p["m"]
+    ref = exact.search(queries, k=K)
+    got = pq.search(queries, k=K)
+    recall = recall_at_k(got.indices, ref.indices)
+    assert recall >= 0.95, f"recall@10 {recall:.3f} at {p}"
+    # the PQ scores alone miss neighbours (re-ranking matters); one list misses more
+    pq.set_k_factor(1)
+    assert recall_at_k(pq.search(queries, k=K).indices, ref.indices) < recall - 0.1
+    pq.set_k_factor(IVFPQ_DEFAULTS["k_factor"])
+    pq.set_nprobe(1)
+    assert recall_at_k(pq.search(queries, k=K).indices, ref.indices) < recall
+    # scores are the exact cosine similarities of the returned rows, best first
+    normed = torch.nn.functional.normalize(emb, dim=1)
+    qn = torch.nn.functional.normalize(queries, dim=1)
+    torch.testing.assert_close(got.scores, torch.gather(qn @ normed.T, 1, got.indices), atol=1e-5, rtol=0)
+    assert (got.scores[:, :-1] >= got.scores[:, 1:] - 1e-6).all()
+    assert got.ids[0] == [ids[i] for i in got.indices[0].tolist()]
+    # the index holds codes, not vectors: well under the 4 * dim bytes of a float32 copy per item
+    assert len(faiss.serialize_index(pq._faiss_index)) / N < DIM
+    # all lists and a shortlist of the whole gallery: exact search
+    pq.set_nprobe(10**6)
+    pq.set_k_factor(N)
+    assert pq.ivfpq["nprobe"] == p["nlist"]
+    assert recall_at_k(pq.search(queries[:20], k=K).indices, ref.indices[:20]) == 1.0
+
+
+def test_ivfpq_parameters_save_load_and_errors(gallery, tmp_path):
+    emb, queries, ids, exact, _ = gallery
+    given = {"nlist": 50, "nprobe": 1, "m": 16}
+    small = MotionSearchIndex(emb[:2_000], ids[:2_000], backend="faiss-ivfpq", ivfpq=given)
+    assert small.ivfpq == {**given, "k_factor": IVFPQ_DEFAULTS["k_factor"], "train_size": 2_000}
+    # k larger than what one list holds still returns k distinct hits (the short queries are answered exactly)
+    wide = small.search(queries[:3], k=500).indices
+    assert (wide >= 0).all() and all(len(set(row.tolist())) == 500 for row in wide)
+    small.save(tmp_path / "idx")
+    loaded = MotionSearchIndex.load(tmp_path / "idx", backend="faiss-ivfpq", ivfpq=given)
+    assert loaded.search(queries[:20], k=5).ids == small.search(queries[:20], k=5).ids
+    # automatic m: the largest divisor of dim not above dim // 2
+    assert MotionSearchIndex(emb[:300, :30], ids[:300], backend="faiss-ivfpq").ivfpq["m"] == 15
+    assert MotionSearchIndex(emb[:300, :27], ids[:300], backend="faiss-ivfpq").ivfpq["m"] == 9
+    with pytest.raises(ValueError, match="must divide the embedding dim 128"):
+        MotionSearchIndex(emb[:100], ids[:100], backend="faiss-ivfpq", ivfpq={"m": 20})
+    with pytest.raises(ValueError, match="unknown ivfpq parameters"):
+        MotionSearchIndex(emb[:100], ids[:100], backend="faiss-ivfpq", ivfpq={"bits": 8})
+    with pytest.raises(ValueError, match="positive integers"):
+        MotionSearchIndex(emb[:100], ids[:100], backend="faiss-ivfpq", ivfpq={"k_factor": 0})
+    with pytest.raises(ValueError, match="at least 16 training items"):
+        MotionSearchIndex(emb[:10], ids[:10], backend="faiss-ivfpq", ivfpq={"nlist": 2})
+    with pytest.raises(ValueError, match="applies to backend='faiss-ivfpq'"):
+        exact.set_k_factor(4)
+    with pytest.raises(ValueError, match="k_factor must be a positive integer"):
+        small.set_k_factor(0)
