@@ -154,6 +154,7 @@ def test_int8_keeps_the_training_pairs_ranked_first(exported):
     graph = onnx.load(str(root / "int8" / "motion_encoder.onnx"))
     ops = {node.op_type for node in graph.graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops, sorted(ops)
+    assert "Conv" in ops and "ConvInteger" not in ops, "the patch embedding must stay fp32 (ConvInteger is slower)"
     config = json.loads((root / "int8" / "onnx_config.json").read_text())
     assert config["quantization"]["weights"] == "int8"
     with pytest.raises(ValueError, match="already quantised"):
