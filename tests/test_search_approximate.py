@@ -200,3 +200,41 @@ def test_ivfpq_parameters_save_load_and_errors(gallery, tmp_path):
         exact.set_k_factor(4)
     with pytest.raises(ValueError, match="k_factor must be a positive integer"):
         small.set_k_factor(0)
+
+
+def test_calibrate_nprobe_picks_the_smallest_nprobe_that_holds_on_new_queries(gallery):
+    """Calibrated on half of the queries, the chosen nprobe keeps the recall on the other half; one less misses."""
+    emb, queries, ids, exact, _ = gallery
+    ivf = MotionSearchIndex(emb, ids, backend="faiss-ivf")
+    calib, check = queries[:100], queries[100:]
+    out = ivf.calibrate_nprobe(calib, target_recall=0.95, k=K)
+    chosen = out["nprobe"]
+    assert out["reached"] and ivf.ivf["nprobe"] == chosen and out["recall"] >= 0.95
+    assert chosen < ivf.ivf["nlist"], out  # not simply every list
+    if chosen > 1:
+        assert out["tried"][chosen - 1] < 0.95, out  # the smallest: one list fewer misses the target
+    # the measured recall is the recall of a search at that nprobe
+    ref = exact.search(calib, k=K).indices
+    assert recall_at_k(ivf.search(calib, k=K).indices, ref) == pytest.approx(out["recall"])
+    held_out = recall_at_k(ivf.search(check, k=K).indices, exact.search(check, k=K).indices)
+    assert held_out >= 0.92, f"recall {held_out:.3f} on queries not used for calibration (nprobe {chosen})"
+    # a lower target needs fewer lists
+    assert ivf.calibrate_nprobe(calib, target_recall=0.6, k=K)["nprobe"] < chosen
+
+
+def test_calibrate_nprobe_warns_when_the_target_is_out_of_reach_and_checks_arguments(gallery):
+    emb, queries, ids, exact, _ = gallery
+    pq = MotionSearchIndex(emb[:5_000], ids[:5_000], backend="faiss-ivfpq", ivfpq={"nlist": 32, "k_factor": 1})
+    # a shortlist of k PQ-ranked candidates cannot return the exact top 10 of every query, whatever nprobe
+    with pytest.warns(UserWarning, match="raise k_factor"):
+        out = pq.calibrate_nprobe(queries[:50], target_recall=1.0, k=K)
+    best = max(out["tried"].values())
+    assert not out["reached"] and best < 1.0 and out["recall"] == best
+    assert out["nprobe"] == min(n for n, r in out["tried"].items() if r == best) == pq.ivfpq["nprobe"]
+    assert 32 in out["tried"]  # every list was tried before giving up
+    with pytest.raises(ValueError, match="applies to backend='faiss-ivf' or 'faiss-ivfpq'"):
+        exact.calibrate_nprobe(queries[:5])
+    with pytest.raises(ValueError, match=r"target_recall must be a number in \(0, 1\]"):
+        pq.calibrate_nprobe(queries[:5], target_recall=1.5)
+    with pytest.raises(ValueError, match="k must be an integer between 1 and the index size"):
+        pq.calibrate_nprobe(queries[:5], k=0)
