@@ -36,7 +36,8 @@ HNSW_DEFAULTS = {"m": 32, "ef_construction": 40, "ef_search": 64}
 # Documented defaults of backend="faiss-ivf" (FAISS IndexIVFFlat, inner product, spherical k-means, 10 iterations):
 # None means automatic, nlist = round(4 * sqrt(num_items)) lists, k-means trained on train_size =
 # min(num_items, 40 * nlist) items drawn with a fixed seed; each query scans its nprobe nearest lists.
-# recall@10 >= 0.95 at these values on a clustered 20k gallery (tests/test_search_approximate.py).
+# recall@10 >= 0.95 at these values on a clustered 20k gallery (tests/test_search_approximate.py); on real
+# embeddings far fewer lists usually suffice (calibrate_nprobe finds how many).
 IVF_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": 256, "train_size": None}
 # Documented defaults of backend="faiss-ivfpq" (FAISS IndexIVFPQFastScan, inner product, spherical k-means, 10
 # iterations, 4-bit product quantisation scanned with SIMD, then exact re-ranking of a shortlist). None means
@@ -46,9 +47,11 @@ IVF_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": 256, "train_size
 # fixed seed. Each query scores the items of its nprobe nearest lists from their codes and re-ranks its
 # k_factor * k best candidates by their exact inner product with the gallery the index keeps anyway (no second
 # copy of the vectors). recall@10 >= 0.95 at these values on a clustered 20k gallery (tests/test_search_approximate.py),
-# on the clustered 1M gallery and on real embedded clips, not on 1M isotropic random vectors (0.92;
-# benchmarks/README.md). Scanning 3/4 of the lists is what the synthetic galleries need (a query's neighbours spread over many lists); on
-# embeddings with more structure a smaller nprobe (set_nprobe) keeps the recall and is faster.
+# on the clustered 1M gallery and on the 3,076 real embedded clips; not on 1M isotropic random vectors (0.92), and
+# not on 1M overlapping windows of real motion (0.41: hundreds of near-duplicates per query tie within the PQ error,
+# so the exact top 10 is not in the k_factor * k shortlist; use backend="faiss-ivf" there; benchmarks/README.md).
+# Scanning 3/4 of the lists is what the synthetic galleries need (a query's neighbours spread over many lists); on
+# embeddings with more structure a smaller nprobe keeps the recall and is faster: calibrate_nprobe measures it.
 IVFPQ_DEFAULTS: dict[str, int | None] = {"nlist": None, "nprobe": None, "m": None, "k_factor": 20, "train_size": None}
 # FAISS (1.8+) scores fewer than `distance_compute_blas_threshold` (128,000 in faiss-cpu 1.15) queries with a
 # per-query scan that streams the whole gallery from memory once per query; a BLAS product over blocks of the
