@@ -118,10 +118,10 @@ def main() -> None:
         for _ in range(args.rounds):  # engines interleaved, so that a slow spell of the machine hits all of them
             for name, fn in engines.items():
                 measured[name].append(timed(fn, x, args.repeats))
+        base_tputs = [m[1] for m in measured["eager fp32"]]
         for name, fn in engines.items():
             lat_ms = float(np.median([m[0] for m in measured[name]]))
             tputs = [m[1] for m in measured[name]]
-            base_tputs = [m[1] for m in measured["eager fp32"]]
             out = fn(x).float()
             cos = float(torch.nn.functional.cosine_similarity(out, reference, dim=-1).min())
             row = dict(engine=name, threads=threads, batch1_ms=round(lat_ms, 1), throughput=round(float(np.median(tputs)), 2),

@@ -195,6 +195,16 @@ def main() -> None:
     print(json.dumps(rows[-1]), flush=True)
     halves = {kind: len(q) // 2 for kind, q in queries.items()}
 
+    def measure(index, kind: str, rows_of_kind: slice = slice(None)) -> dict:
+        """Recall@10, 10th cosine gap and speed of ``index`` on the ``kind`` queries ``rows_of_kind``."""
+        got, qps = timed(index, queries[kind][rows_of_kind])
+        exact_res = ref[kind][0]
+        # returned scores are exact for both backends: how far below the exact 10th is the 10th returned
+        gap = float((exact_res.scores[rows_of_kind, -1] - got.scores[:, -1]).mean())
+        return {f"{kind}_recall": round(recall_at_k(got.indices, exact_res.indices[rows_of_kind]), 4),
+                f"{kind}_10th_cosine_gap": round(gap, 5),
+                f"{kind}_qps": round(qps, 1), f"{kind}_speedup": round(qps / ref[kind][1], 1)}  # fmt: skip
+
     def calibrated_rows(index, backend, key, build, size):
         """Per query kind: calibrate_nprobe on the first half of its queries, recall and speed on the second half."""
         if key == "ivfpq":
@@ -211,12 +221,7 @@ def main() -> None:
                                   "seconds": round(time.perf_counter() - t, 1),
                                   "warning": str(caught[0].message) if caught else None},
                    "build_s": round(build, 1), "bytes_per_item": round(size, 1)}  # fmt: skip
-            got, qps = timed(index, q[halves[kind] :])
-            ref_idx, ref_scores = ref[kind][0].indices[halves[kind] :], ref[kind][0].scores[halves[kind] :]
-            row |= {f"{kind}_recall": round(recall_at_k(got.indices, ref_idx), 4),
-                    f"{kind}_10th_cosine_gap": round(float((ref_scores[:, -1] - got.scores[:, -1]).mean()), 5),
-                    f"{kind}_qps": round(qps, 1), f"{kind}_speedup": round(qps / ref[kind][1], 1)}  # fmt: skip
-            out_rows.append(row)
+            out_rows.append(row | measure(index, kind, slice(halves[kind], None)))
         return out_rows
 
     for backend in args.backends:
@@ -241,13 +246,8 @@ def main() -> None:
                     defaults = nlist is None and nprobe is None and k_factor == k_factors[0]
                     row = {"backend": backend, "params": dict(getattr(index, key)), "defaults": defaults,
                            "build_s": round(build, 1), "bytes_per_item": round(size, 1)}  # fmt: skip
-                    for kind, q in queries.items():
-                        got, qps = timed(index, q)
-                        # returned scores are exact for both backends: how far below the exact 10th is the 10th
-                        gap = float((ref[kind][0].scores[:, -1] - got.scores[:, -1]).mean())
-                        row |= {f"{kind}_recall": round(recall_at_k(got.indices, ref[kind][0].indices), 4),
-                                f"{kind}_10th_cosine_gap": round(gap, 5),
-                                f"{kind}_qps": round(qps, 1), f"{kind}_speedup": round(qps / ref[kind][1], 1)}  # fmt: skip
+                    for kind in queries:
+                        row |= measure(index, kind)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
             if args.calibrate:

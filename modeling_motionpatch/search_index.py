@@ -469,15 +469,19 @@ class MotionSearchIndex:
     def set_nprobe(self, nprobe: int) -> None:
         """Set how many inverted lists a ``backend="faiss-ivf"`` or ``"faiss-ivfpq"`` query scans (larger: higher
         recall, slower); capped at ``nlist`` (all lists: every item is scored)."""
-        if self.backend not in ("faiss-ivf", "faiss-ivfpq"):
-            raise ValueError(
-                f"set_nprobe applies to backend='faiss-ivf' or 'faiss-ivfpq', this index uses {self.backend!r}."
-            )
+        params = self._ivf_params("set_nprobe")
         if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
             raise ValueError(f"nprobe must be a positive integer, got {nprobe!r}.")
-        params = self.ivf if self.backend == "faiss-ivf" else self.ivfpq
         params["nprobe"] = min(nprobe, params["nlist"])
         self._faiss_index.nprobe = params["nprobe"]
+
+    def _ivf_params(self, method: str) -> dict[str, int]:
+        """``self.ivf`` or ``self.ivfpq`` (the live dict); a ValueError naming ``method`` for other backends."""
+        if self.backend not in ("faiss-ivf", "faiss-ivfpq"):
+            raise ValueError(
+                f"{method} applies to backend='faiss-ivf' or 'faiss-ivfpq', this index uses {self.backend!r}."
+            )
+        return self.ivf if self.backend == "faiss-ivf" else self.ivfpq
 
     def set_k_factor(self, k_factor: int) -> None:
         """Set how many candidates per requested result (``k_factor * k``) a ``backend="faiss-ivfpq"`` query
@@ -496,7 +500,8 @@ class MotionSearchIndex:
 
         The documented defaults scan many lists because synthetic worst-case galleries need it; real embeddings
         are more structured and usually keep the recall with far fewer lists (on 1M windows of real motion
-        capture, 16 of 4,000 lists gave recall@10 0.97 at 50x exact queries/s; ``benchmarks/README.md``).
+        capture, 11 of 4,000 lists kept recall@10 0.96 for motion queries, at 49.5x exact queries/s against 2.8x
+        at the default 256; ``benchmarks/README.md``).
         The exact top-``k`` comes from the float32 gallery the index keeps; ``nprobe`` is then searched by
         doubling from 1 and bisecting between the last miss and the first hit.
 
@@ -513,21 +518,13 @@ class MotionSearchIndex:
             near-duplicates, where the ``k_factor * k`` shortlist is too short), ``nprobe`` is set to the smallest
             value with the best recall, ``reached`` is ``False`` and a warning says what to change.
         """
-        if self.backend not in ("faiss-ivf", "faiss-ivfpq"):
-            raise ValueError(
-                f"calibrate_nprobe applies to backend='faiss-ivf' or 'faiss-ivfpq', this index uses {self.backend!r}."
-            )
+        self._ivf_params("calibrate_nprobe")
         if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0 < target_recall <= 1:
             raise ValueError(f"target_recall must be a number in (0, 1], got {target_recall!r}.")
-        if isinstance(queries, str):
-            queries = [queries]
-        if isinstance(queries, (list, tuple)) and queries and all(isinstance(x, str) for x in queries):
-            q = self._prepare_queries(self.encode_texts(queries), "text_encoder output")
-        else:
-            q = self._prepare_queries(queries, "queries")  # type: ignore[arg-type]
-        exact = self._search_exact(q, k)
-        params = self.ivf if self.backend == "faiss-ivf" else self.ivfpq
-        nlist = params["nlist"]
+        q = self._text_or_embedding_queries(queries, "queries")
+        k = self._check_k(k)
+        exact = _exact_topk(self._embeddings, q, k, self.chunk_size)[1]  # the kept float32 gallery, any backend
+        nlist = self._ivf_params("calibrate_nprobe")["nlist"]
         tried: dict[int, float] = {}
 
         def recall(nprobe: int) -> float:
@@ -557,23 +554,18 @@ class MotionSearchIndex:
             best = max(tried.values())
             chosen = min(n for n, r in tried.items() if r == best)
             advice = (
-                "raise k_factor (set_k_factor) or use backend='faiss-ivf'" if self.backend == "faiss-ivfpq"
-                else "check that the queries come from the same model as the gallery"
+                "To reach it, raise k_factor (set_k_factor) or use backend='faiss-ivf'."
+                if self.backend == "faiss-ivfpq"
+                else "Scanning all lists is exact search, so the missed ids tie in score with returned ones."
             )
             warnings.warn(
                 f"calibrate_nprobe: recall@{k} reaches at most {best:.3f} (< {target_recall}) even with all {nlist} "
-                f"lists; nprobe set to {chosen}. To reach the target, {advice}.",
+                f"lists; nprobe set to {chosen}. {advice}",
                 stacklevel=2,
             )
         self.set_nprobe(chosen)
-        return {"nprobe": chosen, "recall": tried[chosen], "target_recall": float(target_recall), "k": int(k),
+        return {"nprobe": chosen, "recall": tried[chosen], "target_recall": float(target_recall), "k": k,
                 "reached": hit is not None, "tried": dict(sorted(tried.items()))}  # fmt: skip
-
-    def _search_exact(self, q: torch.Tensor, k: int) -> torch.Tensor:
-        """Row indices of the exact top-``k`` of prepared queries ``q`` (the kept float32 gallery, any backend)."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self):
-            raise ValueError(f"k must be an integer between 1 and the index size {len(self)}, got {k!r}.")
-        return _exact_topk(self._embeddings, q, int(k), self.chunk_size)[1]
 
     # ------------------------------------------------------------------ properties
     @property
@@ -636,14 +628,17 @@ class MotionSearchIndex:
         _check_finite(q, name)
         return _l2_normalize(q) if self.normalize else q
 
-    def _search(self, q: torch.Tensor, k: int) -> SearchResult:
+    def _check_k(self, k: Any) -> int:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}.")
-        k = int(k)
         if k > len(self):
             raise ValueError(
                 f"k={k} is larger than the index ({len(self)} items); ask for at most k={len(self)} results."
             )
+        return int(k)
+
+    def _search(self, q: torch.Tensor, k: int) -> SearchResult:
+        k = self._check_k(k)
         if self._faiss_index is not None:
             scores, idx = self._faiss_search(q, k)
         else:
@@ -726,17 +721,15 @@ class MotionSearchIndex:
         Returns:
             :class:`SearchResult` (``ids``, ``scores`` ``(Q, k)``, ``indices`` ``(Q, k)``), best first.
         """
+        return self._search(self._text_or_embedding_queries(queries, "text queries"), k)
+
+    def _text_or_embedding_queries(self, queries: ArrayLike | str | Sequence[str], name: str) -> torch.Tensor:
+        """Prepared query embeddings: strings go through the ``text_encoder``, arrays are checked as they are."""
         if isinstance(queries, str):
             queries = [queries]
-        if (
-            isinstance(queries, (list, tuple))
-            and len(queries) > 0
-            and all(isinstance(x, str) for x in queries)
-        ):
-            q = self._prepare_queries(self.encode_texts(queries), "text_encoder output")
-        else:
-            q = self._prepare_queries(queries, "text queries")  # type: ignore[arg-type]
-        return self._search(q, k)
+        if isinstance(queries, (list, tuple)) and len(queries) > 0 and all(isinstance(x, str) for x in queries):
+            return self._prepare_queries(self.encode_texts(queries), "text_encoder output")
+        return self._prepare_queries(queries, name)  # type: ignore[arg-type]
 
     def search_by_motion(self, motion_embeds: ArrayLike, k: int = 10) -> SearchResult:
         """Top-``k`` motions similar to query motion embeddings ``(num_queries, dim)`` or ``(dim,)``.

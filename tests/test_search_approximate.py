@@ -236,5 +236,7 @@ def test_calibrate_nprobe_warns_when_the_target_is_out_of_reach_and_checks_argum
         exact.calibrate_nprobe(queries[:5])
     with pytest.raises(ValueError, match=r"target_recall must be a number in \(0, 1\]"):
         pq.calibrate_nprobe(queries[:5], target_recall=1.5)
-    with pytest.raises(ValueError, match="k must be an integer between 1 and the index size"):
+    with pytest.raises(ValueError, match="k must be a positive integer"):
         pq.calibrate_nprobe(queries[:5], k=0)
+    with pytest.raises(ValueError, match="larger than the index"):
+        pq.calibrate_nprobe(queries[:5], k=5_001)
