@@ -60,6 +60,11 @@ class MotionPatchConfig(PreTrainedConfig):
             ViT's attention and from mean pooling. The reference attends to padding (which encodes the mean pose),
             so converted original checkpoints keep `False`.
         initializer_range (`float`, defaults to 0.02): std of the projection heads' initialisation.
+        match_threshold (`float`, *optional*): cosine similarity between a motion and a text from which they count as
+            a confident match; training calibrates it on the validation split
+            (:func:`~.retrieval_metrics.calibrate_match_threshold`). The zero-shot pipeline and the search index
+            report ``match`` next to their scores with it, so that "nothing fits" is said rather than the best of bad
+            candidates shown as a hit. `None`: not calibrated (``match`` is then `None`).
     """
 
     model_type = "motionpatch"
@@ -80,6 +85,7 @@ class MotionPatchConfig(PreTrainedConfig):
     text_pooling: Literal["cls", "mean", "pooler"] = "cls"
     mask_motion_padding: bool = False
     initializer_range: float = 0.02
+    match_threshold: float | None = None
 
     def __post_init__(self, **kwargs):
         if self.motion_config is None:

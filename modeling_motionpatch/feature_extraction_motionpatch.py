@@ -23,6 +23,7 @@ from .motion_patches import (
     motions_to_patches,
     patch_attention_mask,
     resample_fps,
+    to_body_frame,
 )
 from .skeletons import Skeleton, get_skeleton
 
@@ -34,6 +35,9 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
     z-score per (joint, axis) with ``mean``/``std`` of shape ``(joints, 3)``, resampling of the skeleton's five
     chains to ``points_per_part`` points each, crop to ``max_frames`` (the first frames, or a random window
     when ``training=True``) or zero-padding at the end (after normalisation, so padding is the mean pose).
+    Before normalisation every motion is put in one body frame (``body_frame=True``, HumanML3D's convention: the
+    pelvis above the origin on the first frame, facing +Z, the floor at ``y = 0``; see
+    :func:`~.motion_patches.to_body_frame`), so that clips from any capture source meet the model alike.
 
     Motions shorter than one patch row (16 frames) are padded like any other short motion and their
     first patch row counts as valid; set ``min_frames`` to reject shorter motions with an error instead.
@@ -52,6 +56,9 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         std_epsilon (`float`, defaults to 1e-8): floor applied to ``std`` to avoid division by zero.
         num_persons (`int`, defaults to 1): persons per sample. With 2 (two-person interactions), each sample is a
             pair of motions; outputs gain a person axis after the batch axis and both persons share one crop window.
+        body_frame (`bool`, defaults to `True`): put every motion in the body frame first (single persons only: the
+            persons of a pair keep their shared frame, whose relative placement is part of the interaction).
+            HumanML3D's ``new_joints`` are already in it and come out unchanged (< 1e-6 m).
     """
 
     model_input_names = ["motion_values", "motion_attention_mask"]
@@ -69,6 +76,7 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         min_frames: int = 1,
         std_epsilon: float = 1e-8,
         num_persons: int = 1,
+        body_frame: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,6 +101,7 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         if num_persons < 1:
             raise ValueError(f"num_persons must be at least 1, got {num_persons}.")
         self.num_persons = int(num_persons)
+        self.body_frame = bool(body_frame)
         self.set_statistics(mean, std)
 
     # ----------------------------------------------------------------- state
@@ -123,14 +132,19 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
     def num_joints(self) -> int:
         return len(self.skeleton["joint_names"])
 
-    def _weights(self) -> np.ndarray:
+    def _cached(self) -> tuple[np.ndarray, tuple[int, int, int, int], int]:
+        """The chain interpolation matrix, the facing joints and the pelvis of the skeleton (computed once)."""
         key = (tuple(map(tuple, self.skeleton["chains"])), self.num_joints, self.points_per_part)
         cache = self.__dict__.get("_cache")
         if cache is None or cache[0] != key:
             w = chain_interpolation_matrix(self.skeleton["chains"], self.num_joints, self.points_per_part)
-            cache = (key, w)
+            skeleton = self.skeleton_obj
+            cache = (key, w, skeleton.facing_joints(), skeleton.pelvis)
             self.__dict__["_cache"] = cache
-        return cache[1]
+        return cache[1:]
+
+    def _weights(self) -> np.ndarray:
+        return self._cached()[0]
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -211,6 +225,7 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         training: bool = False,
         generator: np.random.Generator | int | None = None,
         input_fps: float | None = None,
+        body_frame: bool | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Build a batch of motion patches.
@@ -221,6 +236,8 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
             training: crop a random window of ``max_frames`` from longer motions instead of the first frames.
             generator: ``numpy.random.Generator`` or seed for the random crop.
             input_fps: frame rate of ``motions`` (defaults to the extractor's ``input_fps``, else ``fps``).
+            body_frame: overrides the extractor's ``body_frame`` for this call (training code that augments motions
+                already put in the body frame passes ``False``).
 
         Returns:
             `BatchFeature` with ``motion_values`` ``(B, 3, max_frames, 5 * points_per_part)`` float32,
@@ -241,6 +258,9 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         src_fps = input_fps if input_fps is not None else (self.input_fps or self.fps)
         if src_fps != self.fps:
             batch = [resample_fps(m, src_fps, self.fps, self.fps_mode) for m in batch]
+        if (self.body_frame if body_frame is None else body_frame) and persons == 1:
+            _, facing, pelvis = self._cached()
+            batch = to_body_frame(batch, facing, pelvis)
         lengths = np.fromiter((m.shape[0] for m in batch), dtype=np.int64, count=len(batch))
         if (lengths < self.min_frames).any():
             i = int(np.argmax(lengths < self.min_frames))

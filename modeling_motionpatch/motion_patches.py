@@ -187,6 +187,53 @@ def resample_fps(motion: np.ndarray, source_fps: float, target_fps: float = 20.0
 
 
 # ---------------------------------------------------------------------------
+# body frame
+# ---------------------------------------------------------------------------
+#: a frame whose lowest joint lies more than this below the clip's typical lowest point (its 10th percentile, in
+#: metres) is taken for a capture glitch when the floor is placed
+FLOOR_GLITCH_METRES = 0.05
+
+
+def floor_heights(lowest: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The floor height of each clip from the height of its lowest joint in every frame (``lowest``, the clips
+    concatenated): the lowest frame that is not more than :data:`FLOOR_GLITCH_METRES` below the clip's 10th
+    percentile. On clean data this is the lowest point of the clip (HumanML3D's floor); a few glitched frames far
+    below the floor (some real takes start a metre under it) are ignored."""
+    out = np.empty(len(lengths), dtype=np.float32)
+    for i, segment in enumerate(np.split(lowest, np.cumsum(lengths)[:-1])):  # one percentile per clip
+        typical = np.percentile(segment, 10)
+        out[i] = segment[segment >= typical - FLOOR_GLITCH_METRES].min()
+    return out
+
+
+def to_body_frame(motions: Sequence[np.ndarray], facing: Sequence[int], root: int) -> list[np.ndarray]:
+    """Put every ``(T, J, 3)`` motion (metres, Y up) in HumanML3D's body frame: the ``root`` joint above the origin
+    on the first frame, the body facing +Z on the first frame, the floor at ``y = 0``.
+
+    The facing direction is ``cross(across, up)`` with ``across = (left_hip - right_hip) + (left_shoulder -
+    right_shoulder)`` (``facing`` gives these four joints), HumanML3D's rule; the rotation is about the vertical
+    axis only. The floor is :func:`floor_heights`. Motions already in this frame (HumanML3D's ``new_joints``) are
+    left unchanged up to float32 rounding. Vectorised over every frame of the batch at once.
+    """
+    lengths = np.fromiter((m.shape[0] for m in motions), dtype=np.int64, count=len(motions))
+    flat = np.concatenate(motions, axis=0) if len(motions) > 1 else motions[0]
+    first = flat[np.cumsum(lengths) - lengths]  # (B, J, 3): every clip's first frame
+    left_hip, right_hip, left_shoulder, right_shoulder = facing
+    across = first[:, left_hip] - first[:, right_hip] + first[:, left_shoulder] - first[:, right_shoulder]
+    forward_x, forward_z = -across[:, 2], across[:, 0]  # cross(across, +Y)
+    norm = np.hypot(forward_x, forward_z)
+    turned = norm > 1e-6  # a degenerate pose (all four joints on a vertical line) keeps its heading
+    cos = np.where(turned, forward_z / np.where(turned, norm, 1.0), 1.0).astype(np.float32)
+    sin = np.where(turned, forward_x / np.where(turned, norm, 1.0), 0.0).astype(np.float32)
+    floor = floor_heights(flat[:, :, 1].min(axis=1), lengths)
+    per_frame = np.repeat(np.stack([cos, sin, first[:, root, 0], first[:, root, 2], floor], axis=1), lengths, axis=0)
+    c, s, x0, z0, y0 = (per_frame[:, k, None] for k in range(5))
+    x, z = flat[:, :, 0] - x0, flat[:, :, 2] - z0
+    out = np.stack([x * c - z * s, flat[:, :, 1] - y0, x * s + z * c], axis=-1).astype(np.float32, copy=False)
+    return np.split(out, np.cumsum(lengths)[:-1])
+
+
+# ---------------------------------------------------------------------------
 # batch construction
 # ---------------------------------------------------------------------------
 def crop_starts(

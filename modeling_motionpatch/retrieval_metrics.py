@@ -63,6 +63,7 @@ __all__ = [
     "DIRECTIONS",
     "PROTOCOLS",
     "RECALL_AT",
+    "calibrate_match_threshold",
     "compute_retrieval_metrics",
     "compute_retrieval_metrics_from_similarity",
     "format_retrieval_table",
@@ -460,6 +461,41 @@ def compute_retrieval_metrics_from_similarity(
         else:  # small_batches
             results[protocol] = _small_batches(s, seed, batch_size)
     return results
+
+
+def calibrate_match_threshold(similarity: ArrayLike, same: ArrayLike) -> dict[str, float]:
+    """The cosine similarity from which a (motion, text) pair counts as a confident match, from held-out pairs.
+
+    ``similarity`` holds cosines of every (motion, text) pair of a validation split, ``same`` whether they describe
+    the same thing (e.g. the same action label). The threshold maximises ``TPR - FPR`` (Youden's J): the rate of
+    matching pairs at or above it minus the rate of non-matching ones. It lies halfway between the two scores it
+    separates. Returns the threshold, both rates at it and the pair counts; calibrate on validation data only and
+    report the rates on a test split.
+    """
+    sim = _as_2d_float(similarity, "similarity").flatten()
+    label = torch.as_tensor(np.asarray(same), dtype=torch.bool).flatten()
+    if label.shape != sim.shape:
+        raise ValueError(f"similarity has {sim.numel()} pairs but same has {label.numel()}; give one flag per pair.")
+    positives, negatives = int(label.sum()), int((~label).sum())
+    if not positives or not negatives:
+        raise ValueError(
+            f"calibrating a match threshold needs matching and non-matching pairs; got {positives} and {negatives}."
+        )
+    order = torch.argsort(sim, descending=True)
+    scores, hits = sim[order], label[order]
+    tpr = torch.cumsum(hits, 0).double() / positives  # rates when the threshold is at scores[k] (inclusive)
+    fpr = torch.cumsum(~hits, 0).double() / negatives
+    distinct = torch.ones_like(hits)
+    distinct[:-1] = scores[:-1] != scores[1:]  # only between distinct scores
+    k = int(torch.argmax(torch.where(distinct, tpr - fpr, torch.full_like(tpr, -2.0))))
+    below = float(scores[k + 1]) if k + 1 < len(scores) else float(scores[k]) - 1e-3
+    return {
+        "threshold": (float(scores[k]) + below) / 2.0,
+        "true_positive_rate": float(tpr[k]),
+        "false_positive_rate": float(fpr[k]),
+        "positives": positives,
+        "negatives": negatives,
+    }
 
 
 def compute_retrieval_metrics(

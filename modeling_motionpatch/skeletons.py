@@ -94,6 +94,25 @@ class Skeleton:
         """The chains as joint names, keyed by body part."""
         return {part: [self.joint_names[k] for k in chain] for part, chain in zip(CHAIN_NAMES, self.chains)}
 
+    def facing_joints(self) -> tuple[int, int, int, int]:
+        """``(left_hip, right_hip, left_shoulder, right_shoulder)``: the joints that give the body's facing direction.
+
+        The hips are the second joint of each leg chain; the shoulders the upper-arm joint of each arm chain (the third
+        joint when the chain runs chest, collar, shoulder, elbow, wrist, else the second), as HumanML3D's
+        preprocessing uses them (SMPL joints 1, 2, 16, 17; KIT 16, 11, 8, 5).
+        """
+        rleg, lleg, _, rarm, larm = self.chains
+
+        def upper_arm(chain):
+            return chain[2] if len(chain) >= 5 else chain[1]
+
+        return lleg[1], rleg[1], upper_arm(larm), upper_arm(rarm)
+
+    @property
+    def pelvis(self) -> int:
+        """The joint the legs and the spine branch from (the first joint of the leg chains)."""
+        return self.chains[0][0]
+
     def mirror_permutation(self) -> np.ndarray:
         """Joint permutation that swaps every left joint with its right counterpart."""
         perm = np.arange(self.num_joints)

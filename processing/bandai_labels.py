@@ -32,6 +32,7 @@ __all__ = [
     "bandai_to_humanml3d",
     "joint_map_matrix",
     "make_caption",
+    "paraphrase_captions",
 ]
 
 #: HumanML3D (SMPL-22) joint i = mean of these Bandai BVH joints (checked against ``ds2_h22_20fps.npz``: max
@@ -118,6 +119,83 @@ BANDAI_STYLE_PHRASES: dict[str, str] = {
     "youthful": "in a youthful way",
 }
 
+#: Other ways people say each content: (third-person verb phrase, -ing phrase) pairs, the first being the phrase of
+#: :data:`BANDAI_CONTENT_PHRASES`. Used by :func:`paraphrase_captions` so that free text, not only the template
+#: sentence, finds the motions.
+BANDAI_CONTENT_PARAPHRASES: dict[str, tuple[tuple[str, str], ...]] = {
+    "walk": (("walks forward", "walking forward"), ("walks", "walking"), ("strolls", "strolling"),
+             ("takes a walk", "taking a walk")),
+    "run": (("runs forward", "running forward"), ("runs", "running"), ("jogs", "jogging")),
+    "dash": (("dashes forward", "dashing forward"), ("sprints", "sprinting"), ("runs fast", "running fast")),
+    "walk-back": (("walks backwards", "walking backwards"), ("steps backwards", "stepping backwards"),
+                  ("walks backward", "walking backward")),
+    "walk-left": (("walks to the left", "walking to the left"), ("walks sideways to the left",
+                  "walking sideways to the left"), ("steps to the left", "stepping to the left")),
+    "walk-right": (("walks to the right", "walking to the right"), ("walks sideways to the right",
+                   "walking sideways to the right"), ("steps to the right", "stepping to the right")),
+    "bow": (("bows", "bowing"), ("bows politely", "bowing politely"), ("takes a bow", "taking a bow"),
+            ("bends forward in a bow", "bending forward in a bow")),
+    "bye": (("waves goodbye", "waving goodbye"), ("waves a hand", "waving a hand"), ("waves", "waving")),
+    "guide": (("gestures to guide someone the way", "gesturing to guide someone the way"),
+              ("points the way", "pointing the way"), ("shows someone the way", "showing someone the way")),
+    "byebye": (("waves goodbye with both hands", "waving goodbye with both hands"),
+               ("waves both hands", "waving both hands"), ("waves", "waving")),
+    "respond": (("responds with a gesture", "responding with a gesture"), ("gestures in reply", "gesturing in reply")),
+    "call": (("calls out to someone", "calling out to someone"), ("beckons someone over", "beckoning someone over"),
+             ("calls someone", "calling someone")),
+    "punch": (("throws a punch", "throwing a punch"), ("punches", "punching"), ("punches forward", "punching forward")),
+    "kick": (("kicks", "kicking"), ("kicks with one leg", "kicking with one leg"), ("kicks forward", "kicking forward")),
+    "slash": (("slashes with a sword", "slashing with a sword"), ("swings a sword", "swinging a sword"),
+              ("slashes", "slashing")),
+    "dance-long": (("dances for a long time", "dancing for a long time"), ("dances", "dancing")),
+    "dance-short": (("dances briefly", "dancing briefly"), ("dances", "dancing")),
+    "walk-turn-left": (("walks forward and turns left", "walking forward and turning left"),
+                       ("walks and turns left", "walking and turning left"),
+                       ("turns left while walking", "turning left while walking")),
+    "walk-turn-right": (("walks forward and turns right", "walking forward and turning right"),
+                        ("walks and turns right", "walking and turning right"),
+                        ("turns right while walking", "turning right while walking")),
+    "wave-both-hands": (("waves both hands", "waving both hands"), ("waves with both hands", "waving with both hands"),
+                        ("waves", "waving")),
+    "wave-left-hand": (("waves the left hand", "waving the left hand"), ("waves with the left hand",
+                       "waving with the left hand"), ("waves", "waving")),
+    "wave-right-hand": (("waves the right hand", "waving the right hand"), ("waves with the right hand",
+                        "waving with the right hand"), ("waves", "waving")),
+    "raise-up-both-hands": (("raises both hands", "raising both hands"), ("raises both arms", "raising both arms"),
+                            ("puts both hands up", "putting both hands up")),
+    "raise-up-left-hand": (("raises the left hand", "raising the left hand"), ("raises the left arm",
+                           "raising the left arm"), ("puts the left hand up", "putting the left hand up")),
+    "raise-up-right-hand": (("raises the right hand", "raising the right hand"), ("raises the right arm",
+                            "raising the right arm"), ("puts the right hand up", "putting the right hand up")),
+}  # fmt: skip
+
+#: Other ways to say each style (the first is the phrase of :data:`BANDAI_STYLE_PHRASES`).
+BANDAI_STYLE_PARAPHRASES: dict[str, tuple[str, ...]] = {
+    "normal": ("",),
+    "active": ("energetically", "actively", "with energy"),
+    "angry": ("angrily", "in an angry way"),
+    "childish": ("like a child", "childishly"),
+    "chimpira": ("like a swaggering thug", "with a swagger"),
+    "feminine": ("in a feminine way", "femininely"),
+    "giant": ("heavily, like a giant", "like a giant", "heavily"),
+    "happy": ("happily", "cheerfully"),
+    "masculinity": ("in a masculine way", "in a manly way"),
+    "musical": ("theatrically, like in a musical", "theatrically"),
+    "not-confident": ("without confidence", "timidly", "hesitantly"),
+    "old": ("like an old person", "like an elderly person"),
+    "proud": ("proudly", "with pride"),
+    "sad": ("sadly", "in a sad way"),
+    "tired": ("tiredly", "wearily"),
+    "elderly": ("like an elderly person", "like an old person"),
+    "exhausted": ("in an exhausted way", "wearily", "tiredly"),
+    "masculine": ("in a masculine way", "in a manly way"),
+    "youthful": ("in a youthful way", "youthfully"),
+}
+
+#: Sentence frames of the paraphrases: ``{v}`` is the third-person phrase, ``{ing}`` the -ing phrase.
+PARAPHRASE_FRAMES = ("a person {v} {style}.", "someone {v} {style}.", "a person is {ing} {style}.",
+                     "the person {v} {style}.", "a person {ing} {style}", "{ing} {style}")  # fmt: skip
+
 BANDAI_CAPTION_TEMPLATE = "a person {content} {style}."
 BANDAI_PHRASES: dict[str, Mapping[str, str]] = {"content": BANDAI_CONTENT_PHRASES, "style": BANDAI_STYLE_PHRASES}
 _BANDAI_NAME_RE = re.compile(r"^dataset-\d+_(?P<content>[^_]+)_(?P<style>[^_]+)_(?P<take>\d+)$")
@@ -175,6 +253,20 @@ def make_caption(
         ) from None
     out = re.sub(r"\s+", " ", out).strip()
     return re.sub(r"\s+([.,!?;:])", r"\1", out)
+
+
+def paraphrase_captions(content: str, style: str) -> list[str]:
+    """Every phrasing of a (content, style) clip: the template caption first (:func:`make_caption` with
+    :data:`BANDAI_PHRASES`, the one evaluation uses), then each sentence frame of :data:`PARAPHRASE_FRAMES` with
+    each content and style paraphrase, without duplicates. Unknown labels fall back to the template alone."""
+    first = make_caption(BANDAI_CAPTION_TEMPLATE, {"content": content, "style": style}, BANDAI_PHRASES)
+    out = {first: None}
+    for v, ing in BANDAI_CONTENT_PARAPHRASES.get(content, ()):
+        for adverb in BANDAI_STYLE_PARAPHRASES.get(style, ()):
+            for frame in PARAPHRASE_FRAMES:
+                text = re.sub(r"\s+([.,])", r"\1", re.sub(r"\s+", " ", frame.format(v=v, ing=ing, style=adverb))).strip()
+                out[text] = None
+    return list(out)
 
 
 def _read_label_names(path: Path) -> list[str]:

@@ -76,8 +76,11 @@ def test_values_equal_the_extractor_and_num_proc_2_equals_1(disk_dataset):
     # one process (recomputed, not read from the shards) gives the same values, equal to calling the extractor
     one = add_motion_values(ds, fe, batch_size=5, load_from_cache_file=False)
     for got in (_values(one), _values(two)):
-        for key in ("motion_values", "motion_attention_mask", "motion_lengths"):
+        for key in ("motion_attention_mask", "motion_lengths"):
             np.testing.assert_array_equal(got[key], np.concatenate([at20[key], at30[key]]))
+        # the patch GEMM's blocking differs with the batch size (batches of 5 here): float32 rounding only
+        np.testing.assert_allclose(got["motion_values"], np.concatenate([at20["motion_values"], at30["motion_values"]]),
+                                   rtol=0, atol=2e-6)  # fmt: skip
         assert got["motion_values"].dtype == np.float32 and got["motion_values"].shape == (N, 3, 64, 80)
 
 
@@ -102,7 +105,7 @@ def test_cache_is_reused_and_invalidated_by_the_extractor_state(disk_dataset):
     assert changed.cache_files[0]["filename"] != cache
     assert not np.array_equal(_values(changed)["motion_values"], _values(first)["motion_values"])
     expected = other_stats(rows["motion"][:2])["motion_values"]
-    np.testing.assert_array_equal(_values(changed)["motion_values"][:2], expected)
+    np.testing.assert_allclose(_values(changed)["motion_values"][:2], expected, rtol=0, atol=2e-6)  # GEMM blocking
     assert _values(add_motion_values(ds, shorter))["motion_values"].shape == (N, 3, 32, 80)
     # the frame rate and the removed columns are part of the fingerprint too
     assert motion_values_fingerprint(ds, fe, input_fps=30.0) != motion_values_fingerprint(ds, fe)

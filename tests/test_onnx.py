@@ -54,7 +54,8 @@ def exported(tmp_path_factory, tokenizer_dir):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: more threads only add contention on shared CI cores
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    processor = MotionPatchProcessor(MotionPatchFeatureExtractor("humanml3d", max_frames=64), tokenizer)
+    # Gaussian-noise "motions" (conftest.random_motions) that the tiny model memorises; no body frame for noise
+    processor = MotionPatchProcessor(MotionPatchFeatureExtractor("humanml3d", max_frames=64, body_frame=False), tokenizer)
     torch.manual_seed(0)
     model = MotionPatchModel(
         tiny_config(mask_motion_padding=True, projection_dropout=0.0, text_config=_bert_text_config(len(tokenizer)))

@@ -199,8 +199,9 @@ def test_interaction_model_without_the_package_matches_the_installed_one(folders
     with torch.no_grad():
         logits = pair_model(**pair_processor(text=CAPTIONS, motions=pairs, return_tensors="pt")).logits_per_text
         one = pair_model(**pair_processor(text=CAPTIONS[:1], motions=pairs[:1], return_tensors="pt")).logits_per_text
-    np.testing.assert_allclose(marked(remote, "PAIR_LOGITS:"), logits.numpy(), rtol=0, atol=1e-6)
-    np.testing.assert_allclose(marked(remote, "PAIR_ONE:"), one.numpy(), rtol=0, atol=1e-6)
+    # float32 logits (scale ~14) computed in another process: 1e-6 was at the edge of the rounding (1.01e-6 seen)
+    np.testing.assert_allclose(marked(remote, "PAIR_LOGITS:"), logits.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(marked(remote, "PAIR_ONE:"), one.numpy(), rtol=0, atol=1e-5)
 
 
 def test_a_task_registered_by_the_package_needs_no_trust_remote_code(folders):

@@ -147,6 +147,23 @@ class DataArguments:
     mirror_probability: float = arg(
         0.0, "Probability of mirroring a training sample on the fly (motion + caption side words)."
     )
+    body_frame: bool = arg(
+        True,
+        "Put every motion in HumanML3D's body frame (pelvis over the origin and facing +Z on the first frame, feet "
+        "on the floor) before statistics, training and evaluation; the saved processor does the same at inference.",
+    )
+    augment_speed: float = arg(
+        1.0, "Largest playback-speed factor of the speed augmentation (log-uniform in [1/s, s]; 1 = off)."
+    )
+    augment_scale: float = arg(0.0, "Body-size augmentation: scale every clip by a factor uniform in [1 - a, 1 + a].")
+    augment_heading_degrees: float = arg(
+        0.0, "Heading augmentation: turn each clip (after the body frame) by an angle uniform in [-d, d] degrees."
+    )
+    augment_crop_probability: float = arg(
+        0.0,
+        "Clip-length augmentation: with this probability keep a random window of 50-100 % of the clip (at least one "
+        "16-frame patch row), put in the body frame from its own first frame.",
+    )
     max_train_samples: Optional[int] = arg(None, "Use only the first N training rows.")
     max_eval_samples: Optional[int] = arg(None, "Use only the first N eval/test rows.")
     dataloader_num_workers: int = arg(0, "DataLoader worker processes.")
@@ -161,6 +178,13 @@ class DataArguments:
             raise ValueError(f"max_frames must be a positive multiple of 16, got {self.max_frames}.")
         if not 0.0 <= self.mirror_probability <= 1.0:
             raise ValueError(f"mirror_probability must be in [0, 1], got {self.mirror_probability}.")
+        if self.augment_speed < 1.0 or self.augment_heading_degrees < 0 or not 0.0 <= self.augment_scale < 1.0:
+            raise ValueError(
+                f"augment_speed must be >= 1 (got {self.augment_speed}), augment_heading_degrees >= 0 (got "
+                f"{self.augment_heading_degrees}) and augment_scale in [0, 1) (got {self.augment_scale})."
+            )
+        if not 0.0 <= self.augment_crop_probability <= 1.0:
+            raise ValueError(f"augment_crop_probability must be in [0, 1], got {self.augment_crop_probability}.")
         if self.dataloader_num_workers < 0:
             raise ValueError(f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}.")
         for name in ("max_train_samples", "max_eval_samples"):
@@ -223,6 +247,11 @@ class TrainingArguments:
     torch_compile: bool = arg(False, "Compile the model with torch.compile (inductor).")
     local_loss: bool = arg(True, "Each process computes the loss of its own pairs against the global batch.")
     gather_with_grad: bool = arg(True, "Differentiable all-gather of features (needed for exact global negatives).")
+    same_caption_positives: bool = arg(
+        True,
+        "Pairs of a batch whose first (reference) captions are identical count as positives of each other in the "
+        "loss instead of negatives (label-derived captions repeat: Bandai-Namco has 70 distinct ones).",
+    )
     cpu: bool = arg(False, "Train on CPU even when a GPU is available.")
     torch_num_threads: Optional[int] = arg(
         None,

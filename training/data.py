@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -30,16 +31,19 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcessor, Skeleton, get_skeleton
+from modeling_motionpatch.motion_patches import PATCH_ROWS, resample_fps, to_body_frame
 from modeling_motionpatch.skeletons import SkeletonError, available_skeletons
 
 logger = logging.getLogger(__name__)
 
-KNOWN_SOURCES = ("synthetic", "bandai-namco")
+KNOWN_SOURCES = ("synthetic", "bandai-namco", "embedded")
 DEFAULT_BANDAI_DIR = "../shared/data/bandai-namco"
 #: what the captions of each source are (stated in the model card)
 CAPTION_KINDS = {
     "synthetic": "synthetic: templated captions generated with procedural (not captured) motions",
     "bandai-namco": "label-derived: sentences built mechanically from the content and style labels",
+    "embedded": "label-derived: several phrasings built from the Bandai-Namco content and style labels, and the "
+    "synthetic generator's templated captions",
 }
 
 
@@ -129,6 +133,13 @@ class MotionStore:
         offsets = np.concatenate([[0], np.cumsum(lengths_arr)[:-1]]).astype(np.int64)
         return cls(flat, offsets, lengths_arr)
 
+    def to_body_frame(self, skeleton: Skeleton) -> "MotionStore":
+        """Every clip in the body frame (:func:`~modeling_motionpatch.motion_patches.to_body_frame`), in one pass."""
+        if len(self) == 0:
+            return self
+        clips = to_body_frame([self[i] for i in range(len(self))], skeleton.facing_joints(), skeleton.pelvis)
+        return MotionStore(np.concatenate(clips), self.offsets, self.lengths)
+
     @classmethod
     def from_list(cls, motions: Sequence[np.ndarray]) -> "MotionStore":
         lengths = np.fromiter((len(m) for m in motions), dtype=np.int64, count=len(motions))
@@ -186,6 +197,8 @@ def load_training_data(data_args, seed: int = 0) -> TrainingData:
         )  # fmt: skip
     elif name in ("bandai-namco", "bandai_namco", "bandai"):
         data = _load_bandai(data_args, options)
+    elif name == "embedded":
+        data = _load_embedded(data_args, options)
     else:
         data = _load_prepared(name, data_args)
     _check_data(data, data_args)
@@ -216,6 +229,39 @@ def _load_bandai(data_args, options: dict[str, Any]) -> TrainingData:
         notes=[f"real motion capture: {source}; split by take (no take in two splits)",
                "captions are built from the content and style labels (e.g. 'a person bows angrily.'), not "
                "written by people; licence CC BY-NC 4.0 (non-commercial)"],
+    )  # fmt: skip
+
+
+def _load_embedded(data_args, options: dict[str, Any]) -> TrainingData:
+    """The real Bandai-Namco subset embedded in the package (``options["real"]``: its parts, default ds1 + ds2;
+    ``options["real_splits"]``: parts moved to one split) plus, in every split where ``synthetic_num_*`` is not 0,
+    the synthetic generator's clips (they bring actions the real subset lacks: jumps, squats, kicks...)."""
+    from motionpatch_processing.embedded_bandai import embedded_dataset_dict
+    from motionpatch_processing.synthetic import build_synthetic_dataset_dict
+
+    parts = tuple(options.pop("real", ("ds1", "ds2")))
+    real = embedded_dataset_dict(parts, splits=options.pop("real_splits", None))
+    sizes = {"train": data_args.synthetic_num_train, "validation": data_args.synthetic_num_validation,
+             "test": data_args.synthetic_num_test}  # fmt: skip
+    synthetic = build_synthetic_dataset_dict(
+        num_train=sizes["train"], num_validation=sizes["validation"], num_test=sizes["test"],
+        seed=data_args.synthetic_seed, **options,
+    )  # fmt: skip
+    dd = datasets.DatasetDict(
+        {
+            split: datasets.concatenate_datasets([real[split], synthetic[split].cast(real[split].features)])
+            if sizes[split] else real[split]
+            for split in real
+        }
+    )
+    counts = {split: f"{len(real[split])} real + {sizes[split]} synthetic" for split in real}
+    return TrainingData(
+        dd, get_skeleton("humanml3d"), None, None, 20.0, "embedded",
+        "motionpatch embedded data (Bandai-Namco motion-capture subset + synthetic motions)", "cc-by-nc-4.0",
+        CAPTION_KINDS["embedded"],
+        notes=[f"real motion capture: the Bandai-Namco subset embedded in the package (parts {', '.join(parts)}; "
+               f"held-out takes by the file's splits), plus procedurally generated synthetic clips; {counts}",
+               "the real clips are CC BY-NC 4.0: the weights derive from non-commercial data"],
     )  # fmt: skip
 
 
@@ -370,12 +416,60 @@ class EpochSampler(Sampler):
         return iter([(i, epoch) for i in order])
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """What differs between capture sources, simulated on training clips that are already in the body frame.
+
+    ``speed``: playback-speed factor log-uniform in ``[1/speed, speed]`` (linear resampling; frame rate and tempo);
+    ``crop_probability``: keep a random window of 50-100 % of the clip (at least one patch row) and put it back in
+    the body frame from its own first frame (clip length, where a clip starts); ``heading_degrees``: turn the clip
+    about the vertical axis by up to that angle (the facing estimate of other rigs); ``scale``: body size factor
+    uniform in ``[1 - scale, 1 + scale]``. Global offsets need no augmentation: the body frame removes them.
+    """
+
+    speed: float = 1.0
+    scale: float = 0.0
+    heading_degrees: float = 0.0
+    crop_probability: float = 0.0
+
+    @classmethod
+    def from_args(cls, data_args) -> "Augmentation":
+        return cls(data_args.augment_speed, data_args.augment_scale, data_args.augment_heading_degrees,
+                   data_args.augment_crop_probability)  # fmt: skip
+
+    @property
+    def active(self) -> bool:
+        return self.speed > 1.0 or self.scale > 0 or self.heading_degrees > 0 or self.crop_probability > 0
+
+    def __call__(self, motion: np.ndarray, skeleton: Skeleton, u) -> np.ndarray:
+        """Augment one ``(T, J, 3)`` clip; ``u(stream)`` gives the sample's uniform numbers (streams 2 to 7)."""
+        n = len(motion)
+        if self.crop_probability and u(2) < self.crop_probability and n > 2 * PATCH_ROWS:
+            keep = max(PATCH_ROWS, int(round(n * (0.5 + 0.5 * u(3)))))
+            start = min(int(u(4) * (n - keep + 1)), n - keep)
+            motion = to_body_frame([motion[start : start + keep]], skeleton.facing_joints(), skeleton.pelvis)[0]
+        if self.speed > 1.0:
+            factor = self.speed ** (2.0 * u(5) - 1.0)
+            faster = resample_fps(motion, 20.0 * factor, 20.0, "linear")
+            motion = faster if len(faster) >= min(n, PATCH_ROWS) else motion  # never below one patch row
+        if self.heading_degrees:
+            angle = np.radians(self.heading_degrees * (2.0 * u(6) - 1.0))
+            c, s = np.cos(angle), np.sin(angle)
+            rotation = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=np.float32)  # about +Y
+            motion = motion @ rotation.T
+        if self.scale:
+            motion = motion * np.float32(1.0 + self.scale * (2.0 * u(7) - 1.0))
+        return np.ascontiguousarray(motion, dtype=np.float32)
+
+
 class MotionTextTrainDataset(Dataset):
-    """Training pairs: item ``(index, epoch)`` -> a motion view and one of its captions, maybe mirrored.
+    """Training pairs: item ``(index, epoch)`` -> a motion view and one of its captions, maybe augmented and mirrored.
 
     The caption is ``captions[index][floor(u * K)]`` with ``u = sample_uniform(seed, epoch, index, 0)``; the
     sample is mirrored (motion via :func:`motionpatch_processing.mirror.mirror_motion`, caption side words via
-    ``mirror_text``) when ``sample_uniform(seed, epoch, index, 1) < mirror_probability``.
+    ``mirror_text``) when ``sample_uniform(seed, epoch, index, 1) < mirror_probability``; ``augmentation`` (an
+    :class:`Augmentation`) draws from streams 2 to 7. Items also carry the reference (first) caption, whose equality
+    across pairs marks positives for the loss.
     """
 
     def __init__(
@@ -385,6 +479,7 @@ class MotionTextTrainDataset(Dataset):
         seed: int,
         skeleton: Skeleton,
         mirror_probability: float = 0.0,
+        augmentation: Augmentation | None = None,
     ):
         if len(store) != len(captions):
             raise ValueError(f"{len(store)} motions but {len(captions)} caption lists.")
@@ -393,6 +488,7 @@ class MotionTextTrainDataset(Dataset):
         self.seed = int(seed)
         self.skeleton = skeleton
         self.mirror_probability = float(mirror_probability)
+        self.augmentation = augmentation if augmentation is not None and augmentation.active else None
         self._skeleton_spec = skeleton.to_dict()
 
     def __len__(self) -> int:
@@ -402,14 +498,18 @@ class MotionTextTrainDataset(Dataset):
         index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), 0)
         caps = self.captions[index]
         caption = caps[min(int(sample_uniform(self.seed, epoch, index, 0) * len(caps)), len(caps) - 1)]
+        reference = caps[0]
         motion = self.store[index]
+        if self.augmentation is not None:
+            motion = self.augmentation(motion, self.skeleton, lambda stream: sample_uniform(self.seed, epoch, index, stream))
         mirrored = self.mirror_probability > 0 and sample_uniform(self.seed, epoch, index, 1) < self.mirror_probability
         if mirrored:
             from motionpatch_processing.mirror import mirror_motion, mirror_text
 
             motion = mirror_motion(motion, self.skeleton)
             caption = mirror_text(caption)
-        return {"motion": motion, "caption": caption, "index": index, "epoch": epoch}
+            reference = mirror_text(reference)
+        return {"motion": motion, "caption": caption, "reference": reference, "index": index, "epoch": epoch}
 
 
 class MotionTextEvalDataset(Dataset):
@@ -432,14 +532,19 @@ class MotionTextCollator:
     """Collates items into model inputs with a :class:`MotionPatchProcessor`.
 
     Training batches are cropped at random (the feature extractor's ``training=True``) with a generator seeded
-    by ``(seed, epoch, indices of the batch)``, so a batch is identical whenever it is rebuilt.
+    by ``(seed, epoch, indices of the batch)``, so a batch is identical whenever it is rebuilt. Their motions are
+    already in the body frame (the training data is put in it once, then augmented), so the processor's own body
+    frame is skipped for them (``body_frame=False``); items with a ``reference`` caption get a ``caption_key``
+    (CRC-32 of that caption) for the loss's same-caption positives.
     """
 
-    def __init__(self, processor: MotionPatchProcessor, max_length: int, training: bool, seed: int = 0):
+    def __init__(self, processor: MotionPatchProcessor, max_length: int, training: bool, seed: int = 0,
+                 body_frame_done: bool = False):  # fmt: skip
         self.processor = processor
         self.max_length = int(max_length)
         self.training = training
         self.seed = int(seed)
+        self.body_frame_done = bool(body_frame_done)
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         generator = None
@@ -454,15 +559,18 @@ class MotionTextCollator:
             max_length=self.max_length,
             training=self.training,
             generator=generator,
+            body_frame=False if self.body_frame_done else None,
         )
         out = dict(batch)
         out["sample_index"] = torch.tensor([i["index"] for i in items], dtype=torch.long)
+        if "reference" in items[0]:
+            out["caption_key"] = torch.tensor([zlib.crc32(i["reference"].encode()) for i in items], dtype=torch.long)
         return out
 
 
 def build_feature_extractor(
     data: TrainingData, train_store: MotionStore | None, statistics: str, max_frames: int, points_per_part: int,
-    fps: float | None, input_fps: float,
+    fps: float | None, input_fps: float, body_frame: bool = True,
 ) -> tuple[MotionPatchFeatureExtractor, str]:
     """The feature extractor with the dataset's skeleton and statistics, and a note on where they came from."""
     mean = std = None
@@ -484,11 +592,13 @@ def build_feature_extractor(
     fe = MotionPatchFeatureExtractor(
         skeleton=data.skeleton.to_dict(), mean=mean, std=std, max_frames=max_frames, points_per_part=points_per_part,
         fps=model_fps, input_fps=None if math.isclose(model_fps, input_fps) else float(input_fps),
+        body_frame=body_frame,
     )  # fmt: skip
     return fe, note
 
 
 __all__ = [
+    "Augmentation",
     "EpochSampler",
     "MotionStore",
     "MotionTextCollator",

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 import yaml
 from torch.utils.data import DataLoader
@@ -28,11 +29,13 @@ from transformers import get_scheduler
 
 from modeling_motionpatch import MotionPatchModel, MotionPatchProcessor
 from modeling_motionpatch.atomic_folder import replace_folder
+from modeling_motionpatch.retrieval_metrics import calibrate_match_threshold
 
 from .arguments import DataArguments, ModelArguments, TrainingArguments, args_to_dict
 from .card import build_model_card, push_folder
 from .checkpointing import TrainerState, save_checkpoint
 from .data import (
+    Augmentation,
     EpochSampler,
     MotionStore,
     MotionTextCollator,
@@ -186,6 +189,7 @@ class Run:
     run_config: dict[str, Any] = field(default_factory=dict)
     last_val: dict[str, float] = field(default_factory=dict)
     last_val_results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_val_embeds: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __post_init__(self):
         self.unwrapped = self.accelerator.unwrap_model(self.model)
@@ -234,6 +238,8 @@ def load_splits(accelerator, data_args: DataArguments, training_args: TrainingAr
             )
     t0 = time.perf_counter()
     train_store = MotionStore.from_dataset(train_rows)
+    if data_args.body_frame:  # once, before the statistics: training augments clips already in the body frame
+        train_store = train_store.to_body_frame(data.skeleton)
     eval_stores = {role: MotionStore.from_dataset(rows) for role, (rows, _) in eval_sets.items()}
     return Splits(data, train_store, train_captions, eval_sets, eval_stores, input_fps, time.perf_counter() - t0)
 
@@ -255,7 +261,8 @@ def build_loaders(accelerator, splits: Splits, processor, model_args: ModelArgum
     seed = training_args.seed
     sampler = EpochSampler(len(splits.train_store), seed, shuffle=True)
     train_dataset = MotionTextTrainDataset(
-        splits.train_store, splits.train_captions, seed, splits.data.skeleton, data_args.mirror_probability
+        splits.train_store, splits.train_captions, seed, splits.data.skeleton, data_args.mirror_probability,
+        Augmentation.from_args(data_args),
     )
     workers = data_args.dataloader_num_workers
     pin = data_args.dataloader_pin_memory and accelerator.device.type == "cuda"
@@ -263,7 +270,8 @@ def build_loaders(accelerator, splits: Splits, processor, model_args: ModelArgum
         train_dataset,
         batch_size=training_args.per_device_train_batch_size,
         sampler=sampler,
-        collate_fn=MotionTextCollator(processor, model_args.text_max_length, training=True, seed=seed),
+        collate_fn=MotionTextCollator(processor, model_args.text_max_length, training=True, seed=seed,
+                                      body_frame_done=data_args.body_frame),  # fmt: skip
         drop_last=True,
         num_workers=workers,
         pin_memory=pin,
@@ -310,7 +318,7 @@ def build_run(accelerator, model_args: ModelArguments, data_args: DataArguments,
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     feature_extractor, stats_note = build_feature_extractor(
         splits.data, splits.train_store, data_args.statistics, model.config.max_frames,
-        model.config.motion_config.image_size[1] // 5, data_args.fps, splits.input_fps,
+        model.config.motion_config.image_size[1] // 5, data_args.fps, splits.input_fps, data_args.body_frame,
     )  # fmt: skip
     processor = MotionPatchProcessor(feature_extractor, tokenizer)
     sampler, train_dl, eval_dls = build_loaders(accelerator, splits, processor, model_args, data_args, training_args)
@@ -505,9 +513,11 @@ def training_step(run: Run, loop: _Loop, batch: dict[str, Any], epoch: int) -> t
     """
     accelerator, ta = run.accelerator, run.training_args
     batch.pop("sample_index", None)
+    keys = batch.pop("caption_key", None)
     with accelerator.accumulate(run.model):
         out = run.model(**batch)
-        loss = run.loss_fn(out.motion_embeds, out.text_embeds, run.logit_scale)
+        loss = run.loss_fn(out.motion_embeds, out.text_embeds, run.logit_scale,
+                           keys if ta.same_caption_positives else None)  # fmt: skip
         _stop_if_not_finite(run, loop, loss, epoch)
         accelerator.backward(loss)
         if accelerator.sync_gradients and ta.max_grad_norm > 0:
@@ -623,6 +633,7 @@ def evaluate_validation(run: Run) -> dict[str, float]:
     if run.val_dl is None:
         return {}
     text, motion, _ = embed_split(run.accelerator, run.model, run.val_dl)
+    run.last_val_embeds = (text, motion)
     captions = [c[0] for c in run.splits.eval_sets["validation"][1]]
     results, notes = retrieval_metrics(text, motion, captions, run.data_args.eval_protocols, run.training_args.seed)
     flat = flatten_metrics(results)
@@ -676,9 +687,32 @@ def select_best(run: Run, metrics: dict[str, float]) -> bool:
     return better
 
 
+def calibrate_on_validation(run: Run) -> dict[str, Any] | None:
+    """The model's ``match_threshold`` from the last validation embeddings: pairs of the same action (first label;
+    without labels, the same first caption) are matches, all other pairs non-matches
+    (:func:`~modeling_motionpatch.retrieval_metrics.calibrate_match_threshold`). ``None`` when the split has only
+    one action."""
+    if run.last_val_embeds is None:
+        return None
+    text, motion = run.last_val_embeds
+    rows, captions = run.splits.eval_sets["validation"]
+    labels = rows["labels"] if "labels" in rows.column_names else None
+    keys = [lab[0] if lab else cap[0] for lab, cap in zip(labels, captions)] if labels else [c[0] for c in captions]
+    ids = np.unique(np.asarray(keys), return_inverse=True)[1]
+    same = torch.as_tensor(ids[:, None] == ids[None, :])
+    if bool(same.all()):
+        return None
+    result = calibrate_match_threshold(motion @ text.T, same)
+    result["pairs_match_when"] = "same first label" if labels else "same first caption"
+    return result
+
+
 def save_best(run: Run, metrics: dict[str, float]) -> None:
-    """Write weights, processor, validation results, arguments and card to ``OUTPUT/best`` (atomic replace)."""
+    """Write weights (with the calibrated ``match_threshold``), processor, validation results, arguments and card to
+    ``OUTPUT/best`` (atomic replace)."""
     state_dict = run.accelerator.get_state_dict(run.model)
+    calibration = calibrate_on_validation(run)
+    run.unwrapped.config.match_threshold = None if calibration is None else round(calibration["threshold"], 4)
     if run.is_main:
         tmp = run.output_dir / f".tmp-{BEST_DIR}"
         if tmp.exists():
@@ -686,7 +720,8 @@ def save_best(run: Run, metrics: dict[str, float]) -> None:
         run.unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         run.processor.save_pretrained(tmp)
         (tmp / "validation_results.json").write_text(json.dumps(
-            {"step": run.state.global_step, "epoch": run.state.epoch, "metrics": metrics}, indent=1))  # fmt: skip
+            {"step": run.state.global_step, "epoch": run.state.epoch, "metrics": metrics,
+             "match_threshold": calibration}, indent=1))  # fmt: skip
         (tmp / "training_args.yaml").write_text(yaml.safe_dump(run.run_config, sort_keys=False))
         write_card(run, tmp, test_metrics=None, test_table=None, test_size=None)
         replace_folder(tmp, run.best_dir)

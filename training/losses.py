@@ -82,9 +82,14 @@ class ClipLoss(nn.Module):
         gather_with_grad: differentiable all-gather; leave ``True`` (``False`` is the incorrect plain gather,
             kept only to demonstrate the difference in tests).
 
-    ``forward(motion_features, text_features, logit_scale)`` takes L2-normalised ``(n, d)`` features and the
-    log inverse temperature; it returns the float32 scalar loss. On a single process it equals
+    ``forward(motion_features, text_features, logit_scale, positive_keys=None)`` takes L2-normalised ``(n, d)``
+    features and the log inverse temperature; it returns the float32 scalar loss. On a single process it equals
     :func:`modeling_motionpatch.motion_text_contrastive_loss` of the local logits.
+
+    ``positive_keys`` (``(n,)`` integers, e.g. a hash of each pair's reference caption) marks pairs that describe
+    the same thing: a motion's target is then spread evenly over every text of the global batch with its key (and
+    likewise for texts), instead of treating the identical captions of other pairs as negatives. With all keys
+    distinct this is the plain loss.
     """
 
     def __init__(self, local_loss: bool = True, gather_with_grad: bool = True):
@@ -106,8 +111,27 @@ class ClipLoss(nn.Module):
             self._labels = {key: labels}  # keep one cached entry (the batch size is fixed in training)
         return labels
 
+    def _soft_targets(self, keys: torch.Tensor, n: int) -> torch.Tensor | None:
+        """Row-normalised ``key_i == key_j`` targets of the local rows against the global batch, or ``None`` when
+        every key of the global batch is distinct (the plain one-hot targets then apply)."""
+        world_size, rank = _world()
+        all_keys = keys
+        if world_size > 1:
+            parts = [torch.empty_like(keys) for _ in range(world_size)]
+            dist.all_gather(parts, keys.contiguous())
+            all_keys = torch.cat(parts)
+        if torch.unique(all_keys).numel() == all_keys.numel():
+            return None
+        rows = keys if (world_size > 1 and self.local_loss) else all_keys
+        same = (rows[:, None] == all_keys[None, :]).float()
+        return same / same.sum(dim=1, keepdim=True)
+
     def forward(
-        self, motion_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor
+        self,
+        motion_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        positive_keys: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if motion_features.shape != text_features.shape or motion_features.ndim != 2:
             raise ValueError(
@@ -128,4 +152,8 @@ class ClipLoss(nn.Module):
                 logits_per_motion = scale * all_motion @ all_text.t()  # (N, N)
                 logits_per_text = logits_per_motion.t()
             labels = self._targets(motion.shape[0], motion.device)
+            if positive_keys is not None:
+                soft = self._soft_targets(positive_keys.to(motion.device), motion.shape[0])
+                if soft is not None:
+                    labels = soft
             return (F.cross_entropy(logits_per_motion, labels) + F.cross_entropy(logits_per_text, labels)) / 2.0
