@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from modeling_motionpatch import MotionPatchModel, MotionPatchProcessor
+from modeling_motionpatch import MotionPatchModel, MotionPatchProcessor, record_processor
 from modeling_motionpatch.atomic_folder import replace_folder
 
 from .arguments import DataArguments, ModelArguments, TrainingArguments, args_to_dict
@@ -313,6 +313,7 @@ def build_run(accelerator, model_args: ModelArguments, data_args: DataArguments,
         model.config.motion_config.image_size[1] // 5, data_args.fps, splits.input_fps,
     )  # fmt: skip
     processor = MotionPatchProcessor(feature_extractor, tokenizer)
+    record_processor(model.config, processor)  # config.json records the skeleton; a mismatched pairing then fails
     sampler, train_dl, eval_dls = build_loaders(accelerator, splits, processor, model_args, data_args, training_args)
 
     optimizer = build_optimizer(model, training_args)
