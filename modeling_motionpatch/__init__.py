@@ -6,9 +6,15 @@ Importing this package registers the classes with transformers' Auto classes, so
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 
-from .configuration_motionpatch import MotionPatchConfig, MotionPatchInteractionConfig, MotionPatchLoadError
+from .configuration_motionpatch import (
+    MotionPatchConfig,
+    MotionPatchInteractionConfig,
+    MotionPatchLoadError,
+    MotionPatchWeightsError,
+)
 from .dataset_motion_values import add_motion_values
 from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
+from .folder_checks import MotionPatchMismatchError, check_model_processor, record_processor
 from .modeling_motionpatch import (
     MotionPatchInteractionModel,
     MotionPatchModel,
@@ -51,6 +57,8 @@ __all__ = [
     "MotionPatchInteractionConfig",
     "MotionPatchInteractionModel",
     "MotionPatchLoadError",
+    "MotionPatchMismatchError",
+    "MotionPatchWeightsError",
     "MotionPatchModel",
     "MotionPatchOutput",
     "MotionPatchPreTrainedModel",
@@ -60,10 +68,12 @@ __all__ = [
     "SkeletonError",
     "add_motion_values",
     "available_skeletons",
+    "check_model_processor",
     "chain_interpolation_matrix",
     "chain_sample_positions",
     "get_skeleton",
     "motion_text_contrastive_loss",
+    "record_processor",
     "register_skeleton",
     "resample_fps",
     "similarity_logits",

@@ -18,6 +18,11 @@ class MotionPatchLoadError(OSError, ValueError):
     """
 
 
+class MotionPatchWeightsError(MotionPatchLoadError):
+    """``model.safetensors`` lacks tensors the model needs, or holds tensors it does not use (the message names the
+    keys); loading would leave randomly initialised weights in the model."""
+
+
 def _named_file(pretrained_model_name_or_path, filename: str) -> str:
     """``folder/filename`` for a local folder, else ``filename of 'org/name'``."""
     folder = Path(str(pretrained_model_name_or_path)).expanduser()
@@ -65,6 +70,10 @@ class MotionPatchConfig(PreTrainedConfig):
             (:func:`~.retrieval_metrics.calibrate_match_threshold`). The zero-shot pipeline and the search index
             report ``match`` next to their scores with it, so that "nothing fits" is said rather than the best of bad
             candidates shown as a hit. `None`: not calibrated (``match`` is then `None`).
+        skeleton (`dict`, *optional*): the skeleton and patch geometry of the processor the model was trained with
+            (``name``, ``joint_names``, ``chains``, ``points_per_part``, ``max_frames``), written at save time by
+            training and conversion (``folder_checks.record_processor``); when present, pairing the model with a
+            processor of another skeleton raises ``MotionPatchMismatchError``. ``None`` in older folders (no check).
     """
 
     model_type = "motionpatch"
@@ -86,6 +95,7 @@ class MotionPatchConfig(PreTrainedConfig):
     mask_motion_padding: bool = False
     initializer_range: float = 0.02
     match_threshold: float | None = None
+    skeleton: dict | None = None
 
     def __post_init__(self, **kwargs):
         if self.motion_config is None:
@@ -164,4 +174,4 @@ class MotionPatchInteractionConfig(MotionPatchConfig):
             raise ValueError(f"num_persons must be at least 2 for an interaction model, got {self.num_persons}.")
 
 
-__all__ = ["PIPELINE_TASK", "MotionPatchConfig", "MotionPatchInteractionConfig"]
+__all__ = ["PIPELINE_TASK", "MotionPatchConfig", "MotionPatchInteractionConfig", "MotionPatchLoadError", "MotionPatchWeightsError"]

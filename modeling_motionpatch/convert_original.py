@@ -39,6 +39,7 @@ from transformers import AutoConfig, AutoTokenizer
 from .atomic_folder import atomic_folder
 from .convert_timm import quiet_transformers
 from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
+from .folder_checks import record_processor
 from .modeling_motionpatch import MotionPatchModel
 from .original_checkpoint import (
     HEAD_KEYS,
@@ -262,6 +263,7 @@ def convert_original_checkpoint(
     except ValueError as err:
         raise ConversionError(f"Invalid statistics: {err}") from None
     processor = MotionPatchProcessor(feature_extractor, tok)
+    record_processor(model.config, processor)
     card = render_model_card(model, preset, checkpoint, stats_note, os.fspath(tokenizer), push_to_hub or output.name)
 
     # 2. write atomically: a temporary sibling that replaces `output` (old content and all) once complete

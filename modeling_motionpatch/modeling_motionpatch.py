@@ -20,6 +20,7 @@ from .configuration_motionpatch import (
     MotionPatchConfig,
     MotionPatchInteractionConfig,
     MotionPatchLoadError,
+    MotionPatchWeightsError,
     _named_file,
 )
 
@@ -155,6 +156,29 @@ def _pickle_only_weights(pretrained_model_name_or_path) -> list[str]:
     return [str(p) for p in sorted(folder.iterdir()) if p.suffix in _PICKLE_SUFFIXES and p.is_file()]
 
 
+def _check_loading_info(info: dict, pretrained_model_name_or_path) -> None:
+    """Raise :class:`MotionPatchWeightsError` for the missing / unexpected keys of transformers' loading report."""
+    missing, unexpected = sorted(info.get("missing_keys") or ()), sorted(info.get("unexpected_keys") or ())
+    if not missing and not unexpected:
+        return
+
+    def keys(names):
+        return ", ".join(names[:10]) + (f" ... ({len(names)} in all)" if len(names) > 10 else "")
+
+    parts = []
+    if missing:
+        parts.append(f"it lacks {len(missing)} tensor(s) the model needs ({keys(missing)}), which would be left "
+                     "randomly initialised")  # fmt: skip
+    if unexpected:
+        parts.append(f"it holds {len(unexpected)} tensor(s) the model does not use ({keys(unexpected)})")
+    raise MotionPatchWeightsError(
+        f"{_named_file(pretrained_model_name_or_path, 'model.safetensors')} does not match config.json: "
+        + "; ".join(parts)
+        + ". Re-save the model with save_pretrained() (or re-download it), check that config.json is the one saved "
+        "with these weights, or pass allow_missing_weights=True to accept new, untrained weights (e.g. to fine-tune)."
+    )
+
+
 # ---------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------
@@ -183,13 +207,26 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
         file and a ``config.json`` of another model type raise :class:`MotionPatchLoadError` (an ``OSError`` and
         a ``ValueError``) that names the file. ``use_safetensors=False`` restores transformers' fallback to
         ``torch.load(weights_only=True)`` for pickles you trust.
+
+        Weights that the model needs but ``model.safetensors`` lacks (they would be left randomly initialised) and
+        tensors of the file that the model does not use raise :class:`MotionPatchWeightsError` naming the keys
+        (from transformers' own loading report). ``allow_missing_weights=True`` accepts them (transformers then only
+        warns), for instance to fine-tune a new head; ``ignore_mismatched_sizes=True`` accepts re-initialised
+        tensors of another shape, as in transformers. ``output_loading_info=True`` returns the report as usual.
         """
         from safetensors import SafetensorError
 
         if kwargs.get("use_safetensors") is None:
             kwargs["use_safetensors"] = True
+        allow_missing_weights = bool(kwargs.pop("allow_missing_weights", False))
+        output_loading_info = bool(kwargs.pop("output_loading_info", False))
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+            if not allow_missing_weights:
+                _check_loading_info(info, pretrained_model_name_or_path)
+            return (model, info) if output_loading_info else model
         except SafetensorError as e:
             bad = _unreadable_safetensors(pretrained_model_name_or_path) or [
                 _named_file(pretrained_model_name_or_path, "model.safetensors")

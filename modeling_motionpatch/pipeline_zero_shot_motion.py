@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from transformers import Pipeline
 
 from .configuration_motionpatch import PIPELINE_TASK
+from .folder_checks import check_model_processor
 from .modeling_motionpatch import similarity_logits
 from .motion_patches import as_motion_array, is_nested_list_motion
 
@@ -156,6 +157,11 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
     _load_image_processor = False
     _load_feature_extractor = False
     _load_tokenizer = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if getattr(self, "processor", None) is not None:
+            check_model_processor(self.model, self.processor)  # MotionPatchMismatchError when they do not fit
 
     def __call__(self, motions, candidate_labels: Sequence[str] | str | None = None, **kwargs):
         if isinstance(motions, np.ndarray) and motions.ndim == 4:

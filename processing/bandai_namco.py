@@ -69,6 +69,9 @@ __all__ = [
     "BANDAI_STYLE_PHRASES",
     "BANDAI_TO_HUMANML3D",
     "BVHImportWarning",
+    "MIN_TAKE_FRAMES",
+    "TOO_SHORT_REASON",
+    "hierarchy_digest",
     "assign_splits",
     "bandai_labels",
     "bandai_to_humanml3d",
@@ -83,6 +86,12 @@ __all__ = [
     "split_of_take",
     "take_number",
 ]
+
+
+#: takes with fewer frames (after resampling) are skipped: one frame is a pose, not a motion
+MIN_TAKE_FRAMES = 2
+TOO_SHORT_REASON = "take shorter than the minimum"
+OTHER_JOINT_COUNT_REASON = "hierarchy with another joint count than the primary skeleton's"
 
 
 class BVHImportWarning(UserWarning):
@@ -167,8 +176,17 @@ def load_bvh_collection(
     output_skeleton: str | Skeleton | None = None,
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 256,
+    min_frames: int = MIN_TAKE_FRAMES,
 ) -> tuple[datasets.DatasetDict, Skeleton]:
     """Import every BVH file under ``root`` matching ``pattern`` into the motionpatch schema.
+
+    A folder may mix hierarchies (rigs): each distinct hierarchy (joint names and parents) gets its own skeleton,
+    and each row's ``skeleton`` column names it. The *primary* skeleton - the one returned (and saved as
+    ``skeleton.json`` by ``motionpatch-prepare``, which computes the statistics over its rows only) - is the
+    hierarchy of the most files, ties broken by the smallest hierarchy digest (sha1 of names and parents), so it
+    never depends on file names or their order. It is registered as ``skeleton_name`` (default
+    ``bvh-<root folder>``), the others as ``<that name>-<digest>``. Hierarchies with another joint count than
+    the primary's cannot share the dataset's ``motion`` column and are counted skips (import them separately).
 
     Args:
         root: the collection folder; ``source`` is each file's path relative to it and ``id`` its stem
@@ -191,13 +209,17 @@ def load_bvh_collection(
             kinematics (e.g. :func:`bandai_to_humanml3d`); then ``output_skeleton`` names the result's skeleton.
         cache_dir: where the Arrow files are written (a new temporary folder by default).
         batch_size: clips per Arrow record batch.
+        min_frames: takes with fewer frames (after ``target_fps`` resampling) are counted skips with the reason
+            ``"take shorter than the minimum"``; default 2 (a ``Frames: 1`` take holds a pose, not a motion).
 
     Returns:
-        ``(DatasetDict, Skeleton)``. Files that fail to parse, have another hierarchy than the first
-        file, or whose labels cannot be read are skipped, counted and reported in one
+        ``(DatasetDict, Skeleton)`` (the primary skeleton). Files that fail to parse, are too short, have a
+        hierarchy that cannot join the dataset, or whose labels cannot be read are skipped, counted and reported in one
         :class:`BVHImportWarning` (its ``skipped`` maps reason -> files, ``errors`` holds the first errors;
         ``motionpatch-prepare`` copies both into its report); no file is dropped silently.
     """
+    if min_frames < 1:
+        raise ValueError(f"min_frames must be at least 1, got {min_frames}.")
     if convert is not None and output_skeleton is None:
         raise ValueError("`convert` changes the joints: pass `output_skeleton` (a registered name or a Skeleton).")
     if labels is not None and not (labels == "sidecar" or isinstance(labels, Mapping) or callable(labels)):
@@ -209,14 +231,41 @@ def load_bvh_collection(
         _report_skips(skipped, len(files), root)
         raise ValueError(f"none of the {len(files)} BVH files under {root} could be imported; see the warning.")
 
-    reference = parsed[0][1]
-    native = _register_native_skeleton(reference, skeleton_name, f"bvh-{root.name}", scale, up_axis, chains)
-    skeleton = native if output_skeleton is None else get_skeleton(output_skeleton)
+    base = skeleton_name or f"bvh-{root.name}"
+    groups = _group_by_hierarchy(parsed)  # primary first: most files, ties broken by the hierarchy digest
+    skeleton_of: dict[str, Skeleton] = {}  # hierarchy digest -> the skeleton of its rows
+    native = None
+    for k, (digest, members) in enumerate(groups.items()):
+        reference = members[0][1]
+        if k == 0:
+            native = _register_native_skeleton(reference, skeleton_name, base, scale, up_axis, chains)
+            skeleton_of[digest] = native if output_skeleton is None else get_skeleton(output_skeleton)
+            continue
+        if output_skeleton is not None:  # `convert` maps every hierarchy onto the output skeleton (by joint name)
+            skeleton_of[digest] = get_skeleton(output_skeleton)
+            continue
+        reason = None
+        if reference.hierarchy.num_joints != native.num_joints:
+            reason, why = OTHER_JOINT_COUNT_REASON, (
+                f"its hierarchy has {reference.hierarchy.num_joints} joints, but the primary skeleton {native.name!r} "
+                f"has {native.num_joints}; one dataset holds one joint count: import these files separately "
+                "(--pattern or another folder)")  # fmt: skip
+        else:
+            try:
+                skeleton_of[digest] = _register_native_skeleton(reference, None, f"{base}-{digest}", scale, up_axis, None)
+            except SkeletonError as err:
+                reason, why = "hierarchy without derivable chains", f"its body-part chains cannot be derived ({err})"
+        if reason is not None:
+            skipped.extend((rels[i], reason, why) for i, _, _ in members)
+    digest_of = {i: digest for digest, members in groups.items() for i, _, _ in members}
+    parsed = [item for item in parsed if digest_of[item[0]] in skeleton_of]
+    skeleton = skeleton_of[next(iter(groups))]
 
     positions = forward_kinematics_batch([d for _, d, _ in parsed], scale=scale, up_axis=up_axis)
     split_of = dict(zip(ids, assign_splits(ids, splits, seed, fractions)))
     rows: list[tuple[str, dict[str, Any]]] = []
     for (i, data, fields), pos in zip(parsed, positions):
+        row_skeleton = skeleton_of[digest_of[i]]
         if convert is not None:
             pos = convert(pos, data.hierarchy.names)
         fps = data.fps
@@ -226,6 +275,10 @@ def load_bvh_collection(
         if target_fps is not None:
             pos = resample_fps(pos, fps, target_fps, mode="linear")
             fps = float(target_fps)
+        if pos.shape[0] < min_frames:
+            skipped.append((rels[i], TOO_SHORT_REASON, f"{data.num_frames} frame(s) at {data.fps:g} fps give "
+                            f"{pos.shape[0]} at {fps:g} fps; at least {min_frames} are needed"))  # fmt: skip
+            continue
         if pos.shape[1] != skeleton.num_joints:
             raise ValueError(
                 f"{rels[i]}: {pos.shape[1]} joints after conversion but skeleton {skeleton.name!r} has "
@@ -239,7 +292,7 @@ def load_bvh_collection(
                     "id": ids[i],
                     "motion": np.asarray(pos, dtype=np.float32),
                     "fps": fps,
-                    "skeleton": skeleton.name,
+                    "skeleton": row_skeleton.name,
                     "captions": captions,
                     "labels": list(fields.values()),
                     "source": rels[i],
@@ -248,6 +301,8 @@ def load_bvh_collection(
             )
         )
     _report_skips(skipped, len(files), root)
+    if not rows:
+        raise ValueError(f"none of the {len(files)} BVH files under {root} could be imported; see the warning.")
     return write_arrow_splits(rows, motion_features(skeleton.num_joints), cache_dir, batch_size), skeleton
 
 
@@ -260,10 +315,9 @@ def _parse_collection(
     keep_end_sites: bool,
 ) -> tuple[list[tuple[int, BVHData, OrderedDict]], list[tuple[str, str, str]]]:
     """Parse every file and read its labels: ``(parsed, skipped)`` with ``(index, data, fields)`` per imported
-    file (the first one is the reference hierarchy) and ``(file, reason, first line of the error)`` per skip."""
+    file and ``(file, reason, first line of the error)`` per skip."""
     skipped: list[tuple[str, str, str]] = []
     parsed: list[tuple[int, BVHData, OrderedDict]] = []
-    reference: BVHData | None = None
     for i, path in enumerate(files):
         try:
             data = parse_bvh(path, keep_end_sites=keep_end_sites)
@@ -275,17 +329,23 @@ def _parse_collection(
         except (ValueError, OSError, KeyError) as err:
             skipped.append((rels[i], "unreadable labels", str(err).splitlines()[0]))
             continue
-        if reference is None:
-            reference = data
-        elif data.hierarchy is not reference.hierarchy and (
-            data.hierarchy.names != reference.hierarchy.names
-            or not np.array_equal(data.hierarchy.parents, reference.hierarchy.parents)
-        ):
-            skipped.append((rels[i], "hierarchy differs from the first file's",
-                            f"its hierarchy differs from the first file's ({reference.source})"))
-            continue
         parsed.append((i, data, fields))
     return parsed, skipped
+
+
+def hierarchy_digest(data: BVHData) -> str:
+    """8 hex digits of the sha1 of a hierarchy's joint names and parents: its identity, independent of files."""
+    key = json.dumps([list(data.hierarchy.names), [int(p) for p in data.hierarchy.parents]])
+    return hashlib.sha1(key.encode()).hexdigest()[:8]
+
+
+def _group_by_hierarchy(parsed: list[tuple[int, BVHData, OrderedDict]]) -> dict[str, list]:
+    """The parsed files grouped by hierarchy digest, the primary group first: the most files, ties broken by the
+    smallest digest (never by file names)."""
+    groups: dict[str, list] = {}
+    for item in parsed:
+        groups.setdefault(hierarchy_digest(item[1]), []).append(item)
+    return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
 
 
 def _collection_files(root: str | os.PathLike, pattern: str) -> tuple[Path, list[Path], list[str], list[str], list[str]]:

@@ -454,6 +454,32 @@ def _parse_floats(data: bytes, source: str, first_line: int) -> np.ndarray:
     )
 
 
+#: bytes of MOTION text parsed at a time: the parse's temporaries (~8x the text) stay bounded for long takes
+MOTION_CHUNK_BYTES = 1 << 20
+
+
+def _parse_motion_values(data: bytes, start: int, expected: int, source: str, first_line: int) -> tuple[np.ndarray, int]:
+    """The numbers of ``data[start:]`` parsed in chunks of about :data:`MOTION_CHUNK_BYTES` (cut at line ends)
+    into one preallocated float64 array of ``expected`` values; returns ``(values, number found)`` (values past
+    ``expected`` are counted, not kept). Peak memory: the values plus one chunk's temporaries."""
+    view = memoryview(data)
+    out = np.empty(expected, dtype=np.float64)
+    found, pos, line = 0, start, first_line
+    while pos < len(data):
+        end = min(len(data), pos + MOTION_CHUNK_BYTES)
+        if end < len(data):
+            cut = data.rfind(b"\n", pos, end)
+            end = cut + 1 if cut >= pos else (data.find(b"\n", end) + 1 or len(data))
+        chunk = bytes(view[pos:end])
+        values = _parse_floats(chunk, source, line)
+        keep = max(0, min(values.shape[0], expected - found))
+        out[found : found + keep] = values[:keep]
+        found += values.shape[0]
+        line += chunk.count(b"\n")
+        pos = end
+    return (out if found >= expected else out[:found]), found
+
+
 def _frame_count(token: str) -> int:
     n = int(token) if token.isascii() and token.isdigit() else -1
     if n < 0:
@@ -515,24 +541,23 @@ def parse_bvh_string(
     frame_time, pos, time_line = _motion_header(
         data, _FRAME_TIME_RE, pos, frames_line, source, "'Frame Time: <seconds>' after 'Frames:'", _frame_time
     )
-    body = data[pos:]
-    values = _parse_floats(body, source, time_line + 1)
     n_channels = hierarchy.num_channels
     expected = n_frames * n_channels
-    if values.shape[0] != expected:
+    values, found = _parse_motion_values(data, pos, expected, source, time_line + 1)
+    if found != expected:
         if n_channels == 0:
             raise BVHError(
                 f"{source}: line {time_line + 1}: the hierarchy declares no CHANNELS but the MOTION section holds "
                 "values.",
                 "MOTION values do not match Frames x channels",
             )
-        complete = values.shape[0] // n_channels
-        last_line = time_line + body.count(b"\n") + (0 if body.endswith(b"\n") or not body else 1)
-        problem = "truncated" if values.shape[0] < expected else "longer than declared"
+        complete = found // n_channels
+        last_line = time_line + data.count(b"\n", pos) + (0 if data.endswith(b"\n") or len(data) == pos else 1)
+        problem = "truncated" if found < expected else "longer than declared"
         msg = (
             f"{source}: MOTION declares Frames: {n_frames} x {n_channels} channels = {expected} values, but lines "
-            f"{time_line + 1}-{last_line} hold {values.shape[0]} values ({complete} complete frames"
-            f"{', plus a partial frame' if values.shape[0] % n_channels else ''}): the file is {problem}. "
+            f"{time_line + 1}-{last_line} hold {found} values ({complete} complete frames"
+            f"{', plus a partial frame' if found % n_channels else ''}): the file is {problem}. "
             "Re-export it, or pass strict=False to keep the complete frames."
         )
         if strict or complete == 0:
@@ -540,7 +565,7 @@ def parse_bvh_string(
         logger.warning("%s Keeping %d frames.", msg, min(complete, n_frames))
         n_frames = min(complete, n_frames)
         values = values[: n_frames * n_channels]
-    values = values.reshape(n_frames, n_channels)
+    values = values[: n_frames * n_channels].reshape(n_frames, n_channels)
     if not np.isfinite(values).all():
         flat = int(np.flatnonzero(~np.isfinite(values.ravel()))[0])
         f, c = divmod(flat, n_channels)
@@ -703,6 +728,10 @@ def _check_up_axis(up_axis: str) -> str:
     return key
 
 
+#: frames solved per forward-kinematics call (its float64 temporaries are ~150 bytes per joint and frame)
+FK_CHUNK_FRAMES = 2048
+
+
 def forward_kinematics(
     data: BVHData,
     scale: float = 1.0,
@@ -729,8 +758,14 @@ def forward_kinematics(
     """
     up_axis = _check_up_axis(up_axis)
     h = data.hierarchy
-    plan = _fk_plan(h)
     t, j = data.values.shape[0], h.num_joints
+    if t > FK_CHUNK_FRAMES:  # frames are independent: long takes in bounded memory, one chunk at a time
+        out = np.empty((t, j, 3), dtype=dtype)
+        for s in range(0, t, FK_CHUNK_FRAMES):
+            part = BVHData(data.source, h, data.frame_time, data.values[s : s + FK_CHUNK_FRAMES])
+            out[s : s + FK_CHUNK_FRAMES] = forward_kinematics(part, scale, up_axis, dtype, compute_dtype)
+        return out
+    plan = _fk_plan(h)
     ft = np.dtype(compute_dtype)
     vt = np.ascontiguousarray(data.values.T, dtype=ft)  # (C, T): one contiguous row per channel
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 
 from modeling_motionpatch import get_skeleton
 
@@ -38,6 +39,7 @@ from .io import (
     PrepareReport,
     SkippedSamplesWarning,
     push_prepared,
+    skeleton_row_counts,
     save_prepared,
     source_info,
 )
@@ -112,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0, help="length factor to metres (e.g. 0.01 for centimetres)")
     p.add_argument("--up-axis", choices=("y", "z"), default="y", help="vertical axis of the BVH files (default y)")
     p.add_argument("--skeleton-name", default=None, help="name of the derived skeleton (default bvh-<root folder>)")
+    p.add_argument("--min-frames", type=int, default=2,
+                   help="takes with fewer frames (after --target-fps) are skipped and counted (default 2)")
     p.add_argument("--target-fps", type=float, default=20.0,
                    help="linear frame-rate conversion to this rate (default 20, the models' rate; 0 keeps the files' rate)")
     p.add_argument("--sidecar-labels", action="store_true",
@@ -208,6 +212,7 @@ def _load(args: argparse.Namespace) -> tuple[datasets.DatasetDict, PrepareReport
         loader = _optional_module("bandai_namco", "load_bvh_collection")
         kwargs = {"pattern": args.pattern, "scale": args.scale, "up_axis": args.up_axis,
                   "skeleton_name": args.skeleton_name, "target_fps": args.target_fps or None,
+                  "min_frames": args.min_frames,
                   "labels": "sidecar" if args.sidecar_labels else None,
                   "caption_template": args.caption_template if args.sidecar_labels else None}
         return _with_report("bvh", args.root, _call(loader.load_bvh_collection, args.root, kwargs), kwargs)
@@ -316,15 +321,34 @@ def _prepare(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Arg
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         _record_warning(report, w.message)
     report.command = "motionpatch-prepare " + shlex.join(str(a) for a in argv)
+    others = sorted(set(skeleton_row_counts(dd)) - {report.skeleton.name})
+    if others:
+        report.messages.append(
+            f"rows of {len(others) + 1} skeletons (one per distinct BVH hierarchy): skeleton.json and the statistics "
+            f"are those of the primary skeleton {report.skeleton.name!r} (the hierarchy of the most files); rows of "
+            f"{others} name their own skeleton in the `skeleton` column"
+        )
     if args.mirror:
+        if others:
+            parser.error(f"--mirror: the dataset mixes skeletons ({[report.skeleton.name, *others]}); mirroring swaps "
+                         "the joints of one skeleton: prepare each hierarchy separately (--pattern) to mirror it.")  # fmt: skip
         if not report.skeleton.left_right_pairs:
             parser.error(f"--mirror: skeleton {report.skeleton.name!r} has no left/right joint pairs to swap.")
         dd, report.mirrored_added = add_mirrored(dd, report.skeleton)
     stats = None
     if args.statistics != "none":
-        stats = compute_dataset_statistics(dd, splits="all" if args.statistics == "all" else "train")
+        primary = _rows_of_skeleton(dd, report.skeleton.name) if others else dd
+        stats = compute_dataset_statistics(primary, splits="all" if args.statistics == "all" else "train")
     save_atomically(dd, args.output, report, statistics=stats, format=args.format)
     return report
+
+
+def _rows_of_skeleton(dd: datasets.DatasetDict, name: str) -> datasets.DatasetDict:
+    """The rows of skeleton ``name`` (statistics are per joint: they are computed over one skeleton's rows)."""
+    return datasets.DatasetDict({
+        split: ds.select(np.flatnonzero(np.asarray(ds.data.column("skeleton").to_numpy(zero_copy_only=False)) == name))
+        for split, ds in dd.items()
+    })  # fmt: skip
 
 
 def _record_warning(report: PrepareReport, message: Warning) -> None:

@@ -303,6 +303,8 @@ class PrepareReport:
         parameters: loader options, for the card.
         class_names: classification labels (BABEL-style sources).
         counts: samples per split, filled by :meth:`finalize`.
+        skeleton_rows: rows per skeleton name (the ``skeleton`` column), filled by :meth:`finalize`; a BVH folder
+            that mixes rigs has several, ``skeleton`` being the primary one.
         command: the command line that produced the dataset (set by the CLI).
     """
 
@@ -316,6 +318,7 @@ class PrepareReport:
     parameters: dict[str, Any] = field(default_factory=dict)
     class_names: list[str] | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    skeleton_rows: dict[str, int] = field(default_factory=dict)
     command: str | None = None
     mirrored_added: int = 0
 
@@ -336,6 +339,7 @@ class PrepareReport:
 
     def finalize(self, dataset_dict: datasets.DatasetDict) -> None:
         self.counts = {split: len(ds) for split, ds in dataset_dict.items()}
+        self.skeleton_rows = skeleton_row_counts(dataset_dict)
 
     def to_dict(self) -> dict[str, Any]:
         info = self.info
@@ -346,6 +350,7 @@ class PrepareReport:
             "skeleton": self.skeleton.name,
             "fps": self.fps,
             "counts": dict(self.counts),
+            "skeleton_rows": dict(self.skeleton_rows),
             "skipped": self.skipped.to_dict(),
             "remarks": self.remarks.to_dict(),
             "messages": list(self.messages),
@@ -371,9 +376,24 @@ class PrepareReport:
             parameters=dict(data.get("parameters", {})),
             class_names=data.get("class_names"),
             counts=dict(data.get("counts", {})),
+            skeleton_rows=dict(data.get("skeleton_rows", {})),
             command=data.get("command"),
             mirrored_added=int(data.get("mirrored_added", 0)),
         )
+
+
+def skeleton_row_counts(dataset_dict: datasets.DatasetDict) -> dict[str, int]:
+    """Rows per value of the ``skeleton`` column over all splits (Arrow ``value_counts``, no Python loop over
+    rows), most rows first, ties by name."""
+    import pyarrow.compute as pc
+
+    counts: dict[str, int] = {}
+    for ds in dataset_dict.values():
+        if "skeleton" not in ds.column_names or not len(ds):
+            continue
+        for item in pc.value_counts(ds.data.column("skeleton")).to_pylist():
+            counts[item["values"]] = counts.get(item["values"], 0) + int(item["counts"])
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _jsonable(value: Any) -> Any:

@@ -219,7 +219,11 @@ class TrainingArguments:
     """How to train: optimisation, precision, checkpoints, evaluation, logging and the Hub."""
 
     output_dir: str = arg("runs/motionpatch", "Where checkpoints, logs and best/ go.")
-    overwrite_output_dir: bool = arg(False, "Allow starting a new run in a folder that already has checkpoints.")
+    overwrite_output_dir: bool = arg(
+        False,
+        "Start a new run in a folder that holds an earlier run (best/, checkpoints/, log.jsonl, summary.json), "
+        "removing those outputs first; without it (or --resume_from_checkpoint) such a folder is refused.",
+    )
     seed: int = arg(42, "Seed of initialisation, shuffling, captions and crops.")
     num_train_epochs: int = arg(50, "Epochs (passes over the training split).")
     max_steps: int = arg(-1, "Stop after this many optimizer steps (overrides epochs).")

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from modeling_motionpatch import MotionPatchModel, MotionPatchProcessor
+from modeling_motionpatch import MotionPatchModel, MotionPatchProcessor, record_processor
 from modeling_motionpatch.atomic_folder import replace_folder
 from modeling_motionpatch.retrieval_metrics import calibrate_match_threshold
 
@@ -99,6 +99,21 @@ class RunResult:
     total_seconds: float = 0.0
     samples_per_second: float = 0.0
     pushed_to: str | None = None
+
+
+def write_atomically(path: Path, content) -> None:
+    """Write ``path`` through a temporary sibling renamed into place: a failed write (full disk, kill) leaves the
+    previous file or none, never a truncated one. ``content`` is the text, or a function that writes a given path."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if callable(content):
+            content(tmp)
+        else:
+            tmp.write_text(content, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class JsonlLog:
@@ -321,6 +336,7 @@ def build_run(accelerator, model_args: ModelArguments, data_args: DataArguments,
         model.config.motion_config.image_size[1] // 5, data_args.fps, splits.input_fps, data_args.body_frame,
     )  # fmt: skip
     processor = MotionPatchProcessor(feature_extractor, tokenizer)
+    record_processor(model.config, processor)  # config.json records the skeleton; a mismatched pairing then fails
     sampler, train_dl, eval_dls = build_loaders(accelerator, splits, processor, model_args, data_args, training_args)
 
     optimizer = build_optimizer(model, training_args)
@@ -369,7 +385,7 @@ def start_logs(run: Run, resume_path: Path | None) -> None:
 
     run.run_config = args_to_dict(run.model_args, run.data_args, ta)
     if run.is_main:
-        (output_dir / "training_args.yaml").write_text(yaml.safe_dump(run.run_config, sort_keys=False))
+        write_atomically(output_dir / "training_args.yaml", yaml.safe_dump(run.run_config, sort_keys=False))
     if ta.trackers:
         init_kwargs = {"wandb": {"name": ta.run_name or output_dir.name}}
         accelerator.init_trackers(ta.run_name or output_dir.name or "motionpatch",
@@ -717,14 +733,18 @@ def save_best(run: Run, metrics: dict[str, float]) -> None:
         tmp = run.output_dir / f".tmp-{BEST_DIR}"
         if tmp.exists():
             shutil.rmtree(tmp)
-        run.unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-        run.processor.save_pretrained(tmp)
-        (tmp / "validation_results.json").write_text(json.dumps(
-            {"step": run.state.global_step, "epoch": run.state.epoch, "metrics": metrics,
-             "match_threshold": calibration}, indent=1))  # fmt: skip
-        (tmp / "training_args.yaml").write_text(yaml.safe_dump(run.run_config, sort_keys=False))
-        write_card(run, tmp, test_metrics=None, test_table=None, test_size=None)
-        replace_folder(tmp, run.best_dir)
+        try:
+            run.unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            run.processor.save_pretrained(tmp)
+            (tmp / "validation_results.json").write_text(json.dumps(
+                {"step": run.state.global_step, "epoch": run.state.epoch, "metrics": metrics,
+                 "match_threshold": calibration}, indent=1))  # fmt: skip
+            (tmp / "training_args.yaml").write_text(yaml.safe_dump(run.run_config, sort_keys=False))
+            write_card(run, tmp, test_metrics=None, test_table=None, test_size=None)
+            replace_folder(tmp, run.best_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed save (full disk...) leaves the previous best/ only
+            raise
     run.accelerator.wait_for_everyone()
 
 
@@ -763,7 +783,7 @@ def write_card(run: Run, folder: Path, test_metrics, test_table, test_size) -> N
         repo_or_path=ta.push_to_hub or str(run.best_dir),
         training_config="`training_args.yaml` in this folder",
     )  # fmt: skip
-    card.save(str(folder / "README.md"))
+    write_atomically(folder / "README.md", lambda tmp: card.save(str(tmp)))
 
 
 def keep_final_model_if_unvalidated(run: Run) -> None:
@@ -821,7 +841,7 @@ def evaluate_test(run: Run) -> HeldOutResults:
         results, notes = retrieval_metrics(text, motion, captions, run.data_args.eval_protocols, ta.seed)
         chance = chance_levels(captions, list(results), ta.seed)
         out = HeldOutResults(flatten_metrics(results), flatten_metrics(chance), results_table(results, chance), len(captions))
-        (run.best_dir / "test_results.json").write_text(json.dumps(
+        write_atomically(run.best_dir / "test_results.json", json.dumps(
             {"split": run.data_args.test_split, "num_motions": len(captions), "checkpoint_step": state.best_step,
              "metrics": out.metrics, "chance": out.chance, "protocols": results, "notes": notes}, indent=1,
             default=json_default))  # fmt: skip
@@ -858,7 +878,7 @@ def finish(run: Run, t_start: float, train_seconds: float, test: HeldOutResults,
         pushed_to=pushed,
     )  # fmt: skip
     if run.is_main:
-        (run.output_dir / SUMMARY_FILE).write_text(json.dumps(asdict(result), indent=1, default=json_default))
+        write_atomically(run.output_dir / SUMMARY_FILE, json.dumps(asdict(result), indent=1, default=json_default))
         run.jsonl.write({"type": "summary", "step": state.global_step, "train_seconds": result.train_seconds,
                          "total_seconds": result.total_seconds})  # fmt: skip
         summary = [

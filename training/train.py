@@ -29,9 +29,12 @@ What one run does:
 from __future__ import annotations
 
 import difflib
+import errno
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, Torc
 from modeling_motionpatch.retrieval import RECALL_AT
 
 from .arguments import DataArguments, ModelArguments, TrainingArguments, parse_args
-from .checkpointing import clean_partial_checkpoints, list_checkpoints, resolve_resume_path
+from .checkpointing import CHECKPOINT_DIR, clean_partial_checkpoints, list_checkpoints, resolve_resume_path
 from .loop import (
     BEST_DIR,
     HANG_ENV,
@@ -100,13 +103,49 @@ def check_run_arguments(data_args: DataArguments, training_args: TrainingArgumen
     output_dir = Path(training_args.output_dir)
     _check_precision(training_args)
     resume_path = resolve_resume_path(training_args.resume_from_checkpoint, output_dir)
-    if resume_path is None and list_checkpoints(output_dir) and not training_args.overwrite_output_dir:
+    earlier = earlier_run_outputs(output_dir)
+    if resume_path is None and earlier and not training_args.overwrite_output_dir:
+        held = "checkpoints" if list_checkpoints(output_dir) else "the outputs"
         raise ValueError(
-            f"{output_dir} already holds checkpoints from an earlier run; pass --resume_from_checkpoint latest to "
-            "continue it, --overwrite_output_dir to start over there, or choose another --output_dir."
+            f"{output_dir} already holds {held} of an earlier run ({', '.join(p.name for p in earlier)}); pass "
+            "--resume_from_checkpoint latest to continue it, --overwrite_output_dir to replace it, or choose another "
+            "--output_dir."
         )
     _check_selection_metric(training_args.metric_for_best_model, data_args.eval_protocols)
     return resume_path
+
+
+#: what a run writes at the top of ``--output_dir``: any of them marks the folder as holding an earlier run
+RUN_OUTPUTS = (BEST_DIR, CHECKPOINT_DIR, LOG_FILE, SUMMARY_FILE)
+
+
+def earlier_run_outputs(output_dir: Path) -> list[Path]:
+    """The outputs of an earlier run in ``output_dir`` (``best/``, checkpoints, ``log.jsonl``, ``summary.json``)."""
+    found = [output_dir / name for name in RUN_OUTPUTS if (output_dir / name).exists()]
+    if output_dir / CHECKPOINT_DIR in found and not list_checkpoints(output_dir):
+        found.remove(output_dir / CHECKPOINT_DIR)  # only leftovers of interrupted saves: removed at start-up anyway
+    return found
+
+
+def _remove_earlier_run(output_dir: Path) -> None:
+    """``--overwrite_output_dir``: remove the earlier run's outputs, so that none of them (an old ``best/``, old
+    checkpoints of later steps that rotation or ``latest`` would pick) mixes with the new run's."""
+    for path in earlier_run_outputs(output_dir):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        logger.warning("--overwrite_output_dir: removed %s of an earlier run", path)
+
+
+def check_output_writable(output_dir: Path) -> None:
+    """Create ``output_dir`` and write (then remove) a small file there, so that a read-only folder or a full disk
+    fails before any loading or training, not at the first save."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-") as fh:
+        fh.write(b"0" * 4096)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def start_accelerator(training_args: TrainingArguments) -> Accelerator:
@@ -120,7 +159,9 @@ def start_accelerator(training_args: TrainingArguments) -> Accelerator:
     set_seed(training_args.seed)
     if accelerator.is_main_process:
         output_dir = Path(training_args.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        check_output_writable(output_dir)
+        if training_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
+            _remove_earlier_run(output_dir)
         removed = clean_partial_checkpoints(output_dir)
         if removed:
             logger.warning("removed incomplete checkpoint folders left by an interrupted save: %s", removed)
@@ -191,7 +232,31 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"motionpatch-train: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, ValueError) else 1
+    except OSError as e:  # a read-only output folder, a full disk...: one line, not a traceback
+        if os.environ.get("MOTIONPATCH_DEBUG"):
+            raise
+        print(f"motionpatch-train: error: {describe_os_error(e)}", file=sys.stderr)
+        return 1
     return 0
+
+
+_WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+                 errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                 errno.EDQUOT: "the disk quota is exceeded"}  # fmt: skip
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an ``OSError``: what failed, on which path, and what to do when it is a write failure."""
+    where = f" ({error.filename})" if error.filename else ""
+    what = _WRITE_ERRNOS.get(error.errno)
+    text = (
+        f"cannot write the training outputs{where}: {what} ({error.strerror or error}). Free disk space, make "
+        "--output_dir writable or choose another one, then run again (complete checkpoints and best/ are kept; "
+        "--resume_from_checkpoint latest continues)."
+        if what
+        else f"{error.strerror or error}{where}."
+    )
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":
