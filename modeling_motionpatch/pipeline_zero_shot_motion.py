@@ -17,6 +17,27 @@ from .modeling_motionpatch import similarity_logits
 from .motion_patches import as_motion_array, is_nested_list_motion
 
 DEFAULT_TEMPLATE = "A person {}."  # the paper's prompt
+#: how captions name their subject: a label that already starts with one is a whole sentence, and a template that
+#: only adds one ("A person {}.") keeps it as it is instead of doubling the subject ("A person a person walks.")
+SUBJECTS = ("a person", "the person", "someone", "somebody", "a man", "a woman", "a human", "a figure", "he ", "she ")
+
+
+def fill_template(template: str, label: str) -> str:
+    """``template.format(label)``, except when the template only puts a subject before the label and the label has
+    one already: then the label is the sentence (capitalised, with the template's ending when it has none)."""
+    prefix, _, suffix = template.partition("{}")
+    if prefix.strip().lower().rstrip() in {s.strip() for s in SUBJECTS} and label.lower().startswith(SUBJECTS):
+        sentence = label[0].upper() + label[1:]
+        return sentence if sentence.rstrip().endswith((".", "!", "?")) else sentence + suffix
+    return template.format(label)
+
+
+def window_starts(length: int, window: int) -> np.ndarray:
+    """Start frames of the windows that cover a motion of ``length`` frames: ``window`` frames each, half a window
+    apart, the last one ending at the motion's end (one window at 0 for a motion that fits)."""
+    if length <= window:
+        return np.zeros(1, dtype=np.int64)
+    return np.unique(np.append(np.arange(0, length - window, max(window // 2, 1)), length - window))
 
 
 def ensemble_prompt_embeddings(text_embeds: torch.Tensor, num_templates: int) -> torch.Tensor:
@@ -151,6 +172,14 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
     of them (returns a list of lists; an iterator for datasets and generators), with ``batch_size`` to run several
     motions per forward pass: batched and one-at-a-time calls give the same scores. ``candidate_labels`` is a list or
     a comma-separated string; ``top_k`` keeps the best ``k`` labels.
+
+    Each result also gives ``similarity`` (the cosine between the motion and the label's prompt embedding) and
+    ``match``: whether that cosine reaches the model's calibrated ``config.match_threshold`` (or ``threshold=``), so a
+    motion that none of the labels describes says so (every ``match`` False) instead of handing the best of bad
+    labels a high softmax score; ``match`` is None for a model without a threshold. Motions longer than the
+    processor's ``max_frames`` are read in windows of ``max_frames`` frames, half a window apart, each put in the
+    body frame from its own first frame; their embeddings are averaged (``windows=False``: the first ``max_frames``
+    frames only, the reference behaviour).
     """
 
     _load_processor = True
@@ -174,8 +203,9 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             motions = list(motions)  # a tuple of motions is a batch, like a list
         return super().__call__(motions, candidate_labels=candidate_labels, **kwargs)
 
-    def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, input_fps=None, top_k=None, **kwargs):
-        preprocess = {}
+    def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, input_fps=None, top_k=None,
+                             threshold=None, windows=None, **kwargs):  # fmt: skip
+        preprocess = {} if windows is None else {"windows": bool(windows)}
         if candidate_labels is not None:
             preprocess["candidate_labels"] = check_candidate_labels(candidate_labels)
         if hypothesis_template is not None:
@@ -183,9 +213,14 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         if input_fps is not None:
             preprocess["input_fps"] = input_fps
         postprocess = {"top_k": check_top_k(top_k)} if top_k is not None else {}
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {threshold!r}.")
+            postprocess["threshold"] = float(threshold)
         return preprocess, {}, postprocess
 
-    def preprocess(self, motion, candidate_labels=None, hypothesis_template=DEFAULT_TEMPLATE, input_fps=None):
+    def preprocess(self, motion, candidate_labels=None, hypothesis_template=DEFAULT_TEMPLATE, input_fps=None,
+                   windows=True):  # fmt: skip
         labels = check_candidate_labels(candidate_labels)
         templates = check_templates(hypothesis_template)
         if isinstance(motion, (str, os.PathLike)):
@@ -199,9 +234,18 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
                 f"one pipeline input holds {len(inputs['motion_values'])} motions; give a batch as one flat list of "
                 f"motions (or a stacked (motions, frames, joints, 3) array). Accepted inputs: {ACCEPTED_INPUTS}."
             )
+        extractor = self.processor.feature_extractor
+        source_fps = input_fps or extractor.input_fps or extractor.fps
+        window = int(np.ceil(extractor.max_frames * source_fps / extractor.fps))
+        length = len(as_motion_array(motion))
+        if windows and length > window:  # a long take: every part of it, in windows (the motion was checked above)
+            clip = as_motion_array(motion)
+            inputs = self.processor(motions=[clip[s : s + window] for s in window_starts(length, window)],
+                                    return_tensors="pt", input_fps=input_fps)  # fmt: skip
         return {
             "motion_values": inputs["motion_values"],
             "motion_attention_mask": inputs["motion_attention_mask"],
+            "num_windows": torch.tensor([len(inputs["motion_values"])]),
             "candidate_labels": labels,  # tuples; batching (pad_collate_fn) turns them into lists of tuples
             "templates": templates,
         }
@@ -214,7 +258,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         key = (tuple(labels), tuple(templates))
         cache = self.__dict__.setdefault("_label_cache", {})
         if key not in cache:
-            sentences = [t.format(label) for t in templates for label in labels]
+            sentences = [fill_template(t, label) for t in templates for label in labels]
             text = self.processor(text=sentences, return_tensors="pt", padding=True)
             text = {k: v.to(self.model.device) for k, v in text.items()}
             with torch.no_grad():
@@ -236,19 +280,32 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
     def _forward(self, model_inputs):
         batch_labels = model_inputs.pop("candidate_labels")
         labels, templates = self._one_label_set(batch_labels, model_inputs.pop("templates"))
+        windows = model_inputs["motion_values"]
+        counts = model_inputs["num_windows"].flatten()  # windows of each motion (batching concatenates them)
         motion = self.model.get_motion_features(
-            motion_values=model_inputs["motion_values"].to(self.model.dtype),
+            motion_values=windows.to(self.model.dtype),
             motion_attention_mask=model_inputs["motion_attention_mask"],
         ).pooler_output
-        motion = F.normalize(motion, dim=-1)
+        motion = F.normalize(motion.float(), dim=-1)
+        if len(counts) != len(motion):  # several windows: the mean of a motion's windows, re-normalised
+            owner = torch.repeat_interleave(torch.arange(len(counts)), counts.cpu()).to(motion.device)
+            motion = F.normalize(torch.zeros(len(counts), motion.shape[1], device=motion.device).index_add_(0, owner, motion), dim=-1)
         text = self.label_embeddings(labels, templates)
         logits = similarity_logits(motion, text, self.model.logit_scale)  # (motions, labels), float32
-        return {"logits": logits, "candidate_labels": batch_labels}  # unbatched per motion by the pipeline iterator
+        similarity = motion @ text.to(motion.device).T
+        return {"logits": logits, "similarity": similarity, "candidate_labels": batch_labels}  # unbatched per motion
 
-    def postprocess(self, model_outputs, top_k: int | None = None) -> list[dict[str, Any]]:
+    def postprocess(self, model_outputs, top_k: int | None = None, threshold: float | None = None) -> list[dict[str, Any]]:
         labels = model_outputs["candidate_labels"]
         scores = model_outputs["logits"][0].softmax(-1).tolist()
-        result = [{"label": label, "score": score} for score, label in sorted(zip(scores, labels), key=lambda x: -x[0])]
+        cosines = model_outputs["similarity"][0].tolist()
+        if threshold is None:
+            threshold = getattr(self.model.config, "match_threshold", None)
+        result = [
+            {"label": label, "score": score, "similarity": cosine,
+             "match": None if threshold is None else cosine >= threshold}
+            for score, cosine, label in sorted(zip(scores, cosines, labels), key=lambda x: -x[0])
+        ]  # fmt: skip
         return result if top_k is None else result[:top_k]
 
 

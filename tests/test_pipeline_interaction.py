@@ -26,7 +26,7 @@ def constructed_folder(tmp_path, tokenizer):
     torch.manual_seed(0)
     model = MotionPatchModel(tiny_config(vocab_size=len(tokenizer), projection_head="linear")).eval()
     processor = MotionPatchProcessor(MotionPatchFeatureExtractor("humanml3d", max_frames=64), tokenizer)
-    motions = random_motions(3, seed=5)
+    motions = random_motions(3, seed=5, lengths=(20, 64))  # within max_frames: one window each
     values = processor(motions=motions, return_tensors="pt")["motion_values"]
     text = processor(text=[f"A person {label}." for label in LABELS], return_tensors="pt", padding=True)
     with torch.no_grad():
@@ -53,7 +53,8 @@ def test_pipeline_returns_the_constructed_labels_and_handles_a_batch(constructed
     assert all(a["score"] >= b["score"] for a, b in zip(single, single[1:]))
     batch = classify(motions, candidate_labels=LABELS)
     assert [r[0]["label"] for r in batch] == LABELS
-    assert classify(motions[2], candidate_labels=LABELS, top_k=1) == [{"label": "kicks", "score": pytest.approx(1, abs=1e-2)}]
+    assert classify(motions[2], candidate_labels=LABELS, top_k=1) == [
+        {"label": "kicks", "score": pytest.approx(1, abs=1e-2), "similarity": pytest.approx(1, abs=1e-3), "match": None}]
 
 
 def test_pipeline_refuses_empty_labels_and_bad_templates(constructed_folder):

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from modeling_motionpatch.pipeline_zero_shot_motion import window_starts
+
 from .data import MotionStore, split_fps
 
 logger = logging.getLogger(__name__)
@@ -484,14 +486,26 @@ def encode_texts(
 
 def encode_motions(
     accelerator, model, processor, get_motion: Callable[[int], Any], num_motions: int, batch_size: int = 64,
-    input_fps: float | None = None,
+    input_fps: float | None = None, windows: bool = False,
 ) -> torch.Tensor:  # fmt: skip
     """L2-normalised ``model.get_motion_features`` of motions ``get_motion(0 .. num_motions - 1)``.
 
     ``get_motion(i)`` returns a ``(T, J, 3)`` array (or a tuple of them for a two-person processor);
-    ``input_fps`` is their frame rate when it differs from the processor's.
+    ``input_fps`` is their frame rate when it differs from the processor's. ``windows=True`` reads motions longer
+    than the processor's ``max_frames`` in windows and averages their embeddings, exactly as the zero-shot pipeline
+    does (single persons; the retrieval protocols keep the first ``max_frames`` frames).
     """
     dtype = getattr(model, "dtype", torch.float32)  # a PreTrainedModel's dtype; float32 for an ONNX model
+    if windows:
+        fe = processor.feature_extractor
+        window = int(np.ceil(fe.max_frames * (input_fps or fe.input_fps or fe.fps) / fe.fps))
+        pieces = [(i, s) for i in range(num_motions) for s in window_starts(len(get_motion(i)), window)]
+        if len(pieces) > num_motions:
+            owner = torch.tensor([i for i, _ in pieces])
+            parts = encode_motions(accelerator, model, processor, lambda k: get_motion(pieces[k][0])[
+                pieces[k][1] : pieces[k][1] + window], len(pieces), batch_size, input_fps)  # fmt: skip
+            pooled = torch.zeros(num_motions, parts.shape[1], dtype=parts.dtype).index_add_(0, owner, parts)
+            return F.normalize(pooled, dim=-1)
 
     def make_batch(idx: list[int]):
         out = processor(motions=[get_motion(i) for i in idx], return_tensors="pt", input_fps=input_fps)

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from modeling_motionpatch import similarity_logits
-from modeling_motionpatch.pipeline_zero_shot_motion import ensemble_prompt_embeddings
+from modeling_motionpatch.pipeline_zero_shot_motion import ensemble_prompt_embeddings, fill_template
 
 from .encode import encode_motions, encode_texts, environment, load_model_and_data, make_accelerator, motion_source
 from .encode import run_cli, write_result
@@ -248,7 +248,7 @@ def candidate_text_embeddings(accelerator, model, processor, texts: Sequence[str
                               batch_size: int = 64) -> torch.Tensor:  # fmt: skip
     """``(labels, dim)``: each label's normalised text embedding averaged over the templates, re-normalised (the
     pipeline's prompt ensembling); with one template simply ``get_text_features(template.format(label))``."""
-    sentences = [t.format(x) for t in templates for x in texts]
+    sentences = [fill_template(t, x) for t in templates for x in texts]
     emb = encode_texts(accelerator, model, processor, sentences, batch_size, max_length=None)
     return ensemble_prompt_embeddings(emb, len(templates))
 
@@ -257,7 +257,7 @@ def batched_logits(accelerator, model, processor, get_motion, num_motions: int, 
                    templates: Sequence[str], batch_size: int = 64, input_fps: float | None = None) -> torch.Tensor:  # fmt: skip
     """``(motions, labels)`` scaled cosine similarities ``exp(logit_scale) * motion @ text.T`` (float32, CPU)."""
     text = candidate_text_embeddings(accelerator, model, processor, texts, templates, batch_size)
-    motion = encode_motions(accelerator, model, processor, get_motion, num_motions, batch_size, input_fps)
+    motion = encode_motions(accelerator, model, processor, get_motion, num_motions, batch_size, input_fps, windows=True)
     return similarity_logits(motion, text, model.logit_scale.detach().cpu())  # the pipeline's logits, batched
 
 
