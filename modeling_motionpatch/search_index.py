@@ -72,25 +72,33 @@ class SearchResult:
             normalises, else inner product).
         indices: ``(num_queries, k)`` int64 rows of the hits in the index's embedding matrix.
 
-    ``result[q]`` (and iteration) gives ``[{"id": ..., "score": ...}, ...]`` for query ``q``; :meth:`to_list`
-    gives that for all queries. Among exactly equal scores the order is unspecified.
+        threshold: the text-motion cosine from which a hit is a confident match (the model's calibrated
+            ``match_threshold``), or ``None``.
+
+    ``result[q]`` (and iteration) gives ``[{"id": ..., "score": ..., "match": ...}, ...]`` for query ``q``, where
+    ``match`` is ``score >= threshold`` (``None`` without a threshold, and for motion-to-motion search); a query whose
+    first hit is no match has no confident answer in the library. :meth:`to_list` gives that for all queries. Among
+    exactly equal scores the order is unspecified.
     """
 
     ids: list[list[str]]
     scores: torch.Tensor
     indices: torch.Tensor
+    threshold: float | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, q: int) -> list[dict[str, Any]]:
-        return [{"id": i, "score": float(s)} for i, s in zip(self.ids[q], self.scores[q].tolist())]
+        t = self.threshold
+        return [{"id": i, "score": s, "match": None if t is None else s >= t}
+                for i, s in zip(self.ids[q], self.scores[q].tolist())]  # fmt: skip
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
         return (self[q] for q in range(len(self)))
 
     def to_list(self) -> list[list[dict[str, Any]]]:
-        """``[[{"id": str, "score": float}, ...] per query]``."""
+        """``[[{"id": str, "score": float, "match": bool | None}, ...] per query]``."""
         return [self[q] for q in range(len(self))]
 
 
@@ -256,6 +264,8 @@ class MotionSearchIndex:
             later with :meth:`set_nprobe` and :meth:`set_k_factor`). The resolved values are in ``index.ivfpq``.
         chunk_size: gallery rows scored at once by the torch backend; extra memory during a search is about
             ``min(num_queries, 2**23 // chunk_size) * chunk_size * 4`` bytes of scores (26 MB for 100 queries).
+        match_threshold: text-motion cosine from which a hit of :meth:`search` is a confident ``match`` (saved with
+            the index; :meth:`from_model` takes the model's calibrated ``config.match_threshold``).
 
     Example::
 
@@ -283,6 +293,7 @@ class MotionSearchIndex:
         hnsw: Mapping[str, int] | None = None,
         ivf: Mapping[str, int | None] | None = None,
         ivfpq: Mapping[str, int | None] | None = None,
+        match_threshold: float | None = None,
         _already_normalized: bool = False,
     ) -> None:
         emb = _as_2d_float(embeddings, "embeddings")
@@ -326,6 +337,7 @@ class MotionSearchIndex:
         self._id_to_row: dict[str, int] | None = None
         self.normalize = bool(normalize)
         self.metadata: dict[str, Any] = dict(metadata or {})
+        self.match_threshold = None if match_threshold is None else float(match_threshold)
         self.text_encoder = text_encoder
         self.backend = backend
         self.chunk_size = chunk_size
@@ -409,6 +421,7 @@ class MotionSearchIndex:
                 feats.append(_l2_normalize(_features_tensor(out, "motion")))
         embeddings = torch.cat(feats, dim=0)
 
+        index_kwargs.setdefault("match_threshold", getattr(getattr(model, "config", None), "match_threshold", None))
         text_encoder = index_kwargs.pop("text_encoder", None)
         if text_encoder is None and processor is not None:
 
@@ -637,14 +650,15 @@ class MotionSearchIndex:
             )
         return int(k)
 
-    def _search(self, q: torch.Tensor, k: int) -> SearchResult:
+    def _search(self, q: torch.Tensor, k: int, threshold: float | None = None) -> SearchResult:
         k = self._check_k(k)
         if self._faiss_index is not None:
             scores, idx = self._faiss_search(q, k)
         else:
             scores, idx = _exact_topk(self._embeddings, q, k, self.chunk_size)
         ids = self._ids
-        return SearchResult(ids=[[ids[j] for j in row] for row in idx.tolist()], scores=scores, indices=idx)
+        return SearchResult(ids=[[ids[j] for j in row] for row in idx.tolist()], scores=scores, indices=idx,
+                            threshold=threshold)  # fmt: skip
 
     def _faiss_search(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         import faiss
@@ -719,9 +733,11 @@ class MotionSearchIndex:
             k: results per query, ``1 <= k <= len(index)``.
 
         Returns:
-            :class:`SearchResult` (``ids``, ``scores`` ``(Q, k)``, ``indices`` ``(Q, k)``), best first.
+            :class:`SearchResult` (``ids``, ``scores`` ``(Q, k)``, ``indices`` ``(Q, k)``), best first; each hit's
+            ``match`` says whether its score reaches the index's ``match_threshold`` (the model's calibrated one when
+            built with :meth:`from_model`).
         """
-        return self._search(self._text_or_embedding_queries(queries, "text queries"), k)
+        return self._search(self._text_or_embedding_queries(queries, "text queries"), k, self.match_threshold)
 
     def _text_or_embedding_queries(self, queries: ArrayLike | str | Sequence[str], name: str) -> torch.Tensor:
         """Prepared query embeddings: strings go through the ``text_encoder``, arrays are checked as they are."""
@@ -759,6 +775,7 @@ class MotionSearchIndex:
                     "dim": self.dim,
                     "normalize": self.normalize,
                     "metadata": self.metadata,
+                    "match_threshold": self.match_threshold,
                     "ids": self._ids,
                 },
                 ensure_ascii=False,
@@ -829,5 +846,6 @@ class MotionSearchIndex:
             hnsw=hnsw,
             ivf=ivf,
             ivfpq=ivfpq,
+            match_threshold=side.get("match_threshold"),
             _already_normalized=True,
         )

@@ -368,7 +368,7 @@ def test_search_topk_equals_bruteforce_argsort(chunk_size):
     assert res.ids == [[ids[j] for j in row] for row in order.tolist()]
     torch.testing.assert_close(res.scores, torch.gather(full, 1, order), rtol=0, atol=1e-5)
     assert isinstance(res, SearchResult) and len(res) == 7 and res.scores.shape == (7, 25)
-    assert res[0][0] == {"id": res.ids[0][0], "score": float(res.scores[0, 0])}
+    assert res[0][0] == {"id": res.ids[0][0], "score": float(res.scores[0, 0]), "match": None}
     # unnormalised index: raw inner products
     raw = MotionSearchIndex(emb, ids, normalize=False, chunk_size=chunk_size).search(queries[0], k=5)
     assert torch.equal(raw.indices[0], torch.argsort(emb @ queries[0], descending=True)[:5])

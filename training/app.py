@@ -1,6 +1,6 @@
 """``motionpatch-app``: search, label and compare the motions of a library in the browser (Gradio).
 
-    motionpatch-app                                   # the demo model (runs/demo/best) over the synthetic test split
+    motionpatch-app                                   # the demo model (runs/demo/best) over the held-out real takes
     motionpatch-app --model runs/bandai-namco/best --library my_bvh_folder/ --bvh-scale 0.01
     motionpatch-app --model user/motionpatch --library data/humanml3d --split test --port 7861
 
@@ -159,10 +159,11 @@ def load_library(
     fe = processor.feature_extractor
     spec = str(spec)
     path = Path(spec).expanduser()
-    if spec == "synthetic" or (path.exists() and ((path / "dataset_dict.json").exists() or (path / "parquet").is_dir())) \
+    if spec in ("synthetic", "embedded") or spec.startswith("embedded:") \
+            or (path.exists() and ((path / "dataset_dict.json").exists() or (path / "parquet").is_dir())) \
             or (not path.exists() and spec.count("/") == 1 and not spec.startswith((".", "/", "~"))):  # fmt: skip
         chosen = split
-        if spec != "synthetic" and path.exists():
+        if spec not in ("synthetic", "embedded") and path.exists():
             from motionpatch_processing.io import load_prepared
 
             available = list(load_prepared(path).dataset)
@@ -436,7 +437,13 @@ class MotionLibraryApp:
             raise AppError("type a description of a motion, e.g. 'a person jumps twice'.")
         res = self.index.search(query, k=self._k(k))
         ids, scores = res.ids[0], res.scores[0].tolist()
-        return self._rows(ids, scores), self._gallery(ids, scores), f"Top {len(ids)} of {len(self.index)} for {query!r}."
+        rows = [row + [_match_text(hit["match"])] for row, hit in zip(self._rows(ids, scores), res[0])]
+        status = f"Top {len(ids)} of {len(self.index)} for {query!r}."
+        if res[0][0]["match"] is False:
+            status = (f"No confident match for {query!r}: the best motion scores {scores[0]:.3f}, below the model's "
+                      f"match threshold {self.index.match_threshold:.3f} (calibrated on held-out data). The library "
+                      "may not hold this action; the closest motions are listed anyway.")  # fmt: skip
+        return rows, self._gallery(ids, scores), status
 
     def classify(self, upload_path, item_id, labels_text: str):
         """Zero-shot labels: ``(scores [(label, score)], patch image, animation path, status)``."""
@@ -452,8 +459,12 @@ class MotionLibraryApp:
         key = f"up:{up.name}:{hashlib.blake2b(up.motion.tobytes(), digest_size=8).hexdigest()}"
         gif = self.animation(up.motion, up.skeleton, key, up.name)
         best = scores[0]
-        return ([(s["label"], float(s["score"])) for s in scores], patches, gif,
-                f"{up.name} ({up.note}): {best['label']!r} with p = {best['score']:.3f}.")  # fmt: skip
+        status = f"{up.name} ({up.note}): {best['label']!r} with p = {best['score']:.3f}."
+        if best["match"] is False:
+            status = (f"{up.name} ({up.note}): no confident match among these labels: the closest, {best['label']!r} "
+                      f"(p = {best['score']:.3f} among the candidates), has cosine {best['similarity']:.3f}, below the "
+                      f"model's match threshold {self.model.config.match_threshold:.3f}.")  # fmt: skip
+        return [(s["label"], float(s["score"])) for s in scores], patches, gif, status
 
     def neighbours(self, upload_path, item_id, k: int = 5):
         """Motion to motion: ``(table rows, gallery, status)``; a library item does not find itself."""
@@ -468,13 +479,18 @@ class MotionLibraryApp:
         res = self.index.search_by_motion(query, k=self._k(int(k) + (drop is not None)))
         pairs = [(i, s) for i, s in zip(res.ids[0], res.scores[0].tolist()) if i != drop][: int(k)]
         ids, scores = [p[0] for p in pairs], [p[1] for p in pairs]
-        return self._rows(ids, scores), self._gallery(ids, scores), f"{len(ids)} nearest motions to {up.name} ({up.note})."
+        rows = [row + [""] for row in self._rows(ids, scores)]  # the match threshold is for text-motion pairs
+        return rows, self._gallery(ids, scores), f"{len(ids)} nearest motions to {up.name} ({up.note})."
 
 
 # ---------------------------------------------------------------------------
 # the page
 # ---------------------------------------------------------------------------
-TABLE_HEADERS = ["rank", "score", "id", "captions", "labels"]
+TABLE_HEADERS = ["rank", "score", "id", "captions", "labels", "match"]
+
+
+def _match_text(match: bool | None) -> str:
+    return "" if match is None else "yes" if match else "no"
 
 
 def error_markdown(err: BaseException) -> str:
@@ -565,9 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--model", default=None,
                    help=f"saved model folder or Hub id (default {DEFAULT_MODEL}; trained first when absent)")
-    p.add_argument("--library", default="synthetic",
-                   help="prepared dataset folder / Hub id, a folder of .bvh files, a folder of .npy joint arrays, or "
-                        "'synthetic' (the embedded test split; default)")
+    p.add_argument("--library", default="embedded",
+                   help="prepared dataset folder / Hub id, a folder of .bvh files, a folder of .npy joint arrays, "
+                        "'embedded' (the held-out real motion-capture takes shipped with the package; default) or "
+                        "'synthetic' (the synthetic generator's test split)")
     p.add_argument("--split", default="test", help="split of a prepared dataset (default test; all when absent)")
     p.add_argument("--synthetic-size", type=int, default=200, help="motions of the synthetic library (default 200)")
     p.add_argument("--bvh-scale", type=float, default=1.0, help="BVH length factor (0.01: centimetres -> metres)")
@@ -598,7 +615,7 @@ def ensure_demo_model(no_train: bool = False) -> str:
     return str(best)
 
 
-def create_app(model_name: str, library_spec: str = "synthetic", *, split: str = "test", synthetic_size: int = 200,
+def create_app(model_name: str, library_spec: str = "embedded", *, split: str = "test", synthetic_size: int = 200,
                bvh_scale: float = 1.0, bvh_up_axis: str = "y", cache_dir: str | None = None,
                trust_remote_code: bool = False, progress: bool = True) -> MotionLibraryApp:  # fmt: skip
     """Load the model and the library, and the library's index (cached), into a :class:`MotionLibraryApp`."""

@@ -211,8 +211,10 @@ def load_eval_data(
         spec: ``"synthetic"`` (the embedded procedural generator; only the requested split is generated),
             ``"bandai-namco:PATH"`` (``PATH`` = a ``ds*_h22_20fps.npz``, the folder holding
             ``ds2_h22_20fps.npz``, or a Bandai BVH folder, all in the 22-joint HumanML3D order, split by take),
-            ``"bandai-namco-native:PATH"`` (a Bandai BVH folder with its own 22-joint hierarchy), a folder written
-            by ``motionpatch-prepare``, or a Hub dataset id ``user/name`` (``load_prepared``).
+            ``"bandai-namco-native:PATH"`` (a Bandai BVH folder with its own 22-joint hierarchy), ``"embedded"``
+            (the real Bandai-Namco subset shipped in the package, its own held-out splits; ``"embedded:ds1"`` or
+            ``"embedded:ds2"`` for one part), a folder written by ``motionpatch-prepare``, or a Hub dataset id
+            ``user/name`` (``load_prepared``).
         split: a split name, several joined by ``+``, or ``all``.
         revision: revision of a Hub dataset.
         synthetic_size, synthetic_seed: size and seed of each synthetic split.
@@ -262,6 +264,16 @@ def load_eval_data(
             notes.append(f"Bandai-Namco BVH files under {root} ({variant} skeleton, 20 fps)")
         notes.append("captions are built from the content and style labels (label-derived), licence CC BY-NC 4.0")
         dataset_type, pretty = "motionpatch/bandai-namco", "Bandai-Namco Research Motion Dataset"
+    elif spec == "embedded" or spec.startswith("embedded:"):
+        from motionpatch_processing.embedded_bandai import embedded_dataset_dict
+
+        from modeling_motionpatch import get_skeleton
+
+        parts = tuple(p for p in spec.partition(":")[2].split("+") if p) or ("ds1", "ds2")
+        dd, skeleton = embedded_dataset_dict(parts), get_skeleton("humanml3d")
+        dataset_type, pretty = "motionpatch/embedded", "Bandai-Namco motion-capture subset embedded in motionpatch"
+        notes.append(f"real motion capture: the Bandai-Namco subset embedded in the package (parts {', '.join(parts)}; "
+                     "its held-out splits); label-derived captions, licence CC BY-NC 4.0")  # fmt: skip
     else:
         from motionpatch_processing.io import load_prepared
 
