@@ -36,6 +36,8 @@ class MotionPatchProcessor(ProcessorMixin):
         training: bool = False,
         generator=None,
         input_fps: float | None = None,
+        joint_names=None,
+        joint_map=None,
         **tokenizer_kwargs,
     ) -> BatchFeature:
         if text is None and motions is None:
@@ -66,7 +68,8 @@ class MotionPatchProcessor(ProcessorMixin):
         if motions is not None:
             data.update(
                 self.feature_extractor(
-                    motions, return_tensors=return_tensors, training=training, generator=generator, input_fps=input_fps
+                    motions, return_tensors=return_tensors, training=training, generator=generator, input_fps=input_fps,
+                    joint_names=joint_names, joint_map=joint_map,
                 )
             )
         return BatchFeature(data=data, tensor_type=return_tensors)
