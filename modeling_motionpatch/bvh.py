@@ -863,7 +863,7 @@ def detect_scale_and_up(
     axis = int(np.argmax(np.abs(mean))) if up_axis is None else _AXIS[_check_up_axis(up_axis)]
     if up_axis is None and (mean[axis] <= 0 or axis == 0):
         raise ValueError(
-            f"{where}: the head is on average along {'-+'[mean[axis] > 0]}{'xyz'[axis]} from the pelvis "
+            f"{where}: the head is on average along {'-+'[int(mean[axis] > 0)]}{'xyz'[axis]} from the pelvis "
             f"({np.round(mean, 3).tolist()}), so its up axis is neither +Y nor +Z. Pass up_axis='y' or 'z' (the "
             "file's vertical axis) explicitly, or check the joint mapping."
         )

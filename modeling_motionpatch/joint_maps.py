@@ -51,7 +51,7 @@ def _rig(sides: tuple[str, str], **roles: str | tuple[str, ...] | None) -> dict[
         if names is None:
             continue
         names = (names,) if isinstance(names, str) else names
-        if "{s}" in names[0]:
+        if any("{s}" in n for n in names):
             for side, token in zip(("left", "right"), sides):
                 table[f"{side}_{role}"] = tuple(n.format(s=token) for n in names)
         else:
@@ -167,9 +167,8 @@ def _matrix(source: tuple[str, ...], target: tuple[str, ...], explicit: tuple) -
             raise JointMapError(f"joint_map maps {model_joint!r} to {list(names)}: not found (or found twice) among "
                                 f"the input's joints; {seen}.")  # fmt: skip
         fixed[k] = idx
-    candidates = [("by name", {t: (t,) for t in target})]
-    if set(target) == set(SMPL22):
-        candidates += list(RIGS.items())
+    # the SMPL-22 skeleton: the rig tables (their "smpl" entry is by name); any other skeleton: its own names
+    candidates = list(RIGS.items()) if set(target) == set(SMPL22) else [("by name", {t: (t,) for t in target})]
     best = None
     for how, table in candidates:
         w = np.zeros((len(target), len(source)), dtype=np.float32)
