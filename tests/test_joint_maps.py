@@ -245,3 +245,32 @@ def test_pipeline_scores_a_bvh_like_its_converted_npz_clip(ds1, tokenizer):
     np.testing.assert_allclose([r["score"] for r in named], [r["score"] for r in batch[0]], atol=1e-6)
     with pytest.raises(ValueError, match="scale= and up_axis= apply to BVH inputs"):
         classify(clips[CLIPS[0]], candidate_labels=LABELS, scale=0.01)
+
+
+@needs_bandai
+def test_zero_shot_cli_labels_bvh_files_like_the_pipeline(ds1, tokenizer, tmp_path, capsys):
+    from motionpatch_training.zero_shot import main
+    from transformers import pipeline
+
+    paths, clips = ds1
+    torch.manual_seed(0)
+    model = MotionPatchModel(tiny_config(vocab_size=len(tokenizer))).eval()
+    processor = MotionPatchProcessor(MotionPatchFeatureExtractor("humanml3d", max_frames=64, fps_mode="linear"), tokenizer)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    out = tmp_path / "scores.json"
+    files = [str(paths[i]) for i in CLIPS[:2]]
+    argv = ["--model", str(tmp_path / "model"), "--candidate-labels", ", ".join(LABELS), "--output", str(out)]
+    assert main(argv + sum((["--motion", f] for f in files), [])) == 0
+    result = json.loads(out.read_text())
+    classify = pipeline("zero-shot-motion-classification", model=model, processor=processor)
+    for i, entry in zip(CLIPS, result["files"]):
+        expected = classify(clips[i], candidate_labels=LABELS)
+        assert [s["label"] for s in entry["scores"]] == [r["label"] for r in expected]
+        np.testing.assert_allclose([s["score"] for s in entry["scores"]], [r["score"] for r in expected], atol=1e-4)
+    assert Path(files[0]).name in capsys.readouterr().out
+    assert main(argv + ["--motion", files[0], "--scale", "1.0"]) == 0  # forced metres: a different answer
+    forced = json.loads(out.read_text())["files"][0]["scores"]
+    assert not np.allclose([s["score"] for s in forced], [s["score"] for s in result["files"][0]["scores"]], atol=1e-4)
+    assert main(["--model", str(tmp_path / "model"), "--motion", files[0]]) == 2  # no candidate labels: an error
+    assert "needs --candidate-labels" in capsys.readouterr().err
