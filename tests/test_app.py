@@ -338,3 +338,16 @@ def test_uploaded_bandai_bvh_is_mapped_by_name_like_the_converted_clip(bandai_fo
     assert [s[0] for s in scores] == [r["label"] for r in expected]
     np.testing.assert_allclose([s[1] for s in scores], [r["score"] for r in expected], atol=1e-4)
     assert Path(gif).stat().st_size > 0
+
+
+def test_interface_shows_label_scores_as_horizontal_bars(app):
+    gr = pytest.importorskip("gradio", reason="the app needs gradio (pip install 'motionpatch[app]')")
+    from motionpatch_training.app import build_interface
+
+    demo = build_interface(app)
+    scores = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "zs-scores"]
+    assert len(scores) == 1 and isinstance(scores[0], gr.Label)  # one bar per label, names beside the bars
+    handler = next(fn for fn in demo.fns.values() if any(getattr(o, "elem_id", None) == "zs-scores" for o in fn.outputs))
+    value, *_ = handler.fn(None, "squat", "walks, squats, jumps")
+    assert isinstance(value, dict) and sorted(value) == ["jumps", "squats", "walks"]
+    assert sum(value.values()) == pytest.approx(1.0, abs=1e-5)
