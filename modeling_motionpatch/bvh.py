@@ -909,7 +909,9 @@ def motion_for_skeleton(
     w, rig = joint_map_matrix(list(names), skel, joint_map)
     arr = np.asarray(positions, dtype=np.float32)
     if arr.ndim != 3 or arr.shape[1:] != (len(names), 3):
-        raise ValueError(f"{where}: positions of shape {arr.shape} for {len(names)} joints; expected (frames, {len(names)}, 3).")
+        raise ValueError(
+            f"{where}: positions of shape {arr.shape} for {len(names)} joints; expected (frames, {len(names)}, 3)."
+        )
     mapped = np.matmul(w, arr)
     pelvis = skel.parents.index(-1)
     head = next((k for k, n in enumerate(skel.joint_names) if "head" in n.lower()), skel.chains[2][-1])

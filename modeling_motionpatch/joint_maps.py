@@ -188,7 +188,8 @@ def _matrix(source: tuple[str, ...], target: tuple[str, ...], explicit: tuple) -
     missing = [t for k, t in enumerate(target) if not done[k]]
     if missing:
         dup = sorted(n for n, idx in keys.items() if len(idx) > 1)
-        rig = "" if how == "by name" else f" (closest known rig: {how}, which names {sorted({n for v in RIGS[how].values() for n in v})})"
+        rig_names = sorted({n for v in RIGS[how].values() for n in v}) if how in RIGS else []
+        rig = f" (closest known rig: {how}, which names {rig_names})" if rig_names else ""
         raise JointMapError(
             f"cannot map the input's joints onto the model's skeleton by name: no input joint for {missing}{rig}; "
             f"{seen}" + (f" (names equal up to case/separators: {dup})" if dup else "") + ". Pass an explicit "

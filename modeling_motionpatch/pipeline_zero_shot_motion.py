@@ -148,8 +148,9 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
     ```
 
     Accepts one motion (a ``(frames, joints, 3)`` numpy array, torch tensor or nested list, or a path to a
-    ``.npy`` / ``.npz`` / ``.bvh`` file, or a loaded BVH motion) or a list, stacked ``(motions, frames, joints, 3)`` array, torch ``Dataset`` or generator
-    of them (returns a list of lists; an iterator for datasets and generators), with ``batch_size`` to run several
+    ``.npy`` / ``.npz`` / ``.bvh`` file, or a loaded BVH motion) or a list, stacked ``(motions, frames, joints, 3)``
+    array, torch ``Dataset`` or generator of them (returns a list of lists; an iterator for datasets and generators),
+    with ``batch_size`` to run several
     motions per forward pass: batched and one-at-a-time calls give the same scores. A BVH file or motion is mapped
     onto the model's skeleton by joint name, its units and up axis detected (``scale=``, ``up_axis=`` override them)
     and its frame rate read from the file (see ``bvh.motion_for_skeleton``); an array with ``joint_names=[...]`` is
