@@ -25,6 +25,7 @@ from .motion_patches import (
     resample_fps,
     to_body_frame,
 )
+from .joint_maps import JointMapError, map_joints
 from .skeletons import Skeleton, get_skeleton
 
 
@@ -217,6 +218,16 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
             return list(as_batch_array(motions))
         return [as_motion_array(motions)]
 
+    def _map_by_name(self, batch: list[np.ndarray], joint_names, joint_map) -> list[np.ndarray]:
+        if joint_names is None:
+            raise JointMapError("joint_map= needs joint_names= (the input's joint names) to map the joints by name.")
+        shared = not len(joint_names) or isinstance(joint_names[0], str)
+        if not shared and len(joint_names) != len(batch):
+            raise JointMapError(f"joint_names holds {len(joint_names)} lists for {len(batch)} motions; give one list "
+                                "of names for all motions or one per motion.")  # fmt: skip
+        return [map_joints(m, joint_names if shared else joint_names[i], self.skeleton, joint_map)
+                for i, m in enumerate(batch)]  # fmt: skip
+
     # ----------------------------------------------------------------- call
     def __call__(
         self,
@@ -226,6 +237,8 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         generator: np.random.Generator | int | None = None,
         input_fps: float | None = None,
         body_frame: bool | None = None,
+        joint_names: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        joint_map: Mapping[str, Any] | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Build a batch of motion patches.
@@ -238,6 +251,10 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
             input_fps: frame rate of ``motions`` (defaults to the extractor's ``input_fps``, else ``fps``).
             body_frame: overrides the extractor's ``body_frame`` for this call (training code that augments motions
                 already put in the body frame passes ``False``).
+            joint_names: the input's joint names (one list for all motions, or one list per motion): each motion is
+                first mapped by name onto the extractor's skeleton (``joint_maps.py``; a ``JointMapError`` says which
+                joints are missing). Without it, the joint axis must already be in the skeleton's order.
+            joint_map: explicit ``{skeleton joint: input joint name(s)}`` entries for the mapping by name.
 
         Returns:
             `BatchFeature` with ``motion_values`` ``(B, 3, max_frames, 5 * points_per_part)`` float32,
@@ -250,6 +267,8 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         if persons > 1:
             motions = self._flatten_groups(motions)
         batch = self._as_batch(motions)
+        if joint_names is not None or joint_map is not None:  # joints by name -> the skeleton's order, first
+            batch = self._map_by_name(batch, joint_names, joint_map)
         j = self.num_joints
         name = self.skeleton["name"]
         for i, m in enumerate(batch):

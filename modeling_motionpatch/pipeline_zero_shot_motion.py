@@ -48,26 +48,28 @@ def ensemble_prompt_embeddings(text_embeds: torch.Tensor, num_templates: int) ->
 
 
 ACCEPTED_INPUTS = (
-    "a (frames, joints, 3) numpy array, torch tensor or nested list, or a path (str / os.PathLike) to a .npy or "
-    ".npz file; or a list, torch Dataset (e.g. transformers' KeyDataset(dataset, 'motion')) or generator of those"
+    "a (frames, joints, 3) numpy array, torch tensor or nested list (joints in the model's skeleton order, or named "
+    "with joint_names=[...]), a path (str / os.PathLike) to a .npy, .npz or .bvh file, or a loaded BVH motion "
+    "(.positions, .joint_names, .fps: what read_bvh returns); or a list, torch Dataset (e.g. transformers' "
+    "KeyDataset(dataset, 'motion')) or generator of those"
 )
+
+
+def is_bvh_motion(motion) -> bool:
+    """A ``.bvh`` path or a loaded motion with ``.positions``, ``.fps`` and ``.joint_names`` (or ``.names``)."""
+    if isinstance(motion, (str, os.PathLike)):
+        return os.fspath(motion).lower().endswith(".bvh")
+    return all(hasattr(motion, a) for a in ("positions", "fps")) and any(
+        hasattr(motion, a) for a in ("joint_names", "names")
+    )
 
 
 def load_motion(path: str | os.PathLike) -> np.ndarray:
     """The array stored in a motion file: a ``.npy``, or a ``.npz`` holding one array (or one named ``motion``,
-    ``joints`` or ``positions``). Never unpickles. BVH files are refused with a pointer to the BVH reader of
-    motionpatch's processing package (``read_bvh``): reading them needs choices (unit scale, up axis, the joint order of the model's
-    skeleton) that a path alone does not give."""
+    ``joints`` or ``positions``). Never unpickles. ``.bvh`` files are read by the pipeline itself (``bvh.py``:
+    joints by name, units and up axis detected), not here."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
-    if suffix == ".bvh":
-        raise ValueError(
-            f"{path}: the pipeline does not read BVH files (their units, up axis and joint order must match the "
-            "model's skeleton). Convert it first with the BVH reader that `pip install motionpatch` installs, e.g. for a "
-            "model trained on that rig `motion = read_bvh(path, scale=0.01)` (centimetres -> metres; the function is "
-            "in the package's processing/bvh.py, see the README's Datasets section; `motionpatch-prepare bvh` converts "
-            f"a folder), then pass `motion.positions` with `input_fps=motion.fps`. Accepted inputs: {ACCEPTED_INPUTS}."
-        )
     if suffix not in (".npy", ".npz"):
         raise ValueError(f"{path}: unsupported motion file type {suffix or '(none)'!r}. Accepted inputs: {ACCEPTED_INPUTS}.")
     if not os.path.isfile(path):
@@ -168,9 +170,13 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
     ```
 
     Accepts one motion (a ``(frames, joints, 3)`` numpy array, torch tensor or nested list, or a path to a
-    ``.npy`` / ``.npz`` file) or a list, stacked ``(motions, frames, joints, 3)`` array, torch ``Dataset`` or generator
-    of them (returns a list of lists; an iterator for datasets and generators), with ``batch_size`` to run several
-    motions per forward pass: batched and one-at-a-time calls give the same scores. ``candidate_labels`` is a list or
+    ``.npy`` / ``.npz`` / ``.bvh`` file, or a loaded BVH motion) or a list, stacked ``(motions, frames, joints, 3)``
+    array, torch ``Dataset`` or generator of them (returns a list of lists; an iterator for datasets and generators),
+    with ``batch_size`` to run several
+    motions per forward pass: batched and one-at-a-time calls give the same scores. A BVH file or motion is mapped
+    onto the model's skeleton by joint name, its units and up axis detected (``scale=``, ``up_axis=`` override them)
+    and its frame rate read from the file (see ``bvh.motion_for_skeleton``); an array with ``joint_names=[...]`` is
+    mapped by name; ``joint_map={model joint: input joint(s)}`` completes either mapping. ``candidate_labels`` is a list or
     a comma-separated string; ``top_k`` keeps the best ``k`` labels.
 
     Each result also gives ``similarity`` (the cosine between the motion and the label's prompt embedding) and
@@ -204,8 +210,12 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         return super().__call__(motions, candidate_labels=candidate_labels, **kwargs)
 
     def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, input_fps=None, top_k=None,
-                             threshold=None, windows=None, **kwargs):  # fmt: skip
-        preprocess = {} if windows is None else {"windows": bool(windows)}
+                             threshold=None, windows=None, scale=None, up_axis=None, joint_names=None, joint_map=None,
+                             **kwargs):  # fmt: skip
+        preprocess = {k: v for k, v in (("scale", scale), ("up_axis", up_axis), ("joint_names", joint_names),
+                                        ("joint_map", joint_map)) if v is not None}  # fmt: skip
+        if windows is not None:
+            preprocess["windows"] = bool(windows)
         if candidate_labels is not None:
             preprocess["candidate_labels"] = check_candidate_labels(candidate_labels)
         if hypothesis_template is not None:
@@ -220,15 +230,25 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         return preprocess, {}, postprocess
 
     def preprocess(self, motion, candidate_labels=None, hypothesis_template=DEFAULT_TEMPLATE, input_fps=None,
-                   windows=True):  # fmt: skip
+                   scale=None, up_axis=None, joint_names=None, joint_map=None, windows=True):  # fmt: skip
         labels = check_candidate_labels(candidate_labels)
         templates = check_templates(hypothesis_template)
-        if isinstance(motion, (str, os.PathLike)):
+        if is_bvh_motion(motion):  # joints by name, metres, Y up, the file's frame rate
+            from .bvh import motion_for_skeleton
+
+            skeleton = self.processor.feature_extractor.skeleton
+            motion, fps, _ = motion_for_skeleton(motion, skeleton, scale=scale, up_axis=up_axis, joint_map=joint_map)
+            input_fps, joint_names, joint_map = input_fps or fps, None, None
+        elif scale is not None or up_axis is not None:
+            raise ValueError("scale= and up_axis= apply to BVH inputs (a .bvh path or a loaded BVH motion); convert "
+                             "an array to metres, Y up, before passing it.")  # fmt: skip
+        elif isinstance(motion, (str, os.PathLike)):
             motion = load_motion(motion)
         elif not isinstance(motion, (np.ndarray, torch.Tensor, list, tuple)):
             hint = " (wrap a datasets.Dataset as KeyDataset(dataset, 'motion'))" if hasattr(motion, "column_names") else ""
             raise ValueError(f"the pipeline got a {type(motion).__name__}{hint}. Accepted inputs: {ACCEPTED_INPUTS}.")
-        inputs = self.processor(motions=motion, return_tensors="pt", input_fps=input_fps)
+        inputs = self.processor(motions=motion, return_tensors="pt", input_fps=input_fps, joint_names=joint_names,
+                                joint_map=joint_map)  # fmt: skip
         if len(inputs["motion_values"]) != 1:  # e.g. a list inside the list: its scores would be dropped
             raise ValueError(
                 f"one pipeline input holds {len(inputs['motion_values'])} motions; give a batch as one flat list of "
@@ -241,7 +261,8 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         if windows and length > window:  # a long take: every part of it, in windows (the motion was checked above)
             clip = as_motion_array(motion)
             inputs = self.processor(motions=[clip[s : s + window] for s in window_starts(length, window)],
-                                    return_tensors="pt", input_fps=input_fps)  # fmt: skip
+                                    return_tensors="pt", input_fps=input_fps, joint_names=joint_names,
+                                    joint_map=joint_map)  # fmt: skip
         return {
             "motion_values": inputs["motion_values"],
             "motion_attention_mask": inputs["motion_attention_mask"],

@@ -37,6 +37,8 @@ class MotionPatchProcessor(ProcessorMixin):
         generator=None,
         input_fps: float | None = None,
         body_frame: bool | None = None,
+        joint_names=None,
+        joint_map=None,
         **tokenizer_kwargs,
     ) -> BatchFeature:
         if text is None and motions is None:
@@ -69,6 +71,7 @@ class MotionPatchProcessor(ProcessorMixin):
                 self.feature_extractor(
                     motions, return_tensors=return_tensors, training=training, generator=generator, input_fps=input_fps,
                     body_frame=body_frame,
+                    joint_names=joint_names, joint_map=joint_map,
                 )
             )
         return BatchFeature(data=data, tensor_type=return_tensors)

@@ -138,8 +138,36 @@ def _camera_axes(azimuth: float, elevation: float) -> tuple[np.ndarray, np.ndarr
     return right, up
 
 
+def detached_bones(skeleton: Skeleton, positions: np.ndarray, up_axis: int | None = None) -> np.ndarray:
+    """Joints (children) whose bone to their parent does not belong to the body, so it is not drawn: a bone whose
+    length changes by more than 20 % over the clip (a rigid body keeps its bone lengths), and every bone of a root
+    that stays on the floor under a standing body (e.g. Bandai-Namco's ``joint_Root`` at the origin while the hips
+    travel). Vectorised over frames and bones."""
+    parents = np.asarray(skeleton.parents)
+    up = skeleton.up_axis if up_axis is None else up_axis
+    bones = np.flatnonzero(parents >= 0)
+    lengths = np.linalg.norm(positions[:, bones] - positions[:, parents[bones]], axis=-1)  # (T, B)
+    stretch = np.ptp(lengths, axis=0) / np.maximum(np.median(lengths, axis=0), 1e-6)
+    hide = stretch > 0.2
+    root = int(np.flatnonzero(parents < 0)[0])
+    height = positions[..., up]
+    others = np.delete(height, root, axis=1)
+    body_height = float(np.median(others.max(1) - others.min(1))) if others.size else 0.0
+    ground = float(height.min())
+    on_floor = (height[:, root] - ground).max() < 0.05 * body_height
+    children_above = (height[:, parents == root].min() - ground) > 0.3 * body_height if (parents == root).any() else False
+    if on_floor and children_above:
+        hide |= parents[bones] == root
+    return bones[hide]
+
+
 class SkeletonRenderer:
-    """Renders the frames of one motion with a fixed camera fitted to the whole clip.
+    """Renders the frames of one motion: bones coloured by chain, the root's ground path as a trace, and a camera that
+    keeps the body a readable size.
+
+    Camera: fixed over the clip when the body stays in place; for a clip that travels (its root moves further than
+    half the body's own box), a fixed-size box follows the body's root each frame over the fixed ground grid. Bones that
+    do not move with the body (:func:`detached_bones`, e.g. a static root on the floor) are not drawn.
 
     Args:
         motion: ``(frames, joints, 3)`` joint positions (metres).
@@ -151,6 +179,7 @@ class SkeletonRenderer:
         title: text drawn at the top left (e.g. the clip id); the time and frame counter at the bottom right.
         fps: frame rate, for the time shown with the frame counter.
         linewidth: bone width in points.
+        follow: ``True``/``False`` forces the following / the fixed camera; ``None`` (default) decides as above.
 
     Example:
 
@@ -172,6 +201,7 @@ class SkeletonRenderer:
         title: str | None = None,
         fps: float = 20.0,
         linewidth: float = 3.0,
+        follow: bool | None = None,
     ) -> None:
         skel = skeleton if isinstance(skeleton, Skeleton) else get_skeleton(skeleton)
         positions = np.asarray(motion.detach().cpu() if hasattr(motion, "detach") else motion, dtype=np.float64)
@@ -198,39 +228,64 @@ class SkeletonRenderer:
         right, up = _camera_axes(azimuth, elevation)
         view = np.stack([right, up], axis=1)  # (3, 2)
         self._points = canon @ view  # (T, J, 2): every frame projected at once
-        self._bones = np.array([j for j, p in enumerate(skel.parents) if p >= 0], dtype=np.int64)
-        self._bone_parents = np.array([skel.parents[j] for j in self._bones], dtype=np.int64)
+        parents = np.asarray(skel.parents)
+        self.hidden_bones = detached_bones(skel, canon, up_axis=1)
+        bones = np.array([j for j in np.flatnonzero(parents >= 0) if j not in set(self.hidden_bones.tolist())], np.int64)
+        self._bones, self._bone_parents = bones, parents[bones]
         colors = bone_colors(skel)[self._bones] / 255.0
+        # the joints of the body (a root whose every bone is hidden is not), and its root for the trace and camera
+        visible = np.zeros(skel.num_joints, dtype=bool)
+        visible[self._bones] = visible[self._bone_parents] = True
+        if not bones.size:
+            visible[:] = True
+        self._visible = np.flatnonzero(visible)
+        root = int(np.flatnonzero(parents < 0)[0])
+        while not visible[root]:
+            root = int(np.flatnonzero(parents == root)[0])
+        self.body_root = root
 
         # ground plane: the lowest point of the clip, spanning the horizontal extent plus a margin
+        body = canon[:, self._visible]
         ground = canon[..., 1].min()
-        lo = canon[..., [0, 2]].reshape(-1, 2).min(0) - 0.3
-        hi = canon[..., [0, 2]].reshape(-1, 2).max(0) + 0.3
+        lo = body[..., [0, 2]].reshape(-1, 2).min(0) - 0.3
+        hi = body[..., [0, 2]].reshape(-1, 2).max(0) + 0.3
         step = 0.5
         xs = np.arange(np.floor(lo[0] / step) * step, hi[0] + step, step)
         zs = np.arange(np.floor(lo[1] / step) * step, hi[1] + step, step)
         grid = [[(x, ground, zs[0]), (x, ground, zs[-1])] for x in xs] + [[(xs[0], ground, z), (xs[-1], ground, z)] for z in zs]
         grid2d = np.asarray(grid) @ view
         corners = np.array([(xs[0], ground, zs[0]), (xs[-1], ground, zs[0]), (xs[-1], ground, zs[-1]), (xs[0], ground, zs[-1])])
-        root = int(skel.parents.index(-1))
         root_ground = canon[:, root].copy()
         root_ground[:, 1] = ground
         self._trace = root_ground @ view  # (T, 2)
 
-        # fixed camera: the limits hold every frame, with the figure's aspect ratio
-        pts = np.concatenate([self._points.reshape(-1, 2), corners @ view])
-        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
-        cx, cy, half_w, half_h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * 1.05, (y1 - y0) / 2 * 1.08
+        # camera: a fixed box over the whole clip, or a fixed-size box centred on the body's root every frame
         aspect = width / height
-        half_w, half_h = max(half_w, half_h * aspect), max(half_h, half_w / aspect)
+        pts2d = self._points[:, self._visible]
+        centre = self._trace  # the root's ground point: the box holds the body and its footing
+        offsets = np.concatenate([pts2d - centre[:, None], np.zeros((len(centre), 1, 2))], axis=1)
+        near, far = offsets.min(axis=(0, 1)), offsets.max(axis=(0, 1))  # the body around its root, over the clip
+        box = (far - near) / 2 * np.array([1.15, 1.1]) + 0.05
+        pts = np.concatenate([pts2d.reshape(-1, 2), corners @ view])
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        travel = np.ptp(centre, axis=0)  # how far the root's ground point moves on the screen
+        self.follow = bool((travel > box).any()) if follow is None else bool(follow)
+        if self.follow:
+            half_w, half_h = max(box[0], box[1] * aspect), max(box[1], box[0] / aspect)
+            self._centres = centre + (near + far) / 2
+        else:
+            half_w, half_h = (x1 - x0) / 2 * 1.05, (y1 - y0) / 2 * 1.08
+            half_w, half_h = max(half_w, half_h * aspect), max(half_h, half_w / aspect)
+            self._centres = np.tile([(x0 + x1) / 2, (y0 + y1) / 2], (self.num_frames, 1))
+        self._half = (half_w, half_h)
 
         dpi = 100
         self._fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
         self._canvas = FigureCanvasAgg(self._fig)
         ax = self._fig.add_axes((0, 0, 1, 1))
         ax.set_axis_off()
-        ax.set_xlim(cx - half_w, cx + half_w)
-        ax.set_ylim(cy - half_h * 0.97, cy + half_h * 1.03)
+        self._ax = ax
+        self._set_view(0)
         ax.fill(*(corners @ view).T, color=(0.93, 0.93, 0.93), zorder=0)
         ax.add_collection(LineCollection(grid2d, colors=[(0.8, 0.8, 0.8)], linewidths=0.8, zorder=1))
         if trace:
@@ -242,9 +297,13 @@ class SkeletonRenderer:
         ax.add_collection(self._lines)
         self._joints = ax.plot([], [], "o", color=(0.15, 0.15, 0.15), markersize=2.5, zorder=5, animated=True)[0]
         self._clock = ax.text(0.98, 0.02, "", transform=ax.transAxes, ha="right", va="bottom", fontsize=8, animated=True)
-        self._ax = ax
         self._canvas.draw()
         self._background = self._canvas.copy_from_bbox(self._fig.bbox)
+
+    def _set_view(self, frame: int) -> None:
+        (cx, cy), (half_w, half_h) = self._centres[frame], self._half
+        self._ax.set_xlim(cx - half_w, cx + half_w)
+        self._ax.set_ylim(cy - half_h * 0.97, cy + half_h * 1.03)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -264,7 +323,9 @@ class SkeletonRenderer:
         return disp.reshape(xy.shape)
 
     def joint_pixels(self, frame: int) -> np.ndarray:
-        """``(joints, 2)`` pixel ``(column, row)`` of every joint at ``frame``."""
+        """``(joints, 2)`` pixel ``(column, row)`` of every joint at ``frame`` (in that frame's view)."""
+        if self.follow:
+            self._set_view(int(frame) % self.num_frames)
         return self.to_pixels(self._points[frame])
 
     def render(self, frame: int) -> np.ndarray:
@@ -272,12 +333,16 @@ class SkeletonRenderer:
         if not -self.num_frames <= frame < self.num_frames:
             raise IndexError(f"frame {frame} is outside the clip's {self.num_frames} frames.")
         frame = int(frame) % self.num_frames
-        self._canvas.restore_region(self._background)
+        if self.follow:  # the box moves with the body: redraw the static artists (grid, trace) under it
+            self._set_view(frame)
+            self._canvas.draw()
+        else:
+            self._canvas.restore_region(self._background)
         if self._path is not None:
             self._path.set_data(self._trace[: frame + 1, 0], self._trace[: frame + 1, 1])
             self._ax.draw_artist(self._path)
         self._lines.set_segments(self.bone_segments(frame))
-        self._joints.set_data(self._points[frame, :, 0], self._points[frame, :, 1])
+        self._joints.set_data(self._points[frame, self._visible, 0], self._points[frame, self._visible, 1])
         self._clock.set_text(f"{frame / self.fps:5.2f} s  {frame + 1}/{self.num_frames}")
         for artist in (self._lines, self._joints, self._clock):
             self._ax.draw_artist(artist)
@@ -350,6 +415,7 @@ __all__ = [
     "OTHER_BONE_COLOR",
     "SkeletonRenderer",
     "bone_colors",
+    "detached_bones",
     "evenly_spaced_frames",
     "motion_patches_to_rgb",
     "render_keyframes",

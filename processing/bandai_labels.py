@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from modeling_motionpatch.joint_maps import SMPL22, map_joints, rig_groups
+
 __all__ = [
     "BANDAI_CAPTION_TEMPLATE",
     "BANDAI_CONTENT_PHRASES",
@@ -37,31 +39,9 @@ __all__ = [
 
 #: HumanML3D (SMPL-22) joint i = mean of these Bandai BVH joints (checked against ``ds2_h22_20fps.npz``: max
 #: difference 1.95e-3 m over the 70 sample clips, the npz's float16 rounding). The Bandai skeleton has no
-#: middle spine joint: spine2 = mean(Spine, Chest).
-BANDAI_TO_HUMANML3D: tuple[tuple[str, ...], ...] = (
-    ("Hips",),  # 0 pelvis
-    ("UpperLeg_L",),  # 1 left_hip
-    ("UpperLeg_R",),  # 2 right_hip
-    ("Spine",),  # 3 spine1
-    ("LowerLeg_L",),  # 4 left_knee
-    ("LowerLeg_R",),  # 5 right_knee
-    ("Spine", "Chest"),  # 6 spine2
-    ("Foot_L",),  # 7 left_ankle
-    ("Foot_R",),  # 8 right_ankle
-    ("Chest",),  # 9 spine3
-    ("Toes_L",),  # 10 left_foot
-    ("Toes_R",),  # 11 right_foot
-    ("Neck",),  # 12 neck
-    ("Shoulder_L",),  # 13 left_collar
-    ("Shoulder_R",),  # 14 right_collar
-    ("Head",),  # 15 head
-    ("UpperArm_L",),  # 16 left_shoulder
-    ("UpperArm_R",),  # 17 right_shoulder
-    ("LowerArm_L",),  # 18 left_elbow
-    ("LowerArm_R",),  # 19 right_elbow
-    ("Hand_L",),  # 20 left_wrist
-    ("Hand_R",),  # 21 right_wrist
-)
+#: middle spine joint: spine2 = mean(Spine, Chest). The table lives in the library
+#: (``modeling_motionpatch.joint_maps.RIGS["bandai-namco"]``), which maps any named rig by name.
+BANDAI_TO_HUMANML3D: tuple[tuple[str, ...], ...] = rig_groups("bandai-namco")
 
 #: Verb phrase of each content label (datasets 1 and 2), as in the shared index files' ``caption_template``.
 BANDAI_CONTENT_PHRASES: dict[str, str] = {
@@ -222,8 +202,7 @@ def joint_map_matrix(names: Sequence[str], mapping: Sequence[Sequence[str]]) -> 
 
 def bandai_to_humanml3d(positions: np.ndarray, names: Sequence[str]) -> np.ndarray:
     """Reorder ``(T, J, 3)`` Bandai joint positions into the 22 HumanML3D joints (:data:`BANDAI_TO_HUMANML3D`)."""
-    w = joint_map_matrix(names, BANDAI_TO_HUMANML3D)
-    return np.einsum("ij,tjc->tic", w, positions, optimize=True).astype(np.float32, copy=False)
+    return map_joints(positions, names, "humanml3d", dict(zip(SMPL22, BANDAI_TO_HUMANML3D)))
 
 
 def make_caption(

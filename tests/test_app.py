@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 from pathlib import Path
@@ -97,7 +98,7 @@ def app(workspace):
                       progress=False)  # fmt: skip
 
 
-def test_search_equals_the_index_and_the_index_is_cached(workspace, app):
+def test_search_equals_the_index_and_the_index_is_cached(workspace, app, tmp_path, monkeypatch):
     from motionpatch_training.app import create_app
 
     from modeling_motionpatch.retrieval import MotionSearchIndex
@@ -119,11 +120,15 @@ def test_search_equals_the_index_and_the_index_is_cached(workspace, app):
     assert torch.equal(again.index.embeddings, app.index.embeddings)
     # a changed library gets a new fingerprint, hence a new index
     changed = workspace / "library2"
-    shutil.copytree(workspace / "library", changed, ignore=shutil.ignore_patterns(".motionpatch-app"))
+    shutil.copytree(workspace / "library", changed)
     (changed / "clap.npy").unlink()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
     other = create_app(str(workspace / "model"), str(changed), progress=False)
     assert "embedded the library" in other.notes[-1] and len(other.index) == len(ACTIONS) - 1
-    assert (changed / ".motionpatch-app").is_dir()  # cached next to the library by default
+    # cached in the user's cache folder by default, never inside the library (nor the package)
+    assert all(p.suffix == ".npy" for p in changed.iterdir()), sorted(changed.iterdir())
+    assert len(list((tmp_path / "user-cache" / "motionpatch" / "app").glob("index-*"))) == 1
+    assert str(tmp_path / "user-cache" / "motionpatch" / "app") in other.notes[-1]
 
 
 def test_neighbours_and_zero_shot(workspace, app):
@@ -272,3 +277,77 @@ def test_app_in_a_real_browser(workspace, app, tmp_path):
         demo.close()
     assert (tmp_path / "search.png").stat().st_size > 10_000
     assert (tmp_path / "upload-error.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------
+# real Bandai-Namco BVH files: joints by name, label names, captions
+# ---------------------------------------------------------------------------
+BANDAI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bandai-namco"
+BANDAI_CLIPS = (0, 60, 100)
+
+
+@pytest.fixture(scope="module")
+def bandai_folder(tmp_path_factory):
+    """Three ds1 clips in the dataset's own layout (data/*.bvh + *.json, cfg/*_label.txt), in a temporary folder."""
+    if not (BANDAI / "ds1_h22_20fps.npz").is_file():
+        pytest.skip(f"{BANDAI} is absent")
+    root = tmp_path_factory.mktemp("bandai") / "ds1-bvh"
+    (root / "data").mkdir(parents=True)
+    shutil.copytree(BANDAI / "ds1-bvh" / "cfg", root / "cfg")
+    index = [json.loads(line) for line in (BANDAI / "ds1_index.jsonl").read_text().splitlines()]
+    with np.load(BANDAI / "ds1_h22_20fps.npz") as z:
+        clips = {index[i]["name"]: z["joints"][z["offsets"][i] : z["offsets"][i] + z["lengths"][i]].astype(np.float32)
+                 for i in BANDAI_CLIPS}  # fmt: skip
+    for i in BANDAI_CLIPS:
+        for suffix in (".bvh", ".json"):
+            shutil.copy(BANDAI / "ds1-bvh" / "data" / (index[i]["name"] + suffix), root / "data")
+    return root, {index[i]["name"]: index[i] for i in BANDAI_CLIPS}, clips
+
+
+def test_bandai_library_maps_joints_by_name_with_label_names_and_captions(bandai_folder, workspace, tmp_path):
+    from motionpatch_training.app import create_app
+
+    root, index, clips = bandai_folder
+    bandai_app = create_app(str(workspace / "model"), str(root / "data"), cache_dir=str(tmp_path / "cache"),
+                            progress=False)  # fmt: skip
+    lib = bandai_app.library
+    assert sorted(lib.ids) == sorted(index) and lib.skeleton.name == "humanml3d"
+    assert "joints mapped by name (bandai-namco)" in lib.notes[0] and "scale 0.01, Y up" in lib.notes[0]
+    for item_id, labels, captions, motion in zip(lib.ids, lib.labels, lib.captions, lib.motions):
+        assert labels == [index[item_id]["content"], index[item_id]["style"]]  # names, not the json's ids
+        assert captions == [index[item_id]["caption_template"]]
+        assert motion.shape == clips[item_id].shape
+        np.testing.assert_allclose(motion, clips[item_id], atol=1e-3 + 2e-3)  # float16 npz of positions up to ~4 m
+    assert not bandai_app.notes or "cross-skeleton" not in " ".join(bandai_app.notes)  # the model's own processor
+    assert not any(p.name.startswith(".") for p in (root / "data").iterdir())  # no cache inside the library
+    rows, _, _ = bandai_app.search("a person bows", 3)
+    assert all(r[3] for r in rows) and all(", " in r[4] for r in rows)  # captions and label names in the table
+
+
+def test_uploaded_bandai_bvh_is_mapped_by_name_like_the_converted_clip(bandai_folder, app):
+    from modeling_motionpatch import ZeroShotMotionClassificationPipeline
+
+    root, index, clips = bandai_folder
+    name = next(iter(index))
+    labels = "walks, bows, jumps"
+    scores, _, gif, status = app.classify(str(root / "data" / f"{name}.bvh"), None, labels)
+    assert "joints mapped by name (bandai-namco)" in status and "scale 0.01, Y up" in status, status
+    expected = ZeroShotMotionClassificationPipeline(model=app.model, processor=app.processor)(
+        clips[name], candidate_labels=[x.strip() for x in labels.split(",")]
+    )
+    assert [s[0] for s in scores] == [r["label"] for r in expected]
+    np.testing.assert_allclose([s[1] for s in scores], [r["score"] for r in expected], atol=1e-4)
+    assert Path(gif).stat().st_size > 0
+
+
+def test_interface_shows_label_scores_as_horizontal_bars(app):
+    gr = pytest.importorskip("gradio", reason="the app needs gradio (pip install 'motionpatch[app]')")
+    from motionpatch_training.app import build_interface
+
+    demo = build_interface(app)
+    scores = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "zs-scores"]
+    assert len(scores) == 1 and isinstance(scores[0], gr.Label)  # one bar per label, names beside the bars
+    handler = next(fn for fn in demo.fns.values() if any(getattr(o, "elem_id", None) == "zs-scores" for o in fn.outputs))
+    value, *_ = handler.fn(None, "squat", "walks, squats, jumps")
+    assert isinstance(value, dict) and sorted(value) == ["jumps", "squats", "walks"]
+    assert sum(value.values()) == pytest.approx(1.0, abs=1e-5)

@@ -105,7 +105,7 @@ def test_paths_to_npy_and_npz_files(classify, tmp_path):
         "clips.npz": "several concatenated clips",
         "unnamed.npz": "holds arrays",
         "objects.npy": "cannot be read as a numpy file",  # pickled: refused, never unpickled
-        "walk.bvh": "read_bvh",
+        "walk.bvh": "no MOTION section",
         "walk.txt": "Accepted inputs",
         "broken.npy": "cannot be read as a numpy file",
         "missing.npy": "no such file",

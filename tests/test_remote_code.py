@@ -96,7 +96,34 @@ def folders(tmp_path_factory, tokenizer):
     pairs = [tuple(random_motions(2, seed=10 + i)) for i in range(3)]
     np.save(root / "motions.npy", np.array(motions, dtype=object), allow_pickle=True)
     np.save(root / "pairs.npy", np.array(pairs, dtype=object), allow_pickle=True)
+    (root / "mixamo.bvh").write_text(mixamo_bvh())
     return root, model, processor, pair_model, pair_processor, motions, pairs
+
+
+def mixamo_bvh(frames: int = 30) -> str:
+    """A Mixamo-named BVH in centimetres (the SMPL hierarchy renamed, rest offsets of the synthetic body): the
+    pipeline must map it by name, detect the units and read its 30 fps without the package."""
+    from motionpatch_processing.synthetic import rest_offsets
+
+    from modeling_motionpatch.joint_maps import RIGS
+
+    skel = modeling_motionpatch.get_skeleton("humanml3d")
+    names = ["mixamorig:" + RIGS["mixamo"][n][0] for n in skel.joint_names]
+    offsets = rest_offsets() * 100
+    kids = [[c for c, p in enumerate(skel.parents) if p == j] for j in range(22)]
+    order: list[int] = []
+
+    def joint(j: int) -> str:
+        order.append(j)
+        kind = "ROOT" if j == 0 else "JOINT"
+        chans = "6 Xposition Yposition Zposition Zrotation Xrotation Yrotation" if j == 0 else "3 Zrotation Xrotation Yrotation"
+        inner = "".join(joint(c) for c in kids[j]) or "End Site\n{\nOFFSET 0 5 0\n}\n"
+        return f"{kind} {names[j]}\n{{\nOFFSET {' '.join(map(str, offsets[j]))}\nCHANNELS {chans}\n{inner}}}\n"
+
+    text = "HIERARCHY\n" + joint(0)
+    t = np.arange(frames) / 30
+    rows = [[0, 95, 40 * x, 0, 0, 0] + sum(([20 * np.sin(3 * x * (j + 1)), 0, 0] for j in order[1:]), []) for x in t]
+    return text + f"MOTION\nFrames: {frames}\nFrame Time: 0.0333333\n" + "\n".join(" ".join(map(str, r)) for r in rows) + "\n"
 
 
 REMOTE_SCRIPT = """
@@ -115,6 +142,7 @@ classify = pipeline(TASK, model=folder, trust_remote_code=True)
 out("PIPELINE_CLASS:", type(classify).__module__ + "." + type(classify).__name__)
 out("ONE:", classify(motions[0], candidate_labels=LABELS))
 out("BATCH:", classify(motions, candidate_labels=LABELS))
+out("BVH:", classify("mixamo.bvh", candidate_labels=LABELS))
 
 model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
 processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
@@ -178,6 +206,22 @@ def test_pipeline_without_the_package_matches_the_installed_one(folders, remote)
             assert [r["label"] for r in g] == [r["label"] for r in e]
             np.testing.assert_allclose([r["score"] for r in g], [r["score"] for r in e], rtol=0, atol=1e-6)
     assert len(marked(remote, "BATCH:")) == 3
+
+
+def test_pipeline_reads_a_bvh_without_the_package(folders, remote):
+    from transformers import pipeline
+
+    from modeling_motionpatch.bvh import motion_for_skeleton
+
+    root = folders[0]
+    assert (root / "model" / "joint_maps.py").exists() and (root / "model" / "bvh.py").exists()
+    classify = pipeline(TASK, model=str(root / "model"))
+    positions, fps, info = motion_for_skeleton(root / "mixamo.bvh")
+    assert info == {"rig": "mixamo", "scale": 0.01, "up_axis": "y"} and fps == 30.0
+    expected = classify(positions, candidate_labels=LABELS, input_fps=fps)
+    for got in (marked(remote, "BVH:"), classify(str(root / "mixamo.bvh"), candidate_labels=LABELS)):
+        assert [r["label"] for r in got] == [r["label"] for r in expected]
+        np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in expected], rtol=0, atol=1e-6)
 
 
 def test_auto_classes_without_the_package_match_the_installed_ones(folders, remote):

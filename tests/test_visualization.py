@@ -64,7 +64,7 @@ def test_arm_colours_are_drawn_on_the_arms():
 
 def test_camera_is_fixed_over_the_clip_and_frames_differ():
     motion = _clip("walk")
-    renderer = SkeletonRenderer(motion, "humanml3d", size=(160, 160))
+    renderer = SkeletonRenderer(motion, "humanml3d", size=(160, 160), follow=False)
     a, b = renderer.render(0), renderer.render(len(motion) - 1)
     assert not np.array_equal(a, b)
     # a fixed camera: every joint of every frame is inside the picture
@@ -127,3 +127,54 @@ def test_patch_image_part_band_uses_the_chain_colours():
     for k, part in enumerate(CHAIN_NAMES):
         assert tuple(banded[0, k * width + 5]) == CHAIN_COLORS[part]
     assert np.array_equal(banded[-plain.shape[0] :], plain)
+
+
+def _with_floor_root(motion: np.ndarray) -> tuple[np.ndarray, Skeleton]:
+    """The motion with an extra root joint fixed on the floor at the origin, parent of the pelvis (Bandai-Namco's
+    ``joint_Root``)."""
+    skel = get_skeleton("humanml3d")
+    floor = motion[..., 1].min()
+    root = np.zeros((len(motion), 1, 3), np.float32)
+    root[..., 1] = floor
+    parents = [-1] + [p + 1 for p in skel.parents]
+    parents[1] = 0
+    return np.concatenate([root, motion], axis=1), Skeleton.from_hierarchy("floor-root", ["joint_Root", *skel.joint_names], parents)
+
+
+def test_a_static_floor_root_is_not_drawn_and_the_camera_follows_the_body():
+    walk = _clip("walk")
+    assert np.ptp(walk[:, 0, 2]) > 3  # the clip travels several metres
+    motion, skel = _with_floor_root(walk)
+    renderer = SkeletonRenderer(motion, skel, size=(160, 160))
+    assert renderer.hidden_bones.tolist() == [1] and renderer.body_root == 1  # the bone root -> pelvis; trace of the pelvis
+    assert renderer.follow
+    for frame in (0, len(motion) // 2, len(motion) - 1):
+        segments = renderer.bone_segments(frame)
+        assert len(segments) == skel.num_joints - 2
+        assert not np.isclose(segments, renderer._points[frame, 0]).all(axis=-1).any()  # no bone ends at the root
+        px = renderer.joint_pixels(frame)[1:]
+        assert (px >= 0).all() and (px < 160).all()
+        assert np.ptp(px[:, 1]) > 0.6 * 160  # the body stays a readable size (a fixed camera: < 30 %)
+        image = renderer.render(frame)
+        assert _near(image, px[skel.joint_names.index("head")], (38, 38, 38), radius=2, tol=60)
+    fixed = SkeletonRenderer(motion, skel, size=(160, 160), follow=False)
+    assert np.ptp(fixed.joint_pixels(0)[1:, 1]) < 0.3 * 160
+    # a skeleton whose root moves with the body hides nothing, and an in-place clip keeps one camera
+    assert SkeletonRenderer(walk, "humanml3d", size=(64, 64)).hidden_bones.size == 0
+    assert not SkeletonRenderer(_clip(), "humanml3d", size=(64, 64)).follow
+
+
+def test_real_bandai_root_is_hidden_and_a_dash_is_followed():
+    from pathlib import Path
+
+    from modeling_motionpatch.bvh import read_bvh
+
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bandai-namco" / "ds1-bvh" / "data"
+    if not data.is_dir():
+        pytest.skip(f"{data} is absent")
+    for name, follows in (("dataset-1_dash_proud_001", True), ("dataset-1_bow_active_001", False)):
+        bvh = read_bvh(data / f"{name}.bvh", scale=0.01)
+        skel = bvh.skeleton("bandai-native")
+        renderer = SkeletonRenderer(bvh.positions, skel, size=(120, 120))
+        assert [skel.joint_names[j] for j in renderer.hidden_bones] == ["Hips"]  # the bone joint_Root -> Hips
+        assert renderer.follow == follows, name

@@ -1,15 +1,18 @@
 """``motionpatch-app``: search, label and compare the motions of a library in the browser (Gradio).
 
     motionpatch-app                                   # the demo model (runs/demo/best) over the held-out real takes
-    motionpatch-app --model runs/bandai-namco/best --library my_bvh_folder/ --bvh-scale 0.01
+    motionpatch-app --model runs/bandai-namco/best --library my_bvh_folder/       # units and up axis detected
     motionpatch-app --model user/motionpatch --library data/humanml3d --split test --port 7861
 
 A library is a folder prepared by ``motionpatch-prepare``, a folder of ``.bvh`` files (read with the package's BVH
-reader; the skeleton and its chains are derived from the hierarchy; labels from optional ``<file>.json`` sidecars),
-a folder of ``.npy`` joint arrays ``(frames, joints, 3)`` in the model's skeleton, or ``synthetic``. It is embedded
-once with :class:`~modeling_motionpatch.retrieval.MotionSearchIndex` and the index is cached on disk next to the
-library (``LIBRARY/.motionpatch-app/``; ``~/.cache/motionpatch/app`` for ``synthetic`` or a read-only folder), keyed
-by fingerprints of the model files and of the library's motions and processor, so the next start reuses it.
+reader, units and up axis detected unless ``--bvh-scale`` / ``--bvh-up-axis`` say; joints mapped by name onto the
+model's skeleton when they map (``joint_maps.py``), else the skeleton derived from the hierarchy; labels from
+``<file>.json`` sidecars, as names from ``../cfg/*_label.txt`` for Bandai-Namco folders, with captions filled from
+them), a folder of ``.npy`` joint arrays ``(frames, joints, 3)`` in the model's skeleton, or ``synthetic``. It is
+embedded once with :class:`~modeling_motionpatch.retrieval.MotionSearchIndex` and the index is cached in the user's
+cache folder (``$XDG_CACHE_HOME/motionpatch/app``, by default ``~/.cache/motionpatch/app``; ``--cache-dir`` to
+choose), never inside the library, keyed by fingerprints of the model files and of the library's motions and
+processor, so the next start reuses it.
 
 Tabs: text search (top-k with score, id, captions, labels and an animation per hit), zero-shot labels (the
 ``zero-shot-motion-classification`` pipeline over an uploaded ``.bvh``/``.npy`` or a library item: scores, the
@@ -39,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "runs/demo/best"
 DEMO_OUTPUT_DIR = "runs/demo"
-CACHE_DIR_NAME = ".motionpatch-app"
 #: shortest clip accepted from an upload: one patch row
 MIN_UPLOAD_FRAMES = 16
 #: frames per rendered animation (evenly spaced over the clip; the animation keeps the clip's duration)
@@ -96,24 +98,76 @@ def _library_statistics(motions: Sequence[np.ndarray]):
     return MotionPatchFeatureExtractor.compute_statistics(motions)
 
 
-def _bvh_library(root: Path, scale: float, up_axis: str, fps: float) -> Library:
+def _bvh_labels(root: Path):
+    """Labels of a BVH file: Bandai-Namco ids of ``<file>.json`` as names from ``../cfg/*_label.txt`` when the folder
+    has them (``bow, angry``, not ``6, 3``), else the sidecar's own fields; ``None`` without a sidecar. Returns
+    ``(reader, bandai)``, ``bandai`` telling whether any folder has Bandai label files (captions are then filled)."""
+    from motionpatch_processing.bandai_labels import bandai_labels
+
+    def has_cfg(folder: Path) -> bool:
+        return all((folder.parent / "cfg" / f"{kind}_label.txt").is_file() for kind in ("content", "style"))
+
+    readers = {d: bandai_labels(d) for d in {p.parent for p in root.rglob("*.bvh")} if has_cfg(d)}
+
+    def read(path: Path):
+        side = path.with_suffix(".json")
+        if not side.is_file():
+            return None
+        if path.parent in readers:
+            return readers[path.parent](path)
+        return json.loads(side.read_text(encoding="utf-8"))
+
+    return read, bool(readers)
+
+
+def _bvh_units(files: Sequence[Path], skeleton, scale: float | None, up_axis: str | None) -> tuple[float, str, str]:
+    """``(scale, up_axis, how)`` of a BVH collection: as given, else detected on its first readable file (joints
+    mapped by name onto ``skeleton`` when they map, else the file's own pelvis and head)."""
+    from modeling_motionpatch.bvh import detect_scale_and_up, motion_for_skeleton, read_bvh
+    from modeling_motionpatch.joint_maps import JointMapError
+
+    if scale is not None and up_axis is not None:
+        return float(scale), up_axis, "given"
+    for path in files:
+        try:
+            try:
+                _, _, info = motion_for_skeleton(path, skeleton, scale=scale, up_axis=up_axis)
+                return info["scale"], info["up_axis"], f"detected on {path.name}"
+            except JointMapError:
+                bvh = read_bvh(path)
+                torso = bvh.skeleton("probe").chains[2]
+                found = detect_scale_and_up(bvh.positions, torso[0], torso[-1], str(path), up_axis)
+                return (found[0] if scale is None else float(scale)), found[1], f"detected on {path.name}"
+        except ValueError:  # a broken file: the collection reader counts it; try the next one
+            continue
+    return (1.0 if scale is None else float(scale)), up_axis or "y", "no readable file to detect them on"
+
+
+def _bvh_library(root: Path, scale: float | None, up_axis: str | None, model_skeleton, fps: float) -> Library:
+    from motionpatch_processing.bandai_labels import BANDAI_CAPTION_TEMPLATE, BANDAI_PHRASES
     from motionpatch_processing.bandai_namco import load_bvh_collection
 
-    def sidecar(path: Path):
-        side = path.with_suffix(".json")
-        return json.loads(side.read_text(encoding="utf-8")) if side.is_file() else None
+    from modeling_motionpatch.joint_maps import JointMapError, joint_map_matrix
 
+    labels, bandai = _bvh_labels(root)
+    scale, up_axis, how = _bvh_units(sorted(root.rglob("*.bvh")), model_skeleton, scale, up_axis)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dd, skeleton = load_bvh_collection(
-            root, labels=sidecar, caption_template=None, scale=scale, up_axis=up_axis, target_fps=fps,
-            splits=lambda _id: "train",
+            root, labels=labels, caption_template=BANDAI_CAPTION_TEMPLATE if bandai else None, phrases=BANDAI_PHRASES,
+            scale=scale, up_axis=up_axis, target_fps=fps, splits=lambda _id: "train",
         )  # fmt: skip
-    notes = [f"{len(dd['train'])} BVH files under {root} (skeleton {skeleton.name!r}, {skeleton.num_joints} joints, "
-             f"derived from the hierarchy; resampled to {fps:g} fps)"]  # fmt: skip
-    notes += [str(w.message).splitlines()[0] for w in caught if "skipped" in str(w.message).lower()]
-    lib = _rows_of_dataset(dd["train"], str(root), skeleton, fps, None, None, root, notes)
-    lib.mean, lib.std = _library_statistics(lib.motions)
+    lib = _rows_of_dataset(dd["train"], str(root), skeleton, fps, None, None, root, [])
+    try:  # joints by name onto the model's skeleton: the model's own processor, no cross-skeleton statistics
+        w, rig = joint_map_matrix(skeleton.joint_names, model_skeleton)
+        lib.motions = [np.matmul(w, m) for m in lib.motions]
+        lib.skeleton, mapped = model_skeleton, f"joints mapped by name ({rig}) onto the model's skeleton"
+    except JointMapError as err:
+        lib.mean, lib.std = _library_statistics(lib.motions)
+        mapped = f"skeleton derived from the hierarchy ({str(err).split(';')[0]})"
+    lib.notes = [f"{len(lib)} BVH files under {root}: {mapped} ({lib.skeleton.name!r}, {lib.skeleton.num_joints} "
+                 f"joints); scale {scale:g}, {up_axis.upper()} up ({how}); resampled to {fps:g} fps"]  # fmt: skip
+    lib.notes += [str(w.message).splitlines()[0] for w in caught if "skipped" in str(w.message).lower()]
     return lib
 
 
@@ -148,7 +202,7 @@ def _npy_library(root: Path, skeleton, fps: float) -> Library:
 
 def load_library(
     spec: str, processor, split: str = "test", synthetic_size: int = 200, synthetic_seed: int = 0,
-    bvh_scale: float = 1.0, bvh_up_axis: str = "y",
+    bvh_scale: float | None = None, bvh_up_axis: str | None = None,
 ) -> Library:
     """Read a library: ``synthetic``, a prepared dataset folder (or Hub dataset id), a folder of ``.bvh`` files or a
     folder of ``.npy`` joint arrays in the model's skeleton (``processor.feature_extractor``)."""
@@ -182,7 +236,7 @@ def load_library(
             "files, a folder of .npy joint arrays, nor a Hub dataset id 'user/name'."
         )
     if any(path.rglob("*.bvh")):
-        return _bvh_library(path, bvh_scale, bvh_up_axis, fe.fps)
+        return _bvh_library(path, bvh_scale, bvh_up_axis, get_skeleton(fe.skeleton), fe.fps)
     if any(path.glob("*.npy")):
         return _npy_library(path, get_skeleton(fe.skeleton), fe.fps)
     raise ValueError(f"--library {spec!r}: the folder holds no dataset_dict.json, parquet/, .bvh or .npy files.")
@@ -230,10 +284,10 @@ def library_fingerprint(library: Library, processor) -> str:
     return h.hexdigest()
 
 
-def default_cache_root(library: Library) -> Path:
-    if library.folder is not None and os.access(library.folder, os.W_OK):
-        return library.folder / CACHE_DIR_NAME
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "motionpatch" / "app"
+def default_cache_root(library: Library | None = None) -> Path:
+    """The user's cache folder for library indexes: ``$XDG_CACHE_HOME/motionpatch/app`` (``~/.cache/motionpatch/app``);
+    never the library's folder nor the package's."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "motionpatch" / "app"
 
 
 def make_text_encoder(model, processor) -> Callable[[list[str]], Any]:
@@ -318,7 +372,7 @@ class MotionLibraryApp:
     """Search, zero-shot labelling and nearest neighbours over one library with one model."""
 
     def __init__(self, model, processor, library: Library, index, model_name: str, render_dir: Path,
-                 bvh_scale: float = 1.0, bvh_up_axis: str = "y", notes: Sequence[str] = ()):  # fmt: skip
+                 bvh_scale: float | None = None, bvh_up_axis: str | None = None, notes: Sequence[str] = ()):  # fmt: skip
         from modeling_motionpatch import ZeroShotMotionClassificationPipeline
 
         self.model, self.processor, self.library, self.index = model, processor, library, index
@@ -371,30 +425,36 @@ class MotionLibraryApp:
     def read_upload(self, path: str | os.PathLike) -> Upload:
         """An uploaded ``.bvh`` or ``.npy`` as a motion at the model's frame rate with the processor to use.
 
-        A BVH whose hierarchy is the library's skeleton uses the library's processor; another hierarchy gets its
-        derived skeleton and statistics computed over the clip itself. A ``.npy`` has no hierarchy: it must be in
-        the library's skeleton. Shorter than one patch row (16 frames), NaN, wrong joint counts and malformed files
-        raise the package's own ``ValueError``.
+        A BVH is read with its units and up axis detected (unless ``--bvh-scale`` / ``--bvh-up-axis`` say) and its
+        joints mapped by name onto the library's skeleton (``joint_maps.py``), using the library's processor; a
+        hierarchy whose names do not map gets its derived skeleton and statistics computed over the clip itself
+        (cross-skeleton, said in the status). A ``.npy`` has no hierarchy: it must be in the library's skeleton.
+        Shorter than one patch row (16 frames), NaN, wrong joint counts and malformed files raise the package's own
+        ``ValueError``.
         """
         from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcessor, resample_fps
-
-        from .encode import same_skeleton
+        from modeling_motionpatch.bvh import motion_for_skeleton, read_bvh
+        from modeling_motionpatch.joint_maps import JointMapError
 
         path = Path(path)
         fe = self.processor.feature_extractor
         suffix = path.suffix.lower()
         if suffix == ".bvh":
-            from motionpatch_processing.bvh import read_bvh
-
-            bvh = read_bvh(path, scale=self.bvh_scale, up_axis=self.bvh_up_axis)
-            motion = bvh.positions
-            if abs(bvh.fps - fe.fps) > 1e-6:
-                motion = resample_fps(motion, bvh.fps, fe.fps, mode="linear")
-            skeleton = bvh.skeleton(f"upload-{path.stem}")
-            if same_skeleton(skeleton, self.library.skeleton):
+            try:
+                motion, fps, info = motion_for_skeleton(path, self.library.skeleton, scale=self.bvh_scale,
+                                                        up_axis=self.bvh_up_axis)  # fmt: skip
+                mapped = None
+            except JointMapError as err:
+                mapped = err
+            if mapped is None:
                 skeleton, processor = self.library.skeleton, self.processor
-                note = f"BVH, {bvh.num_frames} frames at {bvh.fps:g} fps, the library's skeleton"
+                note = (f"BVH, {len(motion)} frames at {fps:g} fps, joints mapped by name ({info['rig']}) onto the "
+                        f"library's skeleton, scale {info['scale']:g}, {info['up_axis'].upper()} up")  # fmt: skip
             else:
+                scale, up_axis, _ = _bvh_units([path], self.library.skeleton, self.bvh_scale, self.bvh_up_axis)
+                bvh = read_bvh(path, scale=scale, up_axis=up_axis)
+                motion, fps = bvh.positions, bvh.fps
+                skeleton = bvh.skeleton(f"upload-{path.stem}")
                 if not np.isfinite(motion).all():
                     raise AppError(f"{path.name}: the BVH motion contains NaN or Inf values.")
                 mean, std = MotionPatchFeatureExtractor.compute_statistics([motion])
@@ -404,7 +464,10 @@ class MotionLibraryApp:
                 )  # fmt: skip
                 processor = MotionPatchProcessor(fe_new, self.processor.tokenizer)
                 note = (f"BVH, {bvh.num_frames} frames at {bvh.fps:g} fps, its own skeleton ({skeleton.num_joints} "
-                        "joints, chains derived from the hierarchy, statistics of this clip): cross-skeleton")  # fmt: skip
+                        "joints, chains derived from the hierarchy, statistics of this clip): cross-skeleton, because "
+                        f"its joint names do not map onto the library's skeleton ({str(mapped).split(';')[0]})")  # fmt: skip
+            if abs(fps - fe.fps) > 1e-6:
+                motion = resample_fps(motion, fps, fe.fps, mode="linear")
         elif suffix == ".npy":
             try:
                 motion = np.load(path, allow_pickle=False)
@@ -542,7 +605,7 @@ def build_interface(app: MotionLibraryApp, top_k: int = 5):
             zs_btn = gr.Button("Classify", variant="primary", elem_id="zs-button")
             zs_status = gr.Markdown(elem_id="zs-status")
             with gr.Row():
-                zs_scores = gr.BarPlot(x="label", y="score", sort="-y", label="scores", elem_id="zs-scores")
+                zs_scores = gr.Label(label="scores", num_top_classes=20, elem_id="zs-scores")  # horizontal bars
                 zs_patches = gr.Image(label="motion patches", type="pil", elem_id="zs-patches")
                 zs_anim = gr.Image(label="animation", type="filepath", elem_id="zs-animation")
         with gr.Tab("Motion to motion", id="neighbours"):
@@ -558,11 +621,9 @@ def build_interface(app: MotionLibraryApp, top_k: int = 5):
             nn_table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="nn-results")
             nn_gallery = gr.Gallery(label="neighbours", columns=5, height="auto", elem_id="nn-gallery")
 
-        import pandas as pd
-
         def classify(upload, item, labels):
             scores, patches, gif, status = app.classify(upload, item, labels)
-            return pd.DataFrame(scores, columns=["label", "score"]), patches, gif, status
+            return dict(scores), patches, gif, status
 
         search = _guarded(app.search, ([], []))
         search_btn.click(search, [query, k], [search_table, search_gallery, search_status])
@@ -587,10 +648,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "'synthetic' (the synthetic generator's test split)")
     p.add_argument("--split", default="test", help="split of a prepared dataset (default test; all when absent)")
     p.add_argument("--synthetic-size", type=int, default=200, help="motions of the synthetic library (default 200)")
-    p.add_argument("--bvh-scale", type=float, default=1.0, help="BVH length factor (0.01: centimetres -> metres)")
-    p.add_argument("--bvh-up-axis", choices=("y", "z"), default="y", help="vertical axis of BVH files")
+    p.add_argument("--bvh-scale", type=float, default=None,
+                   help="BVH length factor (0.01: centimetres -> metres; default: detected from the body's size)")
+    p.add_argument("--bvh-up-axis", choices=("y", "z"), default=None,
+                   help="vertical axis of BVH files (default: detected from the pelvis -> head direction)")
     p.add_argument("--cache-dir", default=None,
-                   help=f"where the library index is cached (default LIBRARY/{CACHE_DIR_NAME}, or ~/.cache/motionpatch/app)")
+                   help="where the library index is cached (default $XDG_CACHE_HOME/motionpatch/app, i.e. "
+                        "~/.cache/motionpatch/app)")
     p.add_argument("--top-k", type=int, default=5, help="results shown by default")
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
@@ -616,7 +680,7 @@ def ensure_demo_model(no_train: bool = False) -> str:
 
 
 def create_app(model_name: str, library_spec: str = "embedded", *, split: str = "test", synthetic_size: int = 200,
-               bvh_scale: float = 1.0, bvh_up_axis: str = "y", cache_dir: str | None = None,
+               bvh_scale: float | None = None, bvh_up_axis: str | None = None, cache_dir: str | None = None,
                trust_remote_code: bool = False, progress: bool = True) -> MotionLibraryApp:  # fmt: skip
     """Load the model and the library, and the library's index (cached), into a :class:`MotionLibraryApp`."""
     import tempfile

@@ -6,6 +6,13 @@ Examples::
         --labels-column labels --label-index 0 --output zero_shot.json          # the 10 Bandai content labels
     motionpatch-zero-shot --model ... --dataset data/babel --label-index all --candidate-labels babel60_official.json
     motionpatch-zero-shot --model runs/h22/best --dataset data/bandai-native --split all --skeleton-from-dataset
+    motionpatch-zero-shot --model runs/bandai-namco/best --motion bow.bvh --motion kick.bvh \\
+        --candidate-labels "bows, kicks, walks"                                # label files: .bvh, .npy or .npz
+
+With ``--motion`` (repeatable) each file is scored by the ``zero-shot-motion-classification`` pipeline itself: a
+``.bvh`` is mapped onto the model's skeleton by joint name, its units and up axis detected (``--scale`` and
+``--up-axis`` override them) and its frame rate read from the file; ``--candidate-labels`` is then a comma-separated
+list or a label file.
 
 Each motion is scored against every candidate label put into the prompt template(s) (``"A person {}."``, the
 paper's prompt; several ``--template`` flags average the normalised text embeddings, prompt ensembling), exactly as
@@ -107,9 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder (e.g. runs/NAME/best) or Hub id user/name")
     p.add_argument("--revision", default=None, help="model revision on the Hub")
     p.add_argument("--trust-remote-code", action="store_true", help="load a model saved with its code (auto_map)")
-    p.add_argument("--dataset", required=True,
-                   help="'synthetic', 'bandai-namco:PATH', 'bandai-namco-native:PATH', a motionpatch-prepare folder or "
+    p.add_argument("--dataset", default=None,
+                   help="(or --motion) 'synthetic', 'bandai-namco:PATH', 'bandai-namco-native:PATH', a motionpatch-prepare folder or "
                    "a Hub dataset id")  # fmt: skip
+    p.add_argument("--motion", action="append", default=None, metavar="FILE",
+                   help="score this .bvh / .npy / .npz file with the pipeline instead of a dataset (repeatable)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="BVH length factor (--motion; default: detected, e.g. 0.01 for centimetres)")
+    p.add_argument("--up-axis", choices=("y", "z"), default=None, help="vertical axis of BVH files (default: detected)")
     p.add_argument("--dataset-revision", default=None, help="revision of a Hub dataset")
     p.add_argument("--split", default="test", help="split to evaluate: a name, several joined by '+', or 'all'")
     p.add_argument("--labels-column", default="labels", help="column holding each row's list of labels")
@@ -334,8 +346,47 @@ def accuracy_report(scores: torch.Tensor, truth: Sequence[Sequence[int]], labels
 # ---------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------
+def classify_files(args: argparse.Namespace) -> dict[str, Any]:
+    """``--motion FILE ...``: the pipeline's scores of each file against ``--candidate-labels``."""
+    from modeling_motionpatch import ZeroShotMotionClassificationPipeline
+
+    from .encode import load_model_and_processor
+
+    spec = args.candidate_labels
+    if spec in ("auto", "babel60") or not spec:
+        raise ValueError("--motion needs --candidate-labels: a comma-separated list ('bows, kicks, walks') or a file.")
+    labels = read_label_file(spec) if Path(spec).is_file() else [x.strip() for x in spec.split(",") if x.strip()]
+    texts, phrases_note = label_phrases(labels, args.label_phrases)
+    model, processor = load_model_and_processor(args.model, revision=args.revision,
+                                                trust_remote_code=args.trust_remote_code)  # fmt: skip
+    classify = ZeroShotMotionClassificationPipeline(model=model.eval(), processor=processor)
+    phrase_of = dict(zip(texts, labels))
+    kwargs = {k: v for k, v in (("scale", args.scale), ("up_axis", args.up_axis)) if v is not None}
+    files = []
+    for path in args.motion:
+        bvh = str(path).lower().endswith(".bvh")
+        scores = classify(str(path), candidate_labels=texts, hypothesis_template=check_templates(args.template),
+                          **(kwargs if bvh else {}))  # fmt: skip
+        files.append({"file": str(path), "scores": [{"label": phrase_of[s["label"]], "score": s["score"]} for s in scores]})
+    result = {"task": "zero-shot-motion-classification", "model": args.model, "candidate_labels": labels,
+              "candidate_texts": texts, "label_phrases": phrases_note, "files": files}  # fmt: skip
+    lines = [f"{PROG}: {args.model}, {len(labels)} candidate labels"]
+    for f in files:
+        lines.append(f"{f['file']}: " + ", ".join(f"{s['label']} {s['score']:.3f}" for s in f["scores"][:5]))
+    print("\n".join(lines), flush=True)
+    if args.output:
+        write_result(PROG, args.output, result)
+    return result
+
+
 def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
     """Run the classification described by parsed ``args``; returns the JSON-ready result (on every process)."""
+    if getattr(args, "motion", None):
+        return classify_files(args)
+    if not args.dataset:
+        raise ValueError("give --dataset (a labelled dataset to evaluate) or --motion FILE (files to label).")
+    if getattr(args, "scale", None) is not None or getattr(args, "up_axis", None) is not None:
+        raise ValueError("--scale and --up-axis apply to --motion .bvh files, not to --dataset.")
     t_start = time.perf_counter()
     label_index = parse_label_index(args.label_index)
     templates = check_templates(args.template)
