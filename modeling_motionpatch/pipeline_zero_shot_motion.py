@@ -263,10 +263,11 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             inputs = self.processor(motions=[clip[s : s + window] for s in window_starts(length, window)],
                                     return_tensors="pt", input_fps=input_fps, joint_names=joint_names,
                                     joint_map=joint_map)  # fmt: skip
-        return {
-            "motion_values": inputs["motion_values"],
-            "motion_attention_mask": inputs["motion_attention_mask"],
-            "num_windows": torch.tensor([len(inputs["motion_values"])]),
+        values, mask = inputs["motion_values"], inputs["motion_attention_mask"]
+        return {  # a motion's windows packed along axis 1, so that batching pads them (pad_collate_fn) per motion
+            "motion_values": values.reshape(1, -1, *values.shape[2:]),
+            "motion_attention_mask": mask.reshape(1, -1),
+            "num_windows": torch.tensor([len(values)]),
             "candidate_labels": labels,  # tuples; batching (pad_collate_fn) turns them into lists of tuples
             "templates": templates,
         }
@@ -301,16 +302,20 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
     def _forward(self, model_inputs):
         batch_labels = model_inputs.pop("candidate_labels")
         labels, templates = self._one_label_set(batch_labels, model_inputs.pop("templates"))
-        windows = model_inputs["motion_values"]
-        counts = model_inputs["num_windows"].flatten()  # windows of each motion (batching concatenates them)
+        packed, packed_mask = model_inputs["motion_values"], model_inputs["motion_attention_mask"]
+        counts = model_inputs["num_windows"].flatten().cpu()  # windows of each motion
+        most = int(counts.max())
+        real = (torch.arange(most)[None, :] < counts[:, None]).flatten()  # drop the windows batching padded in
+        windows = packed.reshape(len(counts) * most, -1, *packed.shape[2:])[real]
+        mask = packed_mask.reshape(len(counts) * most, -1)[real]
         motion = self.model.get_motion_features(
-            motion_values=windows.to(self.model.dtype),
-            motion_attention_mask=model_inputs["motion_attention_mask"],
+            motion_values=windows.to(self.model.dtype), motion_attention_mask=mask
         ).pooler_output
         motion = F.normalize(motion.float(), dim=-1)
-        if len(counts) != len(motion):  # several windows: the mean of a motion's windows, re-normalised
-            owner = torch.repeat_interleave(torch.arange(len(counts)), counts.cpu()).to(motion.device)
-            motion = F.normalize(torch.zeros(len(counts), motion.shape[1], device=motion.device).index_add_(0, owner, motion), dim=-1)
+        if most > 1:  # the mean of each motion's windows, re-normalised
+            owner = torch.repeat_interleave(torch.arange(len(counts)), counts).to(motion.device)
+            pooled = torch.zeros(len(counts), motion.shape[1], device=motion.device).index_add_(0, owner, motion)
+            motion = F.normalize(pooled, dim=-1)
         text = self.label_embeddings(labels, templates)
         logits = similarity_logits(motion, text, self.model.logit_scale)  # (motions, labels), float32
         similarity = motion @ text.to(motion.device).T

@@ -68,7 +68,14 @@ def _limitations(data, source, license_: str, data_license: str | None) -> list[
     """The card's "Limitations" paragraphs: what the training data does not support, and its licence."""
     limitations: list[str] = []
     kind = data.captions_kind.lower()
-    if "synthetic" in kind or source.synthetic:
+    if source.name == "embedded":
+        limitations.append(
+            "**Real motion capture, but little of it.** The real clips are a 2.3-hour subset of the Bandai-Namco "
+            "Research Motion Dataset (one capture studio, 24 actions in several styles); the synthetic clips bring "
+            "actions it lacks (jumps, squats, kicks...). Captions are built from the action and style labels in "
+            "several phrasings, so the text tower saw a small vocabulary: short descriptions of one action work best."
+        )
+    elif "synthetic" in kind or source.synthetic:
         limitations.append(
             "**Trained on synthetic data.** The motions are procedurally generated (not motion capture) and the "
             "captions come from templates; the numbers above say nothing about real motions or free text."
@@ -155,6 +162,12 @@ def build_model_card(
     )
     limitations = _limitations(data, source, license_, data_license)
     mc = model_config
+    if mc.match_threshold is not None:
+        limitations.append(
+            f"**Confident matches.** A motion and a text with cosine similarity of at least {mc.match_threshold} "
+            "count as a match (`config.match_threshold`, calibrated on the validation split); the zero-shot pipeline "
+            "and `MotionSearchIndex` report `match` next to their scores, so a query with no matching motion says so."
+        )
     heads, motion_tower, text_tower = _tower_descriptions(model_args, mc, model_notes)
     warnings = []
     if test_metrics is None:
