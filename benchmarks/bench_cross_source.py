@@ -8,7 +8,8 @@ takes; nothing is tuned on it (labels, prompt and recipe are fixed before it is 
 
 * ``recipe``: body frame + augmentations (speed, clip length, heading, body size) + paraphrased captions + same-caption
   positives (the demo's settings);
-* ``frames as stored``: the same without the body frame and the augmentations.
+* ``body frame only``: the recipe without the augmentations;
+* ``frames as stored``: the recipe without the body frame and the augmentations.
 
     python benchmarks/bench_cross_source.py                 # 6 trainings, ~25 min on 2 cores
     python benchmarks/bench_cross_source.py --quick         # 2 steps per run, to check the script
@@ -41,10 +42,12 @@ TARGETS = {
 #: candidate labels: the targets and distractors the training data also covers
 LABELS = ("walks", "runs", "walks backwards", "jumps", "kicks", "bows", "waves", "squats", "punches", "sits down",
           "claps")  # fmt: skip
+_NO_AUGMENTATION = ["--augment_speed", "1", "--augment_scale", "0", "--augment_heading_degrees", "0",
+                    "--augment_crop_probability", "0"]  # fmt: skip
 VARIANTS = {
     "recipe": [],
-    "frames as stored": ["--body_frame", "false", "--augment_speed", "1", "--augment_scale", "0",
-                         "--augment_heading_degrees", "0", "--augment_crop_probability", "0"],
+    "body frame only": _NO_AUGMENTATION,
+    "frames as stored": ["--body_frame", "false", *_NO_AUGMENTATION],
 }  # fmt: skip
 
 
@@ -117,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--quick", action="store_true", help="2 training steps per run (checks the script only)")
+    parser.add_argument("--append", action="store_true", help="add these runs to those already in --output")
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "cross_source.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    previous = json.loads(Path(args.output).read_text()) if args.append and Path(args.output).is_file() else None
     runs, t0 = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="motionpatch-cross-source-") as tmp:
         for variant in args.variants:
@@ -130,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(result)
                 print(f"[cross-source] {variant} seed {seed}: top-1 {result['top1']:.3f} "
                       f"({result['seconds']:.0f} s)", flush=True)  # fmt: skip
+    if previous is not None:
+        runs = [r for r in previous["runs"] if r["variant"] not in args.variants] + runs
+        runs.sort(key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))
     report = {
         "command": "python benchmarks/bench_cross_source.py" + (" --quick" if args.quick else ""),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

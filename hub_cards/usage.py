@@ -15,16 +15,19 @@ import torch
 from transformers import AutoModel, AutoProcessor, pipeline
 
 model_id = "${model_id}"
-# one motion: (frames, ${num_joints}, 3) joint positions of the `${skeleton}` skeleton in metres, Y up, ${fps} fps;
-# a random one here: use your own, e.g. np.load("walk.npy")
+# one motion: (frames, ${num_joints}, 3) joint positions of the `${skeleton}` skeleton in metres, Y up, ${fps} fps, or a
+# path to a .npy / .bvh file (a BVH is mapped onto the skeleton by joint name). A random array stands in for it here:
+# it is no body, so the processor's skeleton check is skipped for it (check_skeleton=False); drop that for real data
 joints = np.random.default_rng(0).normal(scale=0.1, size=(60, ${num_joints}, 3)).astype(np.float32)
 
 classify = pipeline("zero-shot-motion-classification", model=model_id, trust_remote_code=True)
-print(classify(joints, candidate_labels=["walk forward", "jump", "wave a hand"]))
+print(classify(joints, candidate_labels=["walk forward", "jump", "wave a hand"], check_skeleton=False))
+# [{"label": ..., "score": ..., "similarity": ..., "match": ...}, ...]: match says whether the label really fits
 
 model = AutoModel.from_pretrained(model_id, trust_remote_code=True).eval()
 processor = AutoProcessor.from_pretrained(model_id, trust_remote_code=True)
-inputs = processor(text=["a person walks forward", "a person jumps"], motions=[joints], return_tensors="pt")
+inputs = processor(text=["a person walks forward", "a person jumps"], motions=[joints], return_tensors="pt",
+                   check_skeleton=False)
 with torch.no_grad():
     print(model(**inputs).logits_per_motion.softmax(-1).tolist())  # (motions, texts)
 '''

@@ -22,11 +22,12 @@ from .motion_patches import (
     crop_starts,
     motions_to_patches,
     patch_attention_mask,
+    check_skeleton_plausible,
     resample_fps,
     to_body_frame,
 )
 from .joint_maps import JointMapError, map_joints
-from .skeletons import Skeleton, get_skeleton
+from .skeletons import REFERENCE_POSES, Skeleton, get_skeleton
 
 
 class MotionPatchFeatureExtractor(FeatureExtractionMixin):
@@ -60,6 +61,11 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         body_frame (`bool`, defaults to `True`): put every motion in the body frame first (single persons only: the
             persons of a pair keep their shared frame, whose relative placement is part of the interaction).
             HumanML3D's ``new_joints`` are already in it and come out unchanged (< 1e-6 m).
+        check_skeleton (`bool`, defaults to `True`): check that plain arrays can be the skeleton in metres, Y up and
+            its joint order (body size, pelvis-to-head direction, bone proportions and their constancy) against a
+            reference pose of it, for skeletons that have one (``humanml3d``); a failed check is a
+            ``SkeletonMismatchError`` that says what looks wrong and how to fix it (``joint_names=``, a scale, the
+            up axis). Random arrays fail it: pass `False` for those.
     """
 
     model_input_names = ["motion_values", "motion_attention_mask"]
@@ -78,6 +84,7 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         std_epsilon: float = 1e-8,
         num_persons: int = 1,
         body_frame: bool = True,
+        check_skeleton: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -103,6 +110,7 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
             raise ValueError(f"num_persons must be at least 1, got {num_persons}.")
         self.num_persons = int(num_persons)
         self.body_frame = bool(body_frame)
+        self.check_skeleton = bool(check_skeleton)
         self.set_statistics(mean, std)
 
     # ----------------------------------------------------------------- state
@@ -239,6 +247,7 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         body_frame: bool | None = None,
         joint_names: Sequence[str] | Sequence[Sequence[str]] | None = None,
         joint_map: Mapping[str, Any] | None = None,
+        check_skeleton: bool | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Build a batch of motion patches.
@@ -255,6 +264,7 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
                 first mapped by name onto the extractor's skeleton (``joint_maps.py``; a ``JointMapError`` says which
                 joints are missing). Without it, the joint axis must already be in the skeleton's order.
             joint_map: explicit ``{skeleton joint: input joint name(s)}`` entries for the mapping by name.
+            check_skeleton: overrides the extractor's ``check_skeleton`` for this call.
 
         Returns:
             `BatchFeature` with ``motion_values`` ``(B, 3, max_frames, 5 * points_per_part)`` float32,
@@ -274,6 +284,11 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         for i, m in enumerate(batch):
             check_joint_count(m, j, name, i if len(batch) > 1 else None)
         check_finite(batch)
+        reference = REFERENCE_POSES.get(name)
+        if reference is not None and (self.check_skeleton if check_skeleton is None else check_skeleton):
+            torso = self.skeleton["chains"][2]
+            check_skeleton_plausible(batch, name, self.skeleton["parents"], (torso[0], torso[-1]),
+                                     np.asarray(reference, dtype=np.float32), indexed=len(batch) > 1)  # fmt: skip
         src_fps = input_fps if input_fps is not None else (self.input_fps or self.fps)
         if src_fps != self.fps:
             batch = [resample_fps(m, src_fps, self.fps, self.fps_mode) for m in batch]

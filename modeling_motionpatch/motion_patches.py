@@ -154,6 +154,71 @@ def check_joint_count(motion: np.ndarray, num_joints: int, skeleton_name: str, i
         )
 
 
+class SkeletonMismatchError(MotionInputError):
+    """A plain array does not look like the skeleton it is read as: other units, another up axis, another joint order."""
+
+
+#: limits of the plausibility checks: body size as a factor of the reference skeleton's, the share of frames whose
+#: pelvis-to-head direction is within 60 degrees of +Y, and the median deviation of the bone proportions (a factor)
+#: and of the bone lengths over time (a fraction). Real captures of any person: size 0.5-1.5, proportions within a
+#: factor of 1.2, lengths within 1 %; another rig's or a shuffled joint order: proportions off by 2.5x or more.
+PLAUSIBLE_SIZE = (0.3, 3.0)
+PLAUSIBLE_UPRIGHT_SHARE = 0.1
+PLAUSIBLE_PROPORTIONS = 1.5
+PLAUSIBLE_LENGTH_CHANGE = 0.1
+
+
+def check_skeleton_plausible(
+    motions: Sequence[np.ndarray], skeleton_name: str, parents: Sequence[int], spine: tuple[int, int],
+    reference: np.ndarray, indexed: bool = True,
+) -> None:
+    """Check that each ``(T, J, 3)`` motion can be the skeleton ``skeleton_name`` in metres, Y up, in its joint order,
+    against a ``reference`` pose of it: the size of the body (units), the direction from the pelvis to the head (the
+    up axis) and the bone proportions and their constancy over time (the joint order). A failed check raises a
+    :class:`SkeletonMismatchError` that says what looks wrong and how to fix it. One loop over the motions; every
+    frame and bone of a motion at once."""
+    parents = np.asarray(parents)
+    child = np.flatnonzero(parents >= 0)
+    reference_bones = np.linalg.norm(reference[child] - reference[parents[child]], axis=-1)
+    for i, motion in enumerate(motions):
+        where = f"motion {i}" if indexed else "the motion"
+        bones = np.linalg.norm(motion[:, child] - motion[:, parents[child]], axis=-1)  # (T, bones)
+        lengths = np.median(bones, axis=0)
+        size = float(lengths.sum() / reference_bones.sum())
+        ratios = (lengths / max(lengths.sum(), 1e-12)) / (reference_bones / reference_bones.sum())
+        proportions = float(np.exp(np.median(np.abs(np.log(np.maximum(ratios, 1e-6))))))
+        change = float(np.median(bones.std(axis=0) / np.maximum(bones.mean(axis=0), 1e-12)))
+        body_like = proportions <= PLAUSIBLE_PROPORTIONS and change <= PLAUSIBLE_LENGTH_CHANGE
+        if body_like and not PLAUSIBLE_SIZE[0] <= size <= PLAUSIBLE_SIZE[1]:  # a body, at another scale: its units
+            factor = 10.0 ** round(math.log10(size)) if size > 0 else 0.0
+            unit = {100.0: "centimetres", 1000.0: "millimetres", 10.0: "decimetres"}.get(factor)
+            guess = (f"It looks like {unit}: multiply by {1 / factor:g} (`motion * {1 / factor:g}`, or `scale={1 / factor:g}` "
+                     "for a BVH file)." if unit else "Convert it to metres.")  # fmt: skip
+            raise SkeletonMismatchError(
+                f"{where} has the proportions of a {skeleton_name!r} body but {size:.3g} times its size (the sum of "
+                f"its bone lengths): it is not in metres. {guess}"
+            )
+        if not body_like:
+            raise SkeletonMismatchError(
+                f"{where} does not look like a {skeleton_name!r} skeleton in its joint order, in metres: its bone "
+                f"proportions differ from the skeleton's by a factor of {proportions:.2f} in the median bone, its bone "
+                f"lengths change by {change:.0%} over time (a body keeps them) and its size is {size:.3g} times the "
+                "skeleton's. If it comes from another rig (a BVH file, another dataset), pass joint_names=[...] so that "
+                "its joints are mapped by name, or reorder them; check_skeleton=False skips this check."
+            )
+        direction = motion[:, spine[1]] - motion[:, spine[0]]
+        upright = direction[:, 1] > 0.5 * np.linalg.norm(direction, axis=-1)
+        if upright.mean() < PLAUSIBLE_UPRIGHT_SHARE:
+            axis = int(np.argmax(np.abs(direction.mean(axis=0))))
+            sign = "+" if direction.mean(axis=0)[axis] > 0 else "-"
+            raise SkeletonMismatchError(
+                f"{where}: its pelvis-to-head direction points along {sign}{'XYZ'[axis]}, not +Y, in "
+                f"{1 - upright.mean():.0%} of its frames; motions are read with Y up. Rotate it so that Y is up "
+                "(a Z-up array: `motion[..., [0, 2, 1]] * [1, 1, -1]`), or pass `up_axis=` for a BVH file; a motion "
+                "that really never stands upright can skip the check with check_skeleton=False."
+            )
+
+
 # ---------------------------------------------------------------------------
 # frame rate
 # ---------------------------------------------------------------------------

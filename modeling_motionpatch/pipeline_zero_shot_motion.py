@@ -211,9 +211,9 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
 
     def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, input_fps=None, top_k=None,
                              threshold=None, windows=None, scale=None, up_axis=None, joint_names=None, joint_map=None,
-                             **kwargs):  # fmt: skip
+                             check_skeleton=None, **kwargs):  # fmt: skip
         preprocess = {k: v for k, v in (("scale", scale), ("up_axis", up_axis), ("joint_names", joint_names),
-                                        ("joint_map", joint_map)) if v is not None}  # fmt: skip
+                                        ("joint_map", joint_map), ("check_skeleton", check_skeleton)) if v is not None}  # fmt: skip
         if windows is not None:
             preprocess["windows"] = bool(windows)
         if candidate_labels is not None:
@@ -230,7 +230,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         return preprocess, {}, postprocess
 
     def preprocess(self, motion, candidate_labels=None, hypothesis_template=DEFAULT_TEMPLATE, input_fps=None,
-                   scale=None, up_axis=None, joint_names=None, joint_map=None, windows=True):  # fmt: skip
+                   scale=None, up_axis=None, joint_names=None, joint_map=None, windows=True, check_skeleton=None):  # fmt: skip
         labels = check_candidate_labels(candidate_labels)
         templates = check_templates(hypothesis_template)
         if is_bvh_motion(motion):  # joints by name, metres, Y up, the file's frame rate
@@ -248,7 +248,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             hint = " (wrap a datasets.Dataset as KeyDataset(dataset, 'motion'))" if hasattr(motion, "column_names") else ""
             raise ValueError(f"the pipeline got a {type(motion).__name__}{hint}. Accepted inputs: {ACCEPTED_INPUTS}.")
         inputs = self.processor(motions=motion, return_tensors="pt", input_fps=input_fps, joint_names=joint_names,
-                                joint_map=joint_map)  # fmt: skip
+                                joint_map=joint_map, check_skeleton=check_skeleton)  # fmt: skip
         if len(inputs["motion_values"]) != 1:  # e.g. a list inside the list: its scores would be dropped
             raise ValueError(
                 f"one pipeline input holds {len(inputs['motion_values'])} motions; give a batch as one flat list of "
@@ -262,7 +262,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             clip = as_motion_array(motion)
             inputs = self.processor(motions=[clip[s : s + window] for s in window_starts(length, window)],
                                     return_tensors="pt", input_fps=input_fps, joint_names=joint_names,
-                                    joint_map=joint_map)  # fmt: skip
+                                    joint_map=joint_map, check_skeleton=False)  # the whole take was checked above
         values, mask = inputs["motion_values"], inputs["motion_attention_mask"]
         return {  # a motion's windows packed along axis 1, so that batching pads them (pad_collate_fn) per motion
             "motion_values": values.reshape(1, -1, *values.shape[2:]),

@@ -39,6 +39,7 @@ class MotionPatchProcessor(ProcessorMixin):
         body_frame: bool | None = None,
         joint_names=None,
         joint_map=None,
+        check_skeleton: bool | None = None,
         **tokenizer_kwargs,
     ) -> BatchFeature:
         if text is None and motions is None:
@@ -71,7 +72,7 @@ class MotionPatchProcessor(ProcessorMixin):
                 self.feature_extractor(
                     motions, return_tensors=return_tensors, training=training, generator=generator, input_fps=input_fps,
                     body_frame=body_frame,
-                    joint_names=joint_names, joint_map=joint_map,
+                    joint_names=joint_names, joint_map=joint_map, check_skeleton=check_skeleton,
                 )
             )
         return BatchFeature(data=data, tensor_type=return_tensors)

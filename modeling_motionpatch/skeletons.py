@@ -392,6 +392,20 @@ KIT = Skeleton(
     description="KIT-ML / MMM reduced body, 21 joints, 12.5 fps in the source data.",
 )
 
+#: A standing pose of a skeleton (metres, Y up, facing +Z): the bone lengths and proportions that the feature extractor
+#: checks plain arrays against (:func:`~.motion_patches.check_skeleton_plausible`). ``humanml3d``: the first frame of
+#: HumanML3D clip 000000, to the millimetre.
+REFERENCE_POSES: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "humanml3d": (
+        (0.0, 0.942, 0.0), (0.062, 0.861, -0.017), (-0.055, 0.847, -0.002), (-0.006, 1.066, -0.043),
+        (0.155, 0.48, -0.047), (-0.12, 0.462, -0.022), (0.007, 1.205, -0.013), (0.145, 0.049, -0.08),
+        (-0.094, 0.043, -0.088), (0.004, 1.262, -0.004), (0.214, 0.01, 0.039), (-0.151, 0.003, 0.044),
+        (-0.001, 1.48, -0.029), (0.076, 1.378, -0.014), (-0.069, 1.382, -0.029), (0.001, 1.571, 0.018),
+        (0.192, 1.32, -0.035), (-0.177, 1.327, -0.049), (0.214, 1.065, -0.059), (-0.211, 1.067, -0.039),
+        (0.263, 0.825, 0.044), (-0.279, 0.834, 0.079),
+    ),
+}
+
 _REGISTRY: dict[str, Skeleton] = {}
 
 

@@ -76,6 +76,40 @@ def tiny_processor(tokenizer):
     return MotionPatchProcessor(MotionPatchFeatureExtractor("humanml3d", max_frames=64), tokenizer)
 
 
+def _rotations(axis_angle: np.ndarray) -> np.ndarray:
+    """Rotation matrices ``(..., 3, 3)`` of axis-angle vectors ``(..., 3)`` (Rodrigues)."""
+    angle = np.linalg.norm(axis_angle, axis=-1, keepdims=True)[..., None]
+    k = axis_angle / np.maximum(np.linalg.norm(axis_angle, axis=-1, keepdims=True), 1e-12)
+    kx = np.zeros(axis_angle.shape + (3,))
+    kx[..., 0, 1], kx[..., 0, 2], kx[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
+    kx = kx - np.swapaxes(kx, -1, -2)
+    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+
+
+def random_poses(frames: int, rng: np.random.Generator, spread: float = 0.6) -> np.ndarray:
+    """A random but body-like ``(frames, 22, 3)`` SMPL motion: the reference skeleton's bones (constant lengths) turned
+    by random joint rotations of up to about ``spread`` radians in every frame, upright, at a random place. Each call
+    differs a lot from the next, as random arrays do, and passes the feature extractor's skeleton checks."""
+    from modeling_motionpatch.skeletons import HUMANML3D, REFERENCE_POSES
+
+    rest = np.asarray(REFERENCE_POSES["humanml3d"], dtype=np.float64)
+    parents = HUMANML3D.parents
+    local = _rotations(rng.uniform(-spread, spread, size=(frames, 22, 3)) * np.array([1.0, 0.5, 1.0]))
+    local[:, 0] = _rotations(np.array([0.0, rng.uniform(-np.pi, np.pi), 0.0]))  # a heading per motion
+    world_rot = np.empty_like(local)
+    pos = np.empty((frames, 22, 3))
+    world_rot[:, 0], pos[:, 0] = local[:, 0], rest[0] + rng.normal(0, 0.5, size=(frames, 3)) * [1, 0.05, 1]
+    for j in range(1, 22):  # parents come first in the SMPL order
+        p = parents[j]
+        world_rot[:, j] = world_rot[:, p] @ local[:, j]
+        pos[:, j] = pos[:, p] + (world_rot[:, p] @ (rest[j] - rest[p]))
+    return pos.astype(np.float32)
+
+
 def random_motions(n: int, joints: int = 22, seed: int = 0, lengths=(20, 90)) -> list[np.ndarray]:
+    """``n`` random motions of random lengths: body-like SMPL motions for 22 joints (:func:`random_poses`), Gaussian
+    arrays for other joint counts (skeletons without a reference pose are not checked)."""
     rng = np.random.default_rng(seed)
+    if joints == 22:
+        return [random_poses(int(rng.integers(*lengths)), rng) for _ in range(n)]
     return [rng.normal(size=(int(rng.integers(*lengths)), joints, 3)).astype(np.float32) for _ in range(n)]

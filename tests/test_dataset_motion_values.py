@@ -17,6 +17,8 @@ from modeling_motionpatch.dataset_motion_values import (
 )
 from modeling_motionpatch.motion_patches import MotionInputWarning
 
+from conftest import random_poses
+
 N = 24
 
 
@@ -33,7 +35,7 @@ def _rows(n: int, seed: int = 0) -> dict:
     lengths = rng.integers(5, 90, n)
     return {
         "id": [f"m{i:03d}" for i in range(n)],
-        "motion": [rng.standard_normal((int(t), 22, 3)).astype(np.float32) for t in lengths],
+        "motion": [random_poses(int(t), rng) for t in lengths],
         "fps": [20.0] * (n - 4) + [30.0] * 4,  # the last rows need a frame-rate conversion
         "skeleton": ["humanml3d"] * n,
         "captions": [["a person walks"]] * n,
@@ -135,8 +137,8 @@ def test_processor_dataset_dict_and_errors(disk_dataset):
 
 def test_two_person_extractor(tmp_path):
     rng = np.random.default_rng(2)
-    a = [rng.standard_normal((t, 22, 3)).astype(np.float32) for t in (20, 40, 33)]
-    b = [rng.standard_normal((t, 22, 3)).astype(np.float32) for t in (20, 40, 33)]
+    a = [random_poses(t, rng) for t in (20, 40, 33)]
+    b = [random_poses(t, rng) for t in (20, 40, 33)]
     ds = datasets.Dataset.from_dict({"id": ["x", "y", "z"], "motion_a": a, "motion_b": b})
     fe = MotionPatchFeatureExtractor(max_frames=48, num_persons=2)
     out = _values(add_motion_values(ds, fe))

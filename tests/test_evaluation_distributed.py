@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from conftest import WORDS, tiny_config
+from conftest import WORDS, random_poses, tiny_config
 
 N = 37
 VOLATILE = ("date", "seconds", "environment")
@@ -53,7 +53,7 @@ def folders(tmp_path_factory, tokenizer_dir):
     captions[5] = list(captions[4])  # one repeated caption
     rows = {
         "id": [f"m{i}" for i in range(N)],
-        "motion": [rng.normal(size=(int(rng.integers(20, 90)), 22, 3)).astype(np.float32) for _ in range(N)],
+        "motion": [random_poses(int(rng.integers(20, 90)), rng) for _ in range(N)],
         "fps": [20.0] * N, "skeleton": ["humanml3d"] * N, "captions": captions, "labels": [[]] * N,
         "source": ["test"] * N, "mirrored": [False] * N,
     }  # fmt: skip

@@ -24,11 +24,15 @@ from motionpatch_processing.statistics import (
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, get_skeleton
 
+from conftest import random_poses
+
 HML = get_skeleton("humanml3d")
 
 
 def motions(n: int, joints: int = 22, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
+    if joints == 22:  # body-like SMPL motions (the feature extractor checks those)
+        return [random_poses(int(rng.integers(10, 50)), rng) for _ in range(n)]
     return [rng.normal(size=(int(rng.integers(10, 50)), joints, 3)).astype(np.float32) for _ in range(n)]
 
 

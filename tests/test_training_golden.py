@@ -2,7 +2,7 @@
 
 One in-process ``train()`` on a tiny synthetic config that switches on every part of the loop that a refactor
 could silently change: gradient accumulation, clipping, a learnable (clamped) temperature, dropout, mirroring,
-warm-up + cosine schedule, step checkpoints and epoch checkpoints, per-epoch validation with model selection,
+warm-up + cosine schedule, the body frame and the augmentations (speed, clip length, heading, body size), step checkpoints and epoch checkpoints, per-epoch validation with model selection,
 and the final test evaluation. Its fingerprint (logged losses, learning rates, gradient norms, temperature,
 validation / test metrics, and per-module checksums of the saved weights) is compared with the values recorded
 from the reference loop, with a relative tolerance of 1e-5 (plus one unit of the log's rounding for logged numbers): far below what any change of the computation (one
@@ -45,6 +45,7 @@ def golden_args(text_dir: Path, out: Path) -> list[str]:
         text_dir, out, num_train_epochs=2, gradient_accumulation_steps=2, max_grad_norm=0.5,
         learnable_temperature="true", mirror_probability=0.5, projection_dropout=0.3, checkpointing_steps=2,
         save_total_limit=2, dataloader_num_workers=0, eval_protocols="all", torch_num_threads=1,
+        augment_speed=1.2, augment_scale=0.1, augment_heading_degrees=10, augment_crop_probability=0.5,
     )  # fmt: skip
 
 
@@ -133,25 +134,25 @@ def test_fingerprint_sees_a_changed_weight(tmp_path):
     _assert_close(after["b"], before["b"], "weights/b")
 
 
-REFERENCE: dict = {'numbers': {'train/1': [78.3567, 2.6593, 3.075809, 0.0005, 0.0005, 0.0005],
-             'train/2': [106.1596, 2.6588, 3.067182, 0.001, 0.001, 0.001],
-             'train/3': [86.6197, 2.6578, 3.25792, 0.0008535533905932737, 0.0008535533905932737,
+REFERENCE: dict = {'numbers': {'train/1': [135.5429, 2.6593, 3.644689, 0.0005, 0.0005, 0.0005],
+             'train/2': [126.5303, 2.6588, 3.560192, 0.001, 0.001, 0.001],
+             'train/3': [146.2566, 2.6578, 3.968604, 0.0008535533905932737, 0.0008535533905932737,
                          0.0008535533905932737],
-             'val/3': [4.125, 3.5, 0.0, 100.0, 12.5, 50.0, 62.5, 337.5, 4.5, 4.5, 12.5, 100.0, 25.0, 37.5, 62.5,
-                       4.4228],
-             'train/4': [77.46, 2.6569, 3.136274, 0.0005, 0.0005, 0.0005],
-             'train/5': [64.6168, 2.6564, 2.764545, 0.00014644660940672628, 0.00014644660940672628,
+             'val/3': [3.75, 4.0, 12.5, 100.0, 37.5, 37.5, 87.5, 375.0, 4.5, 4.5, 12.5, 100.0, 25.0, 37.5, 62.5,
+                       4.9861],
+             'train/4': [77.5183, 2.6569, 3.52791, 0.0005, 0.0005, 0.0005],
+             'train/5': [59.9931, 2.6564, 3.028022, 0.00014644660940672628, 0.00014644660940672628,
                          0.00014644660940672628],
-             'train/6': [69.2492, 2.6563, 2.683849, 0.0, 0.0, 0.0],
-             'val/6': [4.125, 4.5, 12.5, 100.0, 25.0, 37.5, 87.5, 375.0, 4.5, 4.5, 12.5, 100.0, 25.0, 37.5, 62.5,
-                       2.326],
-             'test/6': [4.625, 4.5, 0.0, 100.0, 25.0, 50.0, 50.0, 325.0, 4.5, 4.5, 12.5, 100.0, 25.0, 37.5, 62.5]},
- 'weights': {'logit_scale': [2.6562740802764893, 0.0],
-             'motion_fc_norm': [32.06551707658218, -0.12902175441131603],
-             'motion_model': [797.8889968113951, 2.2103400613407995],
-             'motion_projection': [28.263351395557038, 1.6251803736656916],
-             'text_model': [474.14388369443213, 1.5945624347202079],
-             'text_projection': [28.672628412437916, 1.351904945632416]},
+             'train/6': [85.9605, 2.6563, 2.885228, 0.0, 0.0, 0.0],
+             'val/6': [3.5, 3.0, 12.5, 100.0, 37.5, 62.5, 87.5, 375.0, 4.5, 4.5, 12.5, 100.0, 25.0, 37.5, 62.5,
+                       2.1143],
+             'test/6': [4.75, 5.5, 0.0, 100.0, 12.5, 37.5, 50.0, 325.0, 4.5, 4.5, 12.5, 100.0, 25.0, 37.5, 62.5]},
+ 'weights': {'logit_scale': [2.6577565670013428, 0.0],
+             'motion_fc_norm': [32.04009712030529, -0.12322345504012333],
+             'motion_model': [796.275879316915, 2.1146874030618257],
+             'motion_projection': [28.167092960866285, 1.6256774905527942],
+             'text_model': [473.6692804733903, 1.5238797135603201],
+             'text_projection': [28.586511062712816, 1.3650093179006084]},
  'records': [['train', None, None, 1,
               ['epoch', 'grad_norm', 'logit_scale', 'loss', 'lr/heads', 'lr/motion_tower', 'lr/text_tower',
                'samples_per_second', 'step', 'step_seconds', 'time', 'type']],

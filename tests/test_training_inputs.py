@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from conftest import tiny_config  # noqa: E402
+from conftest import random_poses, tiny_config  # noqa: E402
 from training_helpers import make_tiny_text_dir, tiny_args  # noqa: E402
 
 from motionpatch_training.arguments import CONFIG_DIR, TrainingArguments, parse_args  # noqa: E402
@@ -179,7 +179,7 @@ def test_captions_crops_and_mirroring_depend_only_on_seed_epoch_index():
     from motionpatch_training.data import EpochSampler, MotionStore, MotionTextTrainDataset
 
     rng = np.random.default_rng(0)
-    motions = [rng.normal(size=(int(n), 22, 3)).astype(np.float32) for n in rng.integers(20, 90, size=30)]
+    motions = [random_poses(int(n), rng) for n in rng.integers(20, 90, size=30)]
     captions = [[f"motion {i} caption {j} to the left" for j in range(4)] for i in range(30)]
     store = MotionStore.from_list(motions)
     assert all(np.array_equal(store[i], motions[i]) for i in range(30))

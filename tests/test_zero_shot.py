@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from conftest import tiny_config
+from conftest import random_motions, tiny_config
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 LABELS = ["walk", "run", "jump", "kick", "wave"]
@@ -50,7 +50,7 @@ def workdir(tmp_path_factory, tokenizer_dir):
         labels[-1] = []  # a row without labels is left out and counted
         rows = {
             "id": [f"s{i}" for i in range(N)],
-            "motion": [rng.normal(size=(int(rng.integers(20, 90)), joints, 3)).astype(np.float32) for _ in range(N)],
+            "motion": random_motions(N, joints, seed=int(rng.integers(1 << 30))),  # body-like for SMPL-22
             "fps": [20.0] * N, "skeleton": [skeleton] * N, "captions": [[]] * N, "labels": labels,
             "source": ["test"] * N, "mirrored": [False] * N,
         }  # fmt: skip
