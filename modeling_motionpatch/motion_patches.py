@@ -166,6 +166,7 @@ PLAUSIBLE_SIZE = (0.3, 3.0)
 PLAUSIBLE_UPRIGHT_SHARE = 0.1
 PLAUSIBLE_PROPORTIONS = 1.5
 PLAUSIBLE_LENGTH_CHANGE = 0.1
+PLAUSIBLE_FRAME_STEP = 4
 
 
 def check_skeleton_plausible(
@@ -173,50 +174,61 @@ def check_skeleton_plausible(
     reference: np.ndarray, indexed: bool = True,
 ) -> None:
     """Check that each ``(T, J, 3)`` motion can be the skeleton ``skeleton_name`` in metres, Y up, in its joint order,
-    against a ``reference`` pose of it: the size of the body (units), the direction from the pelvis to the head (the
-    up axis) and the bone proportions and their constancy over time (the joint order). A failed check raises a
-    :class:`SkeletonMismatchError` that says what looks wrong and how to fix it. One loop over the motions; every
-    frame and bone of a motion at once."""
+    against a ``reference`` pose of it: the bone proportions and their constancy over time (the joint order), the
+    size of the body (units) and the direction from the pelvis to the head (the up axis). A failed check raises a
+    :class:`SkeletonMismatchError` for the first failing motion that says what looks wrong and how to fix it. Every
+    motion at once (per-motion sums with ``np.add.reduceat``), on every :data:`PLAUSIBLE_FRAME_STEP`-th frame."""
     parents = np.asarray(parents)
     child = np.flatnonzero(parents >= 0)
     reference_bones = np.linalg.norm(reference[child] - reference[parents[child]], axis=-1)
-    for i, motion in enumerate(motions):
-        where = f"motion {i}" if indexed else "the motion"
-        bones = np.linalg.norm(motion[:, child] - motion[:, parents[child]], axis=-1)  # (T, bones)
-        lengths = np.median(bones, axis=0)
-        size = float(lengths.sum() / reference_bones.sum())
-        ratios = (lengths / max(lengths.sum(), 1e-12)) / (reference_bones / reference_bones.sum())
-        proportions = float(np.exp(np.median(np.abs(np.log(np.maximum(ratios, 1e-6))))))
-        change = float(np.median(bones.std(axis=0) / np.maximum(bones.mean(axis=0), 1e-12)))
-        body_like = proportions <= PLAUSIBLE_PROPORTIONS and change <= PLAUSIBLE_LENGTH_CHANGE
-        if body_like and not PLAUSIBLE_SIZE[0] <= size <= PLAUSIBLE_SIZE[1]:  # a body, at another scale: its units
-            factor = 10.0 ** round(math.log10(size)) if size > 0 else 0.0
-            unit = {100.0: "centimetres", 1000.0: "millimetres", 10.0: "decimetres"}.get(factor)
-            guess = (f"It looks like {unit}: multiply by {1 / factor:g} (`motion * {1 / factor:g}`, or `scale={1 / factor:g}` "
-                     "for a BVH file)." if unit else "Convert it to metres.")  # fmt: skip
-            raise SkeletonMismatchError(
-                f"{where} has the proportions of a {skeleton_name!r} body but {size:.3g} times its size (the sum of "
-                f"its bone lengths): it is not in metres. {guess}"
-            )
-        if not body_like:
-            raise SkeletonMismatchError(
-                f"{where} does not look like a {skeleton_name!r} skeleton in its joint order, in metres: its bone "
-                f"proportions differ from the skeleton's by a factor of {proportions:.2f} in the median bone, its bone "
-                f"lengths change by {change:.0%} over time (a body keeps them) and its size is {size:.3g} times the "
-                "skeleton's. If it comes from another rig (a BVH file, another dataset), pass joint_names=[...] so that "
-                "its joints are mapped by name, or reorder them; check_skeleton=False skips this check."
-            )
-        direction = motion[:, spine[1]] - motion[:, spine[0]]
-        upright = direction[:, 1] > 0.5 * np.linalg.norm(direction, axis=-1)
-        if upright.mean() < PLAUSIBLE_UPRIGHT_SHARE:
-            axis = int(np.argmax(np.abs(direction.mean(axis=0))))
-            sign = "+" if direction.mean(axis=0)[axis] > 0 else "-"
-            raise SkeletonMismatchError(
-                f"{where}: its pelvis-to-head direction points along {sign}{'XYZ'[axis]}, not +Y, in "
-                f"{1 - upright.mean():.0%} of its frames; motions are read with Y up. Rotate it so that Y is up "
-                "(a Z-up array: `motion[..., [0, 2, 1]] * [1, 1, -1]`), or pass `up_axis=` for a BVH file; a motion "
-                "that really never stands upright can skip the check with check_skeleton=False."
-            )
+    full = np.fromiter((len(m) for m in motions), dtype=np.int64, count=len(motions))
+    flat = np.concatenate(motions, axis=0) if len(motions) > 1 else motions[0]
+    step = PLAUSIBLE_FRAME_STEP  # bones and posture change little from one frame to the next: a sample suffices
+    flat = flat[np.flatnonzero((np.arange(len(flat)) - np.repeat(np.cumsum(full) - full, full)) % step == 0)]
+    lengths = (full + step - 1) // step
+    starts = np.cumsum(lengths) - lengths
+    bones = np.linalg.norm(flat[:, child] - flat[:, parents[child]], axis=-1).astype(np.float64)  # (frames, bones)
+    n = lengths[:, None].astype(np.float64)
+    mean = np.add.reduceat(bones, starts, axis=0) / n  # (motions, bones)
+    spread = np.sqrt(np.maximum(np.add.reduceat(bones**2, starts, axis=0) / n - mean**2, 0.0))
+    direction = flat[:, spine[1]] - flat[:, spine[0]]
+    upright = np.add.reduceat((direction[:, 1] > 0.5 * np.linalg.norm(direction, axis=-1)).astype(np.float64), starts) / n[:, 0]
+    size = mean.sum(axis=1) / reference_bones.sum()
+    ratios = (mean / np.maximum(mean.sum(axis=1, keepdims=True), 1e-12)) / (reference_bones / reference_bones.sum())
+    proportions = np.exp(np.median(np.abs(np.log(np.maximum(ratios, 1e-6))), axis=1))
+    change = np.median(spread / np.maximum(mean, 1e-12), axis=1)
+    body_like = (proportions <= PLAUSIBLE_PROPORTIONS) & (change <= PLAUSIBLE_LENGTH_CHANGE)
+    wrong_size = (size < PLAUSIBLE_SIZE[0]) | (size > PLAUSIBLE_SIZE[1])
+    failing = ~body_like | wrong_size | (upright < PLAUSIBLE_UPRIGHT_SHARE)
+    if not failing.any():
+        return
+    i = int(np.argmax(failing))
+    where = f"motion {i}" if indexed else "the motion"
+    if body_like[i] and wrong_size[i]:  # a body, at another scale: its units
+        factor = 10.0 ** round(math.log10(size[i])) if size[i] > 0 else 0.0
+        unit = {100.0: "centimetres", 1000.0: "millimetres", 10.0: "decimetres"}.get(factor)
+        guess = (f"It looks like {unit}: multiply by {1 / factor:g} (`motion * {1 / factor:g}`, or `scale={1 / factor:g}` "
+                 "for a BVH file)." if unit else "Convert it to metres.")  # fmt: skip
+        raise SkeletonMismatchError(
+            f"{where} has the proportions of a {skeleton_name!r} body but {size[i]:.3g} times its size (the sum of its "
+            f"bone lengths): it is not in metres. {guess}"
+        )
+    if not body_like[i] or wrong_size[i]:
+        raise SkeletonMismatchError(
+            f"{where} does not look like a {skeleton_name!r} skeleton in its joint order, in metres: its bone "
+            f"proportions differ from the skeleton's by a factor of {proportions[i]:.2f} in the median bone, its bone "
+            f"lengths change by {change[i]:.0%} over time (a body keeps them) and its size is {size[i]:.3g} times the "
+            "skeleton's. If it comes from another rig (a BVH file, another dataset), pass joint_names=[...] so that "
+            "its joints are mapped by name, or reorder them; check_skeleton=False skips this check."
+        )
+    mean_direction = direction[starts[i] : starts[i] + lengths[i]].mean(axis=0)
+    axis = int(np.argmax(np.abs(mean_direction)))
+    raise SkeletonMismatchError(
+        f"{where}: its pelvis-to-head direction points along {'+' if mean_direction[axis] > 0 else '-'}{'XYZ'[axis]}, "
+        f"not +Y, in {1 - upright[i]:.0%} of its frames; motions are read with Y up. Rotate it so that Y is up (a Z-up "
+        "array: `motion[..., [0, 2, 1]] * [1, 1, -1]`), or pass `up_axis=` for a BVH file; a motion that really never "
+        "stands upright can skip the check with check_skeleton=False."
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -262,13 +274,14 @@ FLOOR_GLITCH_METRES = 0.05
 def floor_heights(lowest: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The floor height of each clip from the height of its lowest joint in every frame (``lowest``, the clips
     concatenated): the lowest frame that is not more than :data:`FLOOR_GLITCH_METRES` below the clip's 10th
-    percentile. On clean data this is the lowest point of the clip (HumanML3D's floor); a few glitched frames far
-    below the floor (some real takes start a metre under it) are ignored."""
-    out = np.empty(len(lengths), dtype=np.float32)
-    for i, segment in enumerate(np.split(lowest, np.cumsum(lengths)[:-1])):  # one percentile per clip
-        typical = np.percentile(segment, 10)
-        out[i] = segment[segment >= typical - FLOOR_GLITCH_METRES].min()
-    return out
+    percentile (nearest rank). On clean data this is the lowest point of the clip (HumanML3D's floor); a few glitched
+    frames far below the floor (some real takes start a metre under it) are ignored. One sort for every clip."""
+    clip = np.repeat(np.arange(len(lengths)), lengths)
+    starts = np.cumsum(lengths) - lengths
+    ordered = lowest[np.lexsort((lowest, clip))]  # each clip's heights, ascending, clips in order
+    typical = ordered[starts + (lengths - 1) // 10]
+    kept = np.where(lowest >= np.repeat(typical - FLOOR_GLITCH_METRES, lengths), lowest, np.inf)
+    return np.minimum.reduceat(kept, starts).astype(np.float32)
 
 
 def to_body_frame(motions: Sequence[np.ndarray], facing: Sequence[int], root: int) -> list[np.ndarray]:
