@@ -463,14 +463,18 @@ def compute_retrieval_metrics_from_similarity(
     return results
 
 
-def calibrate_match_threshold(similarity: ArrayLike, same: ArrayLike) -> dict[str, float]:
+def calibrate_match_threshold(
+    similarity: ArrayLike, same: ArrayLike, false_positive_rate: float | None = 0.05
+) -> dict[str, float]:
     """The cosine similarity from which a (motion, text) pair counts as a confident match, from held-out pairs.
 
     ``similarity`` holds cosines of every (motion, text) pair of a validation split, ``same`` whether they describe
-    the same thing (e.g. the same action label). The threshold maximises ``TPR - FPR`` (Youden's J): the rate of
-    matching pairs at or above it minus the rate of non-matching ones. It lies halfway between the two scores it
-    separates. Returns the threshold, both rates at it and the pair counts; calibrate on validation data only and
-    report the rates on a test split.
+    the same thing (e.g. the same action label). The threshold is the lowest one at which at most
+    ``false_positive_rate`` of the non-matching pairs reach it (a confident match is rarely a wrong one: 5 % by
+    default); with ``false_positive_rate=None`` it maximises ``TPR - FPR`` instead (Youden's J, which treats a missed
+    match and a false one alike). It lies halfway between the two scores it separates. Returns the threshold, the
+    rates of matching (TPR) and non-matching (FPR) pairs at or above it, and the pair counts; calibrate on validation
+    data only.
     """
     sim = _as_2d_float(similarity, "similarity").flatten()
     label = torch.as_tensor(np.asarray(same), dtype=torch.bool).flatten()
@@ -487,7 +491,13 @@ def calibrate_match_threshold(similarity: ArrayLike, same: ArrayLike) -> dict[st
     fpr = torch.cumsum(~hits, 0).double() / negatives
     distinct = torch.ones_like(hits)
     distinct[:-1] = scores[:-1] != scores[1:]  # only between distinct scores
-    k = int(torch.argmax(torch.where(distinct, tpr - fpr, torch.full_like(tpr, -2.0))))
+    if false_positive_rate is None:
+        objective = tpr - fpr
+    else:
+        if not 0.0 < false_positive_rate < 1.0:
+            raise ValueError(f"false_positive_rate must be in (0, 1) or None, got {false_positive_rate!r}.")
+        objective = torch.where(fpr <= false_positive_rate, tpr, torch.full_like(tpr, -1.0))
+    k = int(torch.argmax(torch.where(distinct, objective, torch.full_like(tpr, -2.0))))
     below = float(scores[k + 1]) if k + 1 < len(scores) else float(scores[k]) - 1e-3
     return {
         "threshold": (float(scores[k]) + below) / 2.0,

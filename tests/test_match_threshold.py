@@ -21,15 +21,19 @@ def test_calibration_separates_matching_from_other_pairs():
     rng = np.random.default_rng(0)
     same = np.eye(40, dtype=bool) | (rng.random((40, 40)) < 0.05)
     sim = np.where(same, rng.uniform(0.5, 0.9, (40, 40)), rng.uniform(-0.2, 0.45, (40, 40)))
-    result = calibrate_match_threshold(sim, same)
+    result = calibrate_match_threshold(sim, same, false_positive_rate=None)
     assert 0.45 < result["threshold"] < 0.5 + 1e-6
     assert result["true_positive_rate"] == 1.0 and result["false_positive_rate"] == 0.0
     assert result["positives"] == same.sum() and result["negatives"] == (~same).sum()
     # overlapping scores: the threshold maximises TPR - FPR (checked against every candidate)
     noisy = np.where(same, rng.normal(0.5, 0.1, same.shape), rng.normal(0.3, 0.1, same.shape))
-    got = calibrate_match_threshold(noisy, same)
+    got = calibrate_match_threshold(noisy, same, false_positive_rate=None)
     j = [(noisy[same] >= t).mean() - (noisy[~same] >= t).mean() for t in np.unique(noisy)]
     assert got["true_positive_rate"] - got["false_positive_rate"] == pytest.approx(max(j))
+    # the default: the lowest threshold that at most 5 % of the non-matching pairs reach
+    strict = calibrate_match_threshold(noisy, same)
+    assert strict["false_positive_rate"] <= 0.05 < (noisy[~same] >= strict["threshold"] - 0.02).mean()
+    assert strict["threshold"] > got["threshold"]
     with pytest.raises(ValueError, match="matching and non-matching"):
         calibrate_match_threshold(sim, np.ones_like(same))
     with pytest.raises(ValueError, match="one flag per pair"):

@@ -251,6 +251,11 @@ class TrainingArguments:
     torch_compile: bool = arg(False, "Compile the model with torch.compile (inductor).")
     local_loss: bool = arg(True, "Each process computes the loss of its own pairs against the global batch.")
     gather_with_grad: bool = arg(True, "Differentiable all-gather of features (needed for exact global negatives).")
+    match_false_positive_rate: float = arg(
+        0.05,
+        "The saved model's match_threshold is the lowest cosine that at most this share of non-matching validation "
+        "pairs (different actions) reach.",
+    )
     same_caption_positives: bool = arg(
         True,
         "Pairs of a batch whose first (reference) captions are identical count as positives of each other in the "
@@ -292,6 +297,8 @@ class TrainingArguments:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.num_train_epochs <= 0 and self.max_steps <= 0:
             raise ValueError("Set num_train_epochs > 0 or max_steps > 0; both are 0 or negative.")
+        if not 0.0 < self.match_false_positive_rate < 1.0:
+            raise ValueError(f"match_false_positive_rate must be in (0, 1), got {self.match_false_positive_rate}.")
         for name in ("learning_rate_motion", "learning_rate_text", "learning_rate_heads", "weight_decay",
                      "max_grad_norm", "warmup_steps", "checkpointing_steps", "eval_steps"):  # fmt: skip
             if getattr(self, name) < 0:

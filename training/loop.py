@@ -718,7 +718,7 @@ def calibrate_on_validation(run: Run) -> dict[str, Any] | None:
     same = torch.as_tensor(ids[:, None] == ids[None, :])
     if bool(same.all()):
         return None
-    result = calibrate_match_threshold(motion @ text.T, same)
+    result = calibrate_match_threshold(motion @ text.T, same, run.training_args.match_false_positive_rate)
     result["pairs_match_when"] = "same first label" if labels else "same first caption"
     return result
 
