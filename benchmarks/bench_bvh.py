@@ -73,7 +73,7 @@ def _euler(axis: str, deg: float) -> np.ndarray:
 
 def naive_read(path: Path, scale: float = 0.01) -> np.ndarray:
     """Read MOTION line by line and run forward kinematics frame by frame, joint by joint."""
-    from motionpatch_processing.bvh import parse_bvh_string
+    from modeling_motionpatch.bvh import parse_bvh_string
 
     text = path.read_text()
     head, motion = text.split("MOTION", 1)
@@ -106,7 +106,7 @@ def naive_read(path: Path, scale: float = 0.01) -> np.ndarray:
 # measurements
 # ---------------------------------------------------------------------------
 def _clear_caches() -> None:
-    from motionpatch_processing import bvh
+    from modeling_motionpatch import bvh
 
     bvh._HIERARCHY_CACHE.clear()
     bvh._PLANS.clear()
@@ -139,7 +139,7 @@ def _stats(walls: list[float], cpus: list[float], frames: int) -> dict:
 
 
 def bench_throughput(files: list[Path], repeats: int) -> dict:
-    from motionpatch_processing.bvh import forward_kinematics, forward_kinematics_batch, parse_bvh, read_bvh
+    from modeling_motionpatch.bvh import forward_kinematics, forward_kinematics_batch, parse_bvh, read_bvh
 
     keys = ("parse", "fk", "fk_batched", "end_to_end", "end_to_end_batched")
     walls: dict[str, list[float]] = {k: [] for k in keys}
@@ -169,7 +169,7 @@ def bench_throughput(files: list[Path], repeats: int) -> dict:
 
 
 def bench_baseline(files: list[Path], repeats: int) -> dict:
-    from motionpatch_processing.bvh import forward_kinematics, parse_bvh, read_bvh
+    from modeling_motionpatch.bvh import forward_kinematics, parse_bvh, read_bvh
 
     datas = [parse_bvh(f) for f in files]
     for f, d in zip(files, datas):
@@ -214,7 +214,7 @@ _NAIVE_PARSED: dict = {}
 
 def _naive_fk_only(path: Path) -> None:
     """Time only the per-frame FK loop of the baseline: parse outside the timed region is cached."""
-    from motionpatch_processing.bvh import parse_bvh
+    from modeling_motionpatch.bvh import parse_bvh
 
     d = _NAIVE_PARSED[path] if path in _NAIVE_PARSED else _NAIVE_PARSED.setdefault(path, parse_bvh(path))
     h = d.hierarchy

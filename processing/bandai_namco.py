@@ -55,7 +55,7 @@ from .bandai_labels import (
     make_caption,
 )
 from .bandai_npz import dataset_from_npz
-from .bvh import BVHData, bvh_skip_reason, forward_kinematics_batch, parse_bvh
+from modeling_motionpatch.bvh import BVHData, bvh_skip_reason, forward_kinematics_batch, parse_bvh
 from .clip_splits import assign_splits, clip_group, split_of_key, split_of_take, take_number
 from .io import write_arrow_splits
 from .schema import motion_features
@@ -370,7 +370,7 @@ def _register_native_skeleton(
     """The skeleton of the collection's hierarchy (offsets scaled, Y up), registered under ``name`` (or
     ``default_name``, with a suffix from the hierarchy when another skeleton already holds it)."""
     chosen, name = name is not None, name or default_name
-    from .bvh import _check_up_axis, _convert_up
+    from modeling_motionpatch.bvh import _check_up_axis, _convert_up
 
     offsets = _convert_up(np.asarray(reference.hierarchy.offsets * scale, dtype=np.float64), _check_up_axis(up_axis))
     native = Skeleton.from_hierarchy(

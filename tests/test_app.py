@@ -151,7 +151,7 @@ def test_neighbours_and_zero_shot(workspace, app):
 
 
 def test_bad_uploads_show_the_package_error(workspace, app):
-    from motionpatch_processing.bvh import parse_bvh
+    from modeling_motionpatch.bvh import parse_bvh
     from motionpatch_training.app import _guarded
 
     classify = _guarded(app.classify, (None, None, None))

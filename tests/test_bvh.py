@@ -25,7 +25,7 @@ from motionpatch_processing.bandai_namco import (
     make_caption,
     take_number,
 )
-from motionpatch_processing.bvh import (
+from modeling_motionpatch.bvh import (
     BVHError,
     forward_kinematics,
     forward_kinematics_batch,

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from motionpatch_processing import bvh as bvh_module
+from modeling_motionpatch import bvh as bvh_module
 from motionpatch_processing.bandai_namco import (
     OTHER_JOINT_COUNT_REASON,
     TOO_SHORT_REASON,
     BVHImportWarning,
     load_bvh_collection,
 )
-from motionpatch_processing.bvh import parse_bvh, read_bvh
+from modeling_motionpatch.bvh import parse_bvh, read_bvh
 from motionpatch_processing.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

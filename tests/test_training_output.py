@@ -12,30 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from training_helpers import make_tiny_text_dir, tiny_args  # noqa: E402
+from training_helpers import fresh_accelerate_state, text_dir, tiny_args  # noqa: E402, F401  (fixtures)
 
 from motionpatch_training.train import main  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    from accelerate.state import AcceleratorState, GradientState
-
-    torch.set_num_threads(1)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-@pytest.fixture(scope="module")
-def text_dir(tmp_path_factory, tokenizer_dir):
-    return make_tiny_text_dir(tokenizer_dir, tmp_path_factory.mktemp("text") / "tiny")
 
 
 def short(text_dir, out, **overrides):

@@ -8,7 +8,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """One torch thread, and Accelerate's process-wide state reset after each in-process training run (import this
+    fixture into a test module to use it there)."""
+    import torch
+    from accelerate.state import AcceleratorState, GradientState
+
+    torch.set_num_threads(1)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def text_dir(tmp_path_factory, tokenizer_dir):
+    """The tiny text encoder folder of :func:`make_tiny_text_dir`, once per module."""
+    return make_tiny_text_dir(tokenizer_dir, tmp_path_factory.mktemp("text") / "tiny")
 
 
 def make_tiny_text_dir(tokenizer_dir: Path, target: Path) -> Path:
