@@ -131,6 +131,30 @@ def test_search_equals_the_index_and_the_index_is_cached(workspace, app, tmp_pat
     assert str(tmp_path / "user-cache" / "motionpatch" / "app") in other.notes[-1]
 
 
+def test_search_says_when_nothing_fits(workspace, tmp_path):
+    """With a calibrated model the results carry a match column, and a best hit below the threshold is announced as
+    no confident match instead of being shown as an answer."""
+    from transformers import AutoModel
+
+    from motionpatch_training.app import create_app
+
+    model = AutoModel.from_pretrained(workspace / "model")
+    uncalibrated = create_app(str(workspace / "model"), str(workspace / "library"), cache_dir=str(tmp_path / "a"),
+                              progress=False)  # fmt: skip
+    rows, _, status = uncalibrated.search("a person jumps", 3)
+    assert [r[-1] for r in rows] == ["", "", ""] and status.startswith("Top 3 of")
+    for threshold, expected in ((-1.0, "Top 3 of"), (0.999, "No confident match for 'a person jumps'")):
+        model.config.match_threshold = threshold
+        model.save_pretrained(tmp_path / f"model{threshold}")
+        shutil.copytree(workspace / "model", tmp_path / f"model{threshold}", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("config.json", "model.safetensors"))  # the processor files
+        app = create_app(str(tmp_path / f"model{threshold}"), str(workspace / "library"),
+                         cache_dir=str(tmp_path / "b"), progress=False)  # fmt: skip
+        rows, _, status = app.search("a person jumps", 3)
+        assert expected in status, status
+        assert [r[-1] for r in rows] == (["yes"] * 3 if threshold < 0 else ["no"] * 3)
+
+
 def test_neighbours_and_zero_shot(workspace, app):
     rows, _, status = app.neighbours(None, "jump", 3)
     assert "3 nearest motions to jump" in status

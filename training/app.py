@@ -318,7 +318,8 @@ def embed_library(model, processor, library: Library, batch_size: int = 32, chun
         parts.append(sub.embeddings)
         bar.update(len(sub))
     bar.close()
-    return MotionSearchIndex(torch.cat(parts), library.ids, text_encoder=make_text_encoder(model, processor))
+    return MotionSearchIndex(torch.cat(parts), library.ids, text_encoder=make_text_encoder(model, processor),
+                             match_threshold=getattr(model.config, "match_threshold", None))  # fmt: skip
 
 
 def cached_index(model, processor, library: Library, model_name: str, cache_root: Path | None = None,
