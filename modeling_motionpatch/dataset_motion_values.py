@@ -7,7 +7,7 @@ schema dataset (the ``motion`` column, or ``motion_a`` + ``motion_b`` for a two-
 | column | type |
 |---|---|
 | ``motion_values`` | float32 ``(3, max_frames, 5 * points_per_part)`` (a person axis first for two persons) |
-| ``motion_attention_mask`` | int64 ``(max_frames // 16 * 5,)`` (per person for two persons) |
+| ``motion_attention_mask`` | int64 ``(num_patches,)``, one entry per ViT patch (per person for two persons) |
 | ``motion_lengths`` | int64 (per person for two persons) |
 
 The result is written to the dataset's cache folder under a fingerprint derived from the input dataset's
