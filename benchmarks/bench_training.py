@@ -132,7 +132,14 @@ def bench_overhead(tmp: Path, steps: int, window: int, repeats: int) -> dict:
     rows = data.dataset["train"]
     store = MotionStore.from_dataset(rows)
     tokenizer = build_tokenizer(model_args)
-    fe, _ = build_feature_extractor(data, store, "auto", data_args.max_frames, 16, None, data.fps)
+    from modeling_motionpatch import MotionPatchConfig
+    from modeling_motionpatch.configuration_motionpatch import motion_image_size
+
+    geometry = MotionPatchConfig(motion_config={  # the patch geometry build_model gives the model
+        "image_size": motion_image_size(data_args.max_frames, model_args.points_per_part),
+        "patch_size": model_args.patch_size,
+    })  # fmt: skip
+    fe, _ = build_feature_extractor(data, store, "auto", geometry, None, data.fps)
     collator = MotionTextCollator(MotionPatchProcessor(fe, tokenizer), model_args.text_max_length, True,
                                   training_args.seed)  # fmt: skip
     dataset = MotionTextTrainDataset(store, rows["captions"], training_args.seed, data.skeleton)

@@ -33,8 +33,57 @@ def _named_file(pretrained_model_name_or_path, filename: str) -> str:
 
 #: ViT-B/16 over a (224 frames x 80 points) motion image: 14 x 5 patches of 16 x 16.
 DEFAULT_MOTION_CONFIG = {"image_size": [224, 80], "patch_size": 16, "num_channels": 3}
+#: body parts of a motion image, left to right: right leg, left leg, torso, right arm, left arm
+NUM_PARTS = 5
 #: the task of :class:`ZeroShotMotionClassificationPipeline`, named in saved configs' ``custom_pipelines``
 PIPELINE_TASK = "zero-shot-motion-classification"
+
+
+def _pair(value) -> tuple[int, int]:
+    """An ``int`` or a pair (``image_size`` / ``patch_size`` of a `ViTConfig`) as ``(height, width)``."""
+    return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+def motion_image_size(max_frames: int, points_per_part: int) -> list[int]:
+    """``motion_config.image_size`` of a motion image of ``max_frames`` frames and :data:`NUM_PARTS` body parts of
+    ``points_per_part`` points each."""
+    return [int(max_frames), NUM_PARTS * int(points_per_part)]
+
+
+def geometry_problem(image_size, patch_size) -> str | None:
+    """Why a ViT of ``image_size`` / ``patch_size`` cannot read motion images (``None`` when it can).
+
+    Rows are frames and columns are :data:`NUM_PARTS` body parts of ``points_per_part`` points each, so the image
+    height must be a multiple of the patch height (whole patch rows), the width must be :data:`NUM_PARTS` parts of
+    equal width, and a patch must not straddle two body parts: ``points_per_part`` must be a multiple of the patch
+    width. A patch as wide as the image (one token per patch row, e.g. the raw-joints baseline of
+    ``training/baselines.py``) is also accepted.
+    """
+    (height, width), (frames, points) = _pair(image_size), _pair(patch_size)
+    where = f"motion_config.image_size {[height, width]} (frames x points) with patch_size {[frames, points]}"
+    if min(height, width, frames, points) <= 0:
+        return f"{where}: sizes must be positive."
+    if height % frames:
+        return (
+            f"{where}: the image height (max_frames) must be a multiple of patch_size {frames} (the patch height, "
+            f"frames_per_patch); use max_frames {max(frames, height // frames * frames)} or a patch height that "
+            f"divides {height}."
+        )
+    if points == width:
+        return None  # whole-row patches: one token per patch row
+    if width % NUM_PARTS:
+        return (
+            f"{where}: the image width must be {NUM_PARTS} body parts of points_per_part points each, but {width} is "
+            f"not a multiple of {NUM_PARTS}; use image_size [{height}, {NUM_PARTS} * points_per_part]."
+        )
+    per_part = width // NUM_PARTS
+    if per_part % points:
+        return (
+            f"{where}: a patch of {points} point columns would straddle two body parts of points_per_part="
+            f"{per_part}; points_per_part must be a multiple of the patch width (e.g. patch_size {per_part} or a "
+            f"divisor of {per_part}, or points_per_part {max(points, per_part // points * points)})."
+        )
+    return None
 
 
 @strict
@@ -43,6 +92,12 @@ class MotionPatchConfig(PreTrainedConfig):
 
     Composed like `CLIPConfig` / `VisionTextDualEncoderConfig`: ``motion_config`` is a `ViTConfig` (defaults of
     ViT-B/16 with ``image_size=(224, 80)``), ``text_config`` any `AutoConfig` text encoder (defaults of DistilBERT).
+
+    The config is the one home of the patch geometry: ``motion_config.image_size`` (frames x points) and
+    ``patch_size`` (an int or a pair) give the read-only :attr:`max_frames`, :attr:`num_parts`,
+    :attr:`points_per_part`, :attr:`frames_per_patch`, :attr:`points_per_patch`, :attr:`patch_grid` and
+    :attr:`num_patches`; geometries the motion tower cannot read (see :func:`geometry_problem`) are refused when
+    the config is built.
 
     Args:
         motion_config (`ViTConfig` or `dict`, *optional*): the motion tower.
@@ -120,14 +175,9 @@ class MotionPatchConfig(PreTrainedConfig):
             raise ValueError(f"projection_dim must be positive, got {self.projection_dim}.")
         if not 0.0 <= self.projection_dropout < 1.0:
             raise ValueError(f"projection_dropout must be in [0, 1), got {self.projection_dropout}.")
-        image = self.motion_config.image_size
-        patch = self.motion_config.patch_size
-        image = (image, image) if isinstance(image, int) else tuple(image)
-        patch = (patch, patch) if isinstance(patch, int) else tuple(patch)
-        if image[0] % patch[0] or image[1] % patch[1]:
-            raise ValueError(
-                f"motion_config.image_size {image} must be a multiple of patch_size {patch} (frames x points)."
-            )
+        problem = geometry_problem(self.motion_config.image_size, self.motion_config.patch_size)
+        if problem:
+            raise ValueError(problem)
         if self.motion_config.num_channels != 3:
             raise ValueError(f"motion_config.num_channels must be 3 (x, y, z), got {self.motion_config.num_channels}.")
 
@@ -146,10 +196,51 @@ class MotionPatchConfig(PreTrainedConfig):
             )
         return config_dict, kwargs
 
+    # ------------------------------------------------------------ patch geometry (read-only, from motion_config)
+    @property
+    def num_parts(self) -> int:
+        """Body parts side by side in the motion image (5: right leg, left leg, torso, right arm, left arm)."""
+        return NUM_PARTS
+
     @property
     def max_frames(self) -> int:
-        image = self.motion_config.image_size
-        return image if isinstance(image, int) else int(image[0])
+        """Frames per motion image: the image height."""
+        return _pair(self.motion_config.image_size)[0]
+
+    @property
+    def points_per_part(self) -> int:
+        """Points each body-part chain is resampled to: the image width / :attr:`num_parts`."""
+        width = _pair(self.motion_config.image_size)[1]
+        if width % NUM_PARTS:
+            raise ValueError(
+                f"motion_config.image_size is {_pair(self.motion_config.image_size)}: its width {width} is not "
+                f"{NUM_PARTS} body parts of equal width (a whole-row tokeniser such as the raw-joints baseline), so "
+                "it has no points_per_part."
+            )
+        return width // NUM_PARTS
+
+    @property
+    def frames_per_patch(self) -> int:
+        """Frames in one ViT patch (the patch height): one patch row of the motion image."""
+        return _pair(self.motion_config.patch_size)[0]
+
+    @property
+    def points_per_patch(self) -> int:
+        """Point columns in one ViT patch (the patch width); a divisor of :attr:`points_per_part`, or the whole
+        image width."""
+        return _pair(self.motion_config.patch_size)[1]
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """``(patch rows, patch columns)`` of the motion image; the ViT reads its patches row by row."""
+        (height, width), (frames, points) = _pair(self.motion_config.image_size), _pair(self.motion_config.patch_size)
+        return height // frames, width // points
+
+    @property
+    def num_patches(self) -> int:
+        """Patch tokens of the motion tower (class token excluded): the length of ``motion_attention_mask``."""
+        rows, columns = self.patch_grid
+        return rows * columns
 
     @classmethod
     def from_motion_text_configs(cls, motion_config: PreTrainedConfig, text_config: PreTrainedConfig, **kwargs):
@@ -174,4 +265,4 @@ class MotionPatchInteractionConfig(MotionPatchConfig):
             raise ValueError(f"num_persons must be at least 2 for an interaction model, got {self.num_persons}.")
 
 
-__all__ = ["PIPELINE_TASK", "MotionPatchConfig", "MotionPatchInteractionConfig", "MotionPatchLoadError", "MotionPatchWeightsError"]
+__all__ = ["NUM_PARTS", "PIPELINE_TASK", "geometry_problem", "motion_image_size", "MotionPatchConfig", "MotionPatchInteractionConfig", "MotionPatchLoadError", "MotionPatchWeightsError"]

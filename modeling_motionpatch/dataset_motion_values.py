@@ -7,7 +7,7 @@ schema dataset (the ``motion`` column, or ``motion_a`` + ``motion_b`` for a two-
 | column | type |
 |---|---|
 | ``motion_values`` | float32 ``(3, max_frames, 5 * points_per_part)`` (a person axis first for two persons) |
-| ``motion_attention_mask`` | int64 ``(max_frames // 16 * 5,)`` (per person for two persons) |
+| ``motion_attention_mask`` | int64 ``(num_patches,)``, one entry per ViT patch (per person for two persons) |
 | ``motion_lengths`` | int64 (per person for two persons) |
 
 The result is written to the dataset's cache folder under a fingerprint derived from the input dataset's
@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
-from .motion_patches import PATCH_ROWS
 
 if TYPE_CHECKING:  # datasets is imported when the function runs, not when the model is loaded
     import datasets
@@ -81,7 +80,7 @@ def _output_features(fe: MotionPatchFeatureExtractor) -> dict[str, Any]:
     import datasets
 
     width = len(fe.skeleton["chains"]) * fe.points_per_part
-    patches = fe.max_frames // PATCH_ROWS * len(fe.skeleton["chains"])
+    patches = fe.num_patches  # one mask entry per ViT patch
     if fe.num_persons == 1:
         return {
             "motion_values": datasets.Array3D(shape=(3, fe.max_frames, width), dtype="float32"),

@@ -41,15 +41,23 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
     pelvis above the origin on the first frame, facing +Z, the floor at ``y = 0``; see
     :func:`~.motion_patches.to_body_frame`), so that clips from any capture source meet the model alike.
 
-    Motions shorter than one patch row (16 frames) are padded like any other short motion and their
-    first patch row counts as valid; set ``min_frames`` to reject shorter motions with an error instead.
+    Motions shorter than one patch row (``frames_per_patch`` frames) are padded like any other short motion and
+    their first patch row counts as valid; set ``min_frames`` to reject shorter motions with an error instead.
+
+    The patch geometry (``max_frames``, ``points_per_part``, ``frames_per_patch``, ``points_per_patch``) must be the
+    model's (``MotionPatchConfig.max_frames`` etc.); ``motion_attention_mask`` has one entry per ViT patch.
 
     Args:
         skeleton (`str` or `dict`): a registered skeleton name (``"humanml3d"``, ``"kit"``) or a skeleton spec
             (``Skeleton.to_dict()``), stored in full so the file is self-contained.
         mean, std (`array-like` of shape `(joints, 3)`, *optional*): normalisation statistics; identity when omitted.
-        max_frames (`int`, defaults to 224): frames per image, a multiple of 16.
+        max_frames (`int`, defaults to 224): frames per image, a multiple of ``frames_per_patch``.
         points_per_part (`int`, defaults to 16): points each chain is resampled to.
+        frames_per_patch (`int`, defaults to 16): frames per ViT patch row (the model's patch height,
+            ``MotionPatchConfig.frames_per_patch``); files saved before it existed use 16.
+        points_per_patch (`int`, *optional*): point columns per ViT patch (the model's patch width,
+            ``MotionPatchConfig.points_per_patch``), a divisor of ``points_per_part``; defaults to
+            ``points_per_part`` (one patch per body part and row).
         fps (`float`, defaults to 20.0): the model's frame rate.
         input_fps (`float`, *optional*): frame rate of incoming motions when it differs from ``fps``
             (e.g. 12.5 for KIT-ML); can be overridden per call.
@@ -77,6 +85,8 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         std: Sequence | np.ndarray | None = None,
         max_frames: int = 224,
         points_per_part: int = 16,
+        frames_per_patch: int = PATCH_ROWS,
+        points_per_patch: int | None = None,
         fps: float = 20.0,
         input_fps: float | None = None,
         fps_mode: str = "nearest",
@@ -89,8 +99,24 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
     ):
         super().__init__(**kwargs)
         skel = get_skeleton(skeleton)
-        if max_frames <= 0 or max_frames % PATCH_ROWS:
-            raise ValueError(f"max_frames must be a positive multiple of {PATCH_ROWS}, got {max_frames}.")
+        points_per_patch = points_per_part if points_per_patch is None else points_per_patch
+        if frames_per_patch <= 0 or points_per_part <= 0 or points_per_patch <= 0:
+            raise ValueError(
+                f"frames_per_patch ({frames_per_patch}), points_per_part ({points_per_part}) and points_per_patch "
+                f"({points_per_patch}) must be positive."
+            )
+        if max_frames <= 0 or max_frames % frames_per_patch:
+            raise ValueError(
+                f"max_frames must be a positive multiple of {frames_per_patch} (frames_per_patch, the model's patch "
+                f"height), got {max_frames}; take both from the model config (config.max_frames, "
+                "config.frames_per_patch)."
+            )
+        if points_per_part % points_per_patch:
+            raise ValueError(
+                f"points_per_part ({points_per_part}) must be a multiple of points_per_patch ({points_per_patch}, the "
+                "model's patch width): a patch must not straddle two body parts; take both from the model config "
+                "(config.points_per_part, config.points_per_patch)."
+            )
         if fps_mode not in ("nearest", "linear"):
             raise ValueError(f"fps_mode must be 'nearest' or 'linear', got {fps_mode!r}.")
         for what, rate in (("fps", fps), ("input_fps", input_fps)):
@@ -101,6 +127,8 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         self.skeleton = skel.to_dict()
         self.max_frames = int(max_frames)
         self.points_per_part = int(points_per_part)
+        self.frames_per_patch = int(frames_per_patch)
+        self.points_per_patch = int(points_per_patch)
         self.fps = float(fps)
         self.input_fps = None if input_fps is None else float(input_fps)
         self.fps_mode = fps_mode
@@ -140,6 +168,18 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
     @property
     def num_joints(self) -> int:
         return len(self.skeleton["joint_names"])
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """``(patch rows, patch columns)`` of the images this extractor makes (the model's ``config.patch_grid``)."""
+        columns = len(self.skeleton["chains"]) * (self.points_per_part // self.points_per_patch)
+        return self.max_frames // self.frames_per_patch, columns
+
+    @property
+    def num_patches(self) -> int:
+        """Entries of ``motion_attention_mask`` per motion: one per ViT patch."""
+        rows, columns = self.patch_grid
+        return rows * columns
 
     def _cached(self) -> tuple[np.ndarray, tuple[int, int, int, int], int]:
         """The chain interpolation matrix, the facing joints and the pelvis of the skeleton (computed once)."""
@@ -269,7 +309,8 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         Returns:
             `BatchFeature` with ``motion_values`` ``(B, 3, max_frames, 5 * points_per_part)`` float32,
             ``motion_lengths`` ``(B,)`` (valid frames after cropping) and ``motion_attention_mask``
-            ``(B, max_frames // 16 * 5)`` (1 for patch rows holding real frames).
+            ``(B, num_patches)``, one entry per ViT patch in its row-major order (``max_frames // frames_per_patch``
+            rows of ``5 * points_per_part // points_per_patch`` patches; 1 for patches of rows holding real frames).
         """
         if kwargs:
             raise TypeError(f"Unexpected arguments for MotionPatchFeatureExtractor: {sorted(kwargs)}.")
@@ -301,12 +342,13 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
             raise MotionInputError(
                 f"motion {i} has {lengths[i]} frames at {self.fps:g} fps, fewer than min_frames={self.min_frames}."
             )
-        short = np.flatnonzero(lengths < PATCH_ROWS)
+        rows = self.frames_per_patch
+        short = np.flatnonzero(lengths < rows)
         if len(short):
             warnings.warn(
-                f"{len(short)} of {len(batch)} motions have fewer than {PATCH_ROWS} frames at {self.fps:g} fps "
+                f"{len(short)} of {len(batch)} motions have fewer than {rows} frames at {self.fps:g} fps "
                 f"(indices {short[:10].tolist()}, shortest {int(lengths[short].min())}): their one patch row is "
-                f"mostly mean-pose padding. Set min_frames={PATCH_ROWS} to refuse such motions instead.",
+                f"mostly mean-pose padding. Set min_frames={rows} to refuse such motions instead.",
                 MotionInputWarning,
                 stacklevel=2,
             )
@@ -320,7 +362,9 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         values, kept = motions_to_patches(
             batch, self._weights(), self.mean, np.maximum(self.std, self.std_epsilon), self.max_frames, starts
         )
-        mask = patch_attention_mask(kept, self.max_frames, len(self.skeleton["chains"]))
+        mask = patch_attention_mask(
+            kept, self.max_frames, len(self.skeleton["chains"]), rows, self.points_per_part // self.points_per_patch
+        )
         if persons > 1:
             values = values.reshape(-1, persons, *values.shape[1:])
             kept = kept.reshape(-1, persons)

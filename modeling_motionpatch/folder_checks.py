@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from .configuration_motionpatch import NUM_PARTS, _pair
+
 #: ``len(tokenizer) < vocab_size * MIN_VOCAB_FRACTION`` is a tokenizer that is not the model's (e.g. one rebuilt
 #: from ``tokenizer_config.json`` alone when ``tokenizer.json`` / ``vocab.txt`` is missing: only special tokens)
 MIN_VOCAB_FRACTION = 0.5
@@ -46,10 +48,7 @@ def record_processor(config, processor) -> None:
 
 
 def _image_grid(motion_config: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
-    image, patch = motion_config.get("image_size", 224), motion_config.get("patch_size", 16)
-    image = (image, image) if isinstance(image, int) else tuple(int(v) for v in image)
-    patch = (patch, patch) if isinstance(patch, int) else tuple(int(v) for v in patch)
-    return image, patch
+    return _pair(motion_config.get("image_size", 224)), _pair(motion_config.get("patch_size", 16))
 
 
 def tokenizer_problems(tokenizer, vocab_size: int | None) -> list[str]:
@@ -82,17 +81,32 @@ def processor_problems(processor, config: Mapping[str, Any]) -> list[str]:
     fe = getattr(processor, "feature_extractor", None)
     if fe is None:
         return problems
-    (height, width), _ = _image_grid(config.get("motion_config") or {})
-    columns = 5 * int(fe.points_per_part)
+    (height, width), (patch_height, patch_width) = _image_grid(config.get("motion_config") or {})
+    columns = NUM_PARTS * int(fe.points_per_part)
     if columns != width:
         problems.append(
-            f"the feature extractor makes images of 5 x {fe.points_per_part} = {columns} point columns, but the "
-            f"motion tower's image_size is {height} x {width}: points_per_part must be {width // 5}"
+            f"the feature extractor makes images of {NUM_PARTS} x {fe.points_per_part} = {columns} point columns, but "
+            f"the motion tower's image_size is {height} x {width}: points_per_part must be {width // NUM_PARTS}"
         )
     if int(fe.max_frames) != height:
         problems.append(
             f"the feature extractor's max_frames is {fe.max_frames}, but the motion tower's image_size is "
             f"{height} x {width} (max_frames must be {height})"
+        )
+    # extractors saved before frames_per_patch / points_per_patch existed use 16-frame rows, one patch per part
+    frames_per_patch = int(getattr(fe, "frames_per_patch", 16))
+    points_per_patch = int(getattr(fe, "points_per_patch", None) or fe.points_per_part)
+    if frames_per_patch != patch_height:
+        problems.append(
+            f"the feature extractor's frames_per_patch is {frames_per_patch}, but the motion tower's patches are "
+            f"{patch_height} frames high (patch_size {patch_height} x {patch_width}): its motion_attention_mask would "
+            f"count patch rows of another height (frames_per_patch must be {patch_height})"
+        )
+    if points_per_patch != patch_width and patch_width != width:
+        problems.append(
+            f"the feature extractor's points_per_patch is {points_per_patch}, but the motion tower's patches are "
+            f"{patch_width} points wide (patch_size {patch_height} x {patch_width}): its motion_attention_mask would "
+            f"have another number of patches per row (points_per_patch must be {patch_width})"
         )
     recorded = config.get("skeleton")
     if recorded:
@@ -146,7 +160,8 @@ _FIX = (
 def check_model_processor(model, processor) -> None:
     """Raise :class:`MotionPatchMismatchError` when ``processor`` does not fit ``model``: a tokenizer whose ids exceed
     the text tower's ``vocab_size`` or whose vocabulary is far smaller, a feature extractor whose ``max_frames`` /
-    ``points_per_part`` do not make the motion tower's ``image_size``, or (when ``model.config.skeleton`` records
+    ``points_per_part`` do not make the motion tower's ``image_size`` or whose ``frames_per_patch`` /
+    ``points_per_patch`` are not its ``patch_size``, or (when ``model.config.skeleton`` records
     it) another skeleton: joint count, joint names or body-part chains (left/right swapped included)."""
     config = model.config.to_dict()
     where = f"{type(model).__name__} (config {getattr(model, 'name_or_path', '') or 'in memory'})"

@@ -395,11 +395,29 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
         mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
+    def _motion_attention(self, motion_attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """The ViT's attention mask (class token first, always attended) from a per-patch ``motion_attention_mask``
+        ``(batch, num_patches)``, or ``None`` when padding is not masked. A mask of another length than the config's
+        patch count (a processor of another patch geometry) is a ``ValueError``."""
+        if not self.config.mask_motion_padding or motion_attention_mask is None:
+            return None
+        expected = self.config.num_patches
+        if motion_attention_mask.dim() != 2 or motion_attention_mask.shape[-1] != expected:
+            rows, columns = self.config.patch_grid
+            raise ValueError(
+                f"motion_attention_mask has shape {tuple(motion_attention_mask.shape)}, but this model's motion tower "
+                f"reads {expected} patches per motion ({rows} rows of {self.config.frames_per_patch} frames x "
+                f"{columns} patches of {self.config.points_per_patch} points, from config.motion_config image_size "
+                f"{list(self.config.motion_config.image_size)} and patch_size {self.config.motion_config.patch_size}): "
+                "the mask needs one entry per patch. Use the processor saved with the model, or build the feature "
+                "extractor with max_frames=config.max_frames, points_per_part=config.points_per_part, "
+                "frames_per_patch=config.frames_per_patch and points_per_patch=config.points_per_patch."
+            )
+        ones = motion_attention_mask.new_ones(motion_attention_mask.shape[0], 1)
+        return torch.cat([ones, motion_attention_mask], dim=1)  # the class token is always attended
+
     def _encode_motion(self, motion_values, motion_attention_mask=None, **kwargs):
-        attention_mask = None
-        if self.config.mask_motion_padding and motion_attention_mask is not None:
-            ones = motion_attention_mask.new_ones(motion_attention_mask.shape[0], 1)
-            attention_mask = torch.cat([ones, motion_attention_mask], dim=1)  # the class token is always attended
+        attention_mask = self._motion_attention(motion_attention_mask)
         outputs = self.motion_model(pixel_values=motion_values, attention_mask=attention_mask, **kwargs)
         pooled = self._pool_motion(outputs.last_hidden_state, motion_attention_mask)
         return outputs, self.motion_projection(pooled)
@@ -644,9 +662,7 @@ class MotionPatchInteractionModel(MotionPatchModel):
         batch = motion_values.shape[0]
         flat_values = motion_values.flatten(0, 1)
         flat_mask = None if motion_attention_mask is None else motion_attention_mask.flatten(0, 1)
-        attention_mask = None
-        if self.config.mask_motion_padding and flat_mask is not None:
-            attention_mask = torch.cat([flat_mask.new_ones(flat_mask.shape[0], 1), flat_mask], dim=1)
+        attention_mask = self._motion_attention(flat_mask)
         outputs = self.motion_model(pixel_values=flat_values, attention_mask=attention_mask, **kwargs)
         pooled = self._pool_motion(outputs.last_hidden_state, flat_mask)  # (batch * persons, hidden)
         return outputs, self.motion_projection(pooled.reshape(batch, -1))

@@ -21,7 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-PATCH_ROWS = 16  # frames per patch row (the ViT patch height)
+#: frames per patch row (the ViT patch height) of the default geometry and of saved extractors that predate
+#: ``frames_per_patch``; the model config (``MotionPatchConfig.frames_per_patch``) is where a model's geometry lives
+PATCH_ROWS = 16
 
 
 class MotionInputError(ValueError):
@@ -370,11 +372,15 @@ def motions_to_patches(
     return out, kept
 
 
-def patch_attention_mask(lengths: np.ndarray, max_frames: int, num_parts: int = 5, rows: int = PATCH_ROWS) -> np.ndarray:
-    """Per-patch mask ``(B, max_frames // rows * num_parts)`` in the ViT's row-major patch order.
+def patch_attention_mask(
+    lengths: np.ndarray, max_frames: int, num_parts: int = 5, rows: int = PATCH_ROWS, patches_per_part: int = 1
+) -> np.ndarray:
+    """Per-patch mask ``(B, max_frames // rows * num_parts * patches_per_part)`` in the ViT's row-major patch order.
 
-    A patch row is valid (1) when it holds at least one real frame.
+    ``rows`` is the patch height (frames per patch row); ``num_parts * patches_per_part`` is the number of patch
+    columns of one row (``patches_per_part = points_per_part / patch width``). A patch row is valid (1) when it
+    holds at least one real frame; every patch of a row shares its row's value.
     """
     grid_rows = max_frames // rows
     valid_rows = (np.arange(grid_rows)[None, :] * rows) < np.asarray(lengths)[:, None]
-    return np.repeat(valid_rows, num_parts, axis=1).astype(np.int64)
+    return np.repeat(valid_rows, num_parts * patches_per_part, axis=1).astype(np.int64)

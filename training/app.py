@@ -461,7 +461,8 @@ class MotionLibraryApp:
                 mean, std = MotionPatchFeatureExtractor.compute_statistics([motion])
                 fe_new = MotionPatchFeatureExtractor(
                     skeleton=skeleton.to_dict(), mean=mean, std=std, max_frames=fe.max_frames,
-                    points_per_part=fe.points_per_part, fps=fe.fps, fps_mode=fe.fps_mode,
+                    points_per_part=fe.points_per_part, frames_per_patch=fe.frames_per_patch,
+                    points_per_patch=fe.points_per_patch, fps=fe.fps, fps_mode=fe.fps_mode,
                 )  # fmt: skip
                 processor = MotionPatchProcessor(fe_new, self.processor.tokenizer)
                 note = (f"BVH, {bvh.num_frames} frames at {bvh.fps:g} fps, its own skeleton ({skeleton.num_joints} "

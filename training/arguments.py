@@ -67,7 +67,10 @@ class ModelArguments:
     motion_num_layers: int = arg(12, "ViT depth (random-init motion tower only).")
     motion_num_heads: int = arg(12, "ViT attention heads (random-init only).")
     motion_intermediate_size: int = arg(3072, "ViT MLP width (random-init only).")
-    patch_size: int = arg(16, "ViT patch size (16 frames x 16 points).")
+    patch_size: int = arg(
+        16, "ViT patch size (random-init motion tower only): patches of patch_size frames x patch_size points; "
+        "max_frames and points_per_part must be multiples of it (16: the reference 16 x 16).",
+    )
     points_per_part: int = arg(16, "Points each body-part chain is resampled to.")
     projection_dim: int = arg(256, "Size of the joint embedding space.")
     projection_head: Literal["mlp", "linear"] = arg("mlp", "Projection head type.")
@@ -137,7 +140,7 @@ class DataArguments:
     validation_split: str = arg("validation", "Split for model selection.")
     test_split: str = arg("test", "Split for the final evaluation ('' to skip).")
     caption_column: str = arg("captions", "Column of caption lists.")
-    max_frames: int = arg(224, "Frames per motion image (multiple of 16).")
+    max_frames: int = arg(224, "Frames per motion image (a multiple of the patch height, --patch_size).")
     fps: Optional[float] = arg(None, "Model frame rate (default: the dataset's).")
     statistics: Literal["auto", "dataset", "train", "none"] = arg(
         "auto",
@@ -174,8 +177,8 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        if self.max_frames <= 0 or self.max_frames % 16:
-            raise ValueError(f"max_frames must be a positive multiple of 16, got {self.max_frames}.")
+        if self.max_frames <= 0:  # a multiple of the patch height: checked with the model's geometry (parse_args)
+            raise ValueError(f"max_frames must be a positive multiple of the patch height, got {self.max_frames}.")
         if not 0.0 <= self.mirror_probability <= 1.0:
             raise ValueError(f"mirror_probability must be in [0, 1], got {self.mirror_probability}.")
         if self.augment_speed < 1.0 or self.augment_heading_degrees < 0 or not 0.0 <= self.augment_scale < 1.0:
@@ -406,7 +409,21 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ModelArguments, DataA
     for cls in ARGUMENT_CLASSES:
         names = {f.name for f in fields(cls) if f.init}
         out.append(cls(**{k: v for k, v in values.items() if k in names}))
+    check_geometry(out[0], out[1])
     return tuple(out)  # type: ignore[return-value]
+
+
+def check_geometry(model_args: ModelArguments, data_args: DataArguments) -> None:
+    """Refuse a motion image the random-init ViT cannot read (``max_frames`` not a multiple of ``patch_size``, a
+    patch straddling two body parts...) before any data is loaded. Pretrained towers bring their own patch size."""
+    if model_args.model_name_or_path or model_args.motion_model_name_or_path:
+        return
+    from modeling_motionpatch.configuration_motionpatch import geometry_problem, motion_image_size
+
+    problem = geometry_problem(motion_image_size(data_args.max_frames, model_args.points_per_part), model_args.patch_size)
+    if problem:
+        raise ValueError(f"--max_frames {data_args.max_frames} --points_per_part {model_args.points_per_part} "
+                         f"--patch_size {model_args.patch_size}: {problem}")
 
 
 def args_from_dict(config: dict[str, Any]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:

@@ -425,17 +425,20 @@ class Augmentation:
     the body frame from its own first frame (clip length, where a clip starts); ``heading_degrees``: turn the clip
     about the vertical axis by up to that angle (the facing estimate of other rigs); ``scale``: body size factor
     uniform in ``[1 - scale, 1 + scale]``. Global offsets need no augmentation: the body frame removes them.
+    ``frames_per_patch``: one patch row of the model (``MotionPatchConfig.frames_per_patch``), the shortest clip
+    the crop and the speed change leave.
     """
 
     speed: float = 1.0
     scale: float = 0.0
     heading_degrees: float = 0.0
     crop_probability: float = 0.0
+    frames_per_patch: int = PATCH_ROWS
 
     @classmethod
-    def from_args(cls, data_args) -> "Augmentation":
+    def from_args(cls, data_args, frames_per_patch: int = PATCH_ROWS) -> "Augmentation":
         return cls(data_args.augment_speed, data_args.augment_scale, data_args.augment_heading_degrees,
-                   data_args.augment_crop_probability)  # fmt: skip
+                   data_args.augment_crop_probability, frames_per_patch)  # fmt: skip
 
     @property
     def active(self) -> bool:
@@ -443,15 +446,15 @@ class Augmentation:
 
     def __call__(self, motion: np.ndarray, skeleton: Skeleton, u) -> np.ndarray:
         """Augment one ``(T, J, 3)`` clip; ``u(stream)`` gives the sample's uniform numbers (streams 2 to 7)."""
-        n = len(motion)
-        if self.crop_probability and u(2) < self.crop_probability and n > 2 * PATCH_ROWS:
-            keep = max(PATCH_ROWS, int(round(n * (0.5 + 0.5 * u(3)))))
+        n, row = len(motion), self.frames_per_patch
+        if self.crop_probability and u(2) < self.crop_probability and n > 2 * row:
+            keep = max(row, int(round(n * (0.5 + 0.5 * u(3)))))
             start = min(int(u(4) * (n - keep + 1)), n - keep)
             motion = to_body_frame([motion[start : start + keep]], skeleton.facing_joints(), skeleton.pelvis)[0]
         if self.speed > 1.0:
             factor = self.speed ** (2.0 * u(5) - 1.0)
             faster = resample_fps(motion, 20.0 * factor, 20.0, "linear")
-            motion = faster if len(faster) >= min(n, PATCH_ROWS) else motion  # never below one patch row
+            motion = faster if len(faster) >= min(n, row) else motion  # never below one patch row
         if self.heading_degrees:
             angle = np.radians(self.heading_degrees * (2.0 * u(6) - 1.0))
             c, s = np.cos(angle), np.sin(angle)
@@ -569,10 +572,14 @@ class MotionTextCollator:
 
 
 def build_feature_extractor(
-    data: TrainingData, train_store: MotionStore | None, statistics: str, max_frames: int, points_per_part: int,
+    data: TrainingData, train_store: MotionStore | None, statistics: str, model_config,
     fps: float | None, input_fps: float, body_frame: bool = True,
 ) -> tuple[MotionPatchFeatureExtractor, str]:
-    """The feature extractor with the dataset's skeleton and statistics, and a note on where they came from."""
+    """The feature extractor with the dataset's skeleton and statistics, and a note on where they came from.
+
+    Its patch geometry (``max_frames``, ``points_per_part``, ``frames_per_patch``, ``points_per_patch``) is the
+    model config's (``model_config``, a :class:`~modeling_motionpatch.MotionPatchConfig`), so that its
+    ``motion_attention_mask`` has one entry per patch of the model's motion tower."""
     mean = std = None
     if statistics in ("auto", "dataset") and data.mean is not None:
         mean, std, note = data.mean, data.std, "statistics saved with the dataset"
@@ -590,8 +597,9 @@ def build_feature_extractor(
         note = f"statistics computed once over the {len(train_store)} training motions ({train_store.num_frames} frames)"
     model_fps = float(fps) if fps else float(input_fps)
     fe = MotionPatchFeatureExtractor(
-        skeleton=data.skeleton.to_dict(), mean=mean, std=std, max_frames=max_frames, points_per_part=points_per_part,
-        fps=model_fps, input_fps=None if math.isclose(model_fps, input_fps) else float(input_fps),
+        skeleton=data.skeleton.to_dict(), mean=mean, std=std, max_frames=model_config.max_frames,
+        points_per_part=model_config.points_per_part, frames_per_patch=model_config.frames_per_patch,
+        points_per_patch=model_config.points_per_patch, fps=model_fps, input_fps=None if math.isclose(model_fps, input_fps) else float(input_fps),
         body_frame=body_frame,
     )  # fmt: skip
     return fe, note

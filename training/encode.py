@@ -420,7 +420,7 @@ def match_skeleton(processor, data: EvalData, motion_joints: int, skeleton_from_
         mean, std = MotionPatchFeatureExtractor.compute_statistics([store.flat])
     new_fe = MotionPatchFeatureExtractor(
         skeleton=data_skel.to_dict(), mean=mean, std=std, max_frames=fe.max_frames, points_per_part=fe.points_per_part,
-        fps=fe.fps, fps_mode=fe.fps_mode, min_frames=fe.min_frames, std_epsilon=fe.std_epsilon,
+        frames_per_patch=fe.frames_per_patch, points_per_patch=fe.points_per_patch, fps=fe.fps, fps_mode=fe.fps_mode, min_frames=fe.min_frames, std_epsilon=fe.std_epsilon,
         num_persons=getattr(fe, "num_persons", 1),
     )  # fmt: skip
     info.update(skeleton=data_skel.name, num_joints=data_skel.num_joints, skeleton_from_dataset=True, statistics=source,

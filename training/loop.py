@@ -277,7 +277,7 @@ def build_loaders(accelerator, splits: Splits, processor, model_args: ModelArgum
     sampler = EpochSampler(len(splits.train_store), seed, shuffle=True)
     train_dataset = MotionTextTrainDataset(
         splits.train_store, splits.train_captions, seed, splits.data.skeleton, data_args.mirror_probability,
-        Augmentation.from_args(data_args),
+        Augmentation.from_args(data_args, processor.feature_extractor.frames_per_patch),
     )
     workers = data_args.dataloader_num_workers
     pin = data_args.dataloader_pin_memory and accelerator.device.type == "cuda"
@@ -332,8 +332,8 @@ def build_run(accelerator, model_args: ModelArguments, data_args: DataArguments,
     if model_args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     feature_extractor, stats_note = build_feature_extractor(
-        splits.data, splits.train_store, data_args.statistics, model.config.max_frames,
-        model.config.motion_config.image_size[1] // 5, data_args.fps, splits.input_fps, data_args.body_frame,
+        splits.data, splits.train_store, data_args.statistics, model.config, data_args.fps, splits.input_fps,
+        data_args.body_frame,
     )  # fmt: skip
     processor = MotionPatchProcessor(feature_extractor, tokenizer)
     record_processor(model.config, processor)  # config.json records the skeleton; a mismatched pairing then fails

@@ -23,6 +23,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from modeling_motionpatch import MotionPatchConfig, MotionPatchModel
+from modeling_motionpatch.configuration_motionpatch import motion_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +59,12 @@ def _attn_kwargs(model_args) -> dict[str, Any]:
 
 
 def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str]]:
-    """The model and human-readable notes on where each part came from (printed and put in the card)."""
+    """The model and human-readable notes on where each part came from (printed and put in the card).
+
+    The model config is then the one home of the patch geometry (``config.max_frames``, ``points_per_part``,
+    ``frames_per_patch``, ``points_per_patch``): everything else (the feature extractor) reads it from there."""
     notes: list[str] = []
-    image_size = [int(max_frames), 5 * int(model_args.points_per_part)]
+    image_size = motion_image_size(max_frames, model_args.points_per_part)
     heads = dict(
         projection_dim=model_args.projection_dim,
         projection_head=model_args.projection_head,
@@ -77,8 +81,9 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
         if list(model.config.motion_config.image_size) != image_size:
             raise ValueError(
                 f"model {path!r} was trained on motion images {list(model.config.motion_config.image_size)} but the "
-                f"data arguments ask for {image_size} (max_frames x 5 * points_per_part); set --max_frames "
-                f"{model.config.motion_config.image_size[0]} or train a new model."
+                f"arguments ask for {image_size} (max_frames x {model.config.num_parts} parts * points_per_part); set "
+                f"--max_frames {model.config.max_frames} --points_per_part {model.config.points_per_part} or train a "
+                "new model."
             )
         set_projection_dropout(model, model_args.projection_dropout)
         if model_args.learnable_temperature != model.config.learnable_logit_scale:
