@@ -196,7 +196,7 @@ def test_a_real_bandai_skeleton_does_not_pair_with_an_smpl_model(saved, tmp_path
     bvh = shared_path("bandai-namco", "ds1-bvh", "data", "dataset-1_bow_active_001.bvh")
     skeleton = read_bvh(bvh, scale=0.01).skeleton("bandai")
     model = MotionPatchModel.from_pretrained(saved)
-    with pytest.raises(MotionPatchMismatchError, match="'bandai' orders or names its joints differently.*'joint_Root' \(model: 'pelvis'\)"):
+    with pytest.raises(MotionPatchMismatchError, match=r"'bandai' orders or names its joints differently.*'joint_Root' \(model: 'pelvis'\)"):
         check_model_processor(model, make_processor(skeleton.to_dict()))
     # the model trained on that rig pairs with it
     bandai = make_processor(skeleton.to_dict())
