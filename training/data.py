@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcessor, Skeleton, get_skeleton
-from modeling_motionpatch.motion_patches import PATCH_ROWS, resample_fps, to_body_frame
+from modeling_motionpatch.motion_patches import PATCH_ROWS, MotionInputWarning, resample_fps, to_body_frame
 from modeling_motionpatch.skeletons import SkeletonError, available_skeletons
 
 logger = logging.getLogger(__name__)
@@ -553,17 +554,19 @@ class MotionTextCollator:
         generator = None
         if self.training:
             generator = np.random.default_rng([self.seed, int(items[0]["epoch"])] + [int(i["index"]) for i in items])
-        batch = self.processor(
-            text=[i["caption"] for i in items],
-            motions=[i["motion"] for i in items],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            training=self.training,
-            generator=generator,
-            body_frame=False if self.body_frame_done else None,
-        )
+        with warnings.catch_warnings():  # short clips are counted once when the splits load, not in every batch
+            warnings.simplefilter("ignore", MotionInputWarning)
+            batch = self.processor(
+                text=[i["caption"] for i in items],
+                motions=[i["motion"] for i in items],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                training=self.training,
+                generator=generator,
+                body_frame=False if self.body_frame_done else None,
+            )
         out = dict(batch)
         out["sample_index"] = torch.tensor([i["index"] for i in items], dtype=torch.long)
         if "reference" in items[0]:

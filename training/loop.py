@@ -328,6 +328,11 @@ def build_run(accelerator, model_args: ModelArguments, data_args: DataArguments,
     _check_batch_fits(splits, accelerator.num_processes, data_args, training_args)
     tokenizer = build_tokenizer(model_args)
     model, model_notes = build_model(model_args, data_args.max_frames)
+    rows = model.config.frames_per_patch  # the batches do not warn about short clips: they are counted here, once
+    short = {role: int((store.lengths < rows).sum()) for role, store in (("train", splits.train_store), *splits.eval_stores.items())}
+    if any(short.values()):
+        splits.data.notes.append(f"clips shorter than one patch row ({rows} frames), padded with the mean pose: "
+                                 + ", ".join(f"{n} {role}" for role, n in short.items() if n))  # fmt: skip
     frozen = apply_freezing(model, model_args)
     if model_args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
