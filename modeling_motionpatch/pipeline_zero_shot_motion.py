@@ -257,9 +257,9 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         extractor = self.processor.feature_extractor
         source_fps = input_fps or extractor.input_fps or extractor.fps
         window = int(np.ceil(extractor.max_frames * source_fps / extractor.fps))
-        length = len(as_motion_array(motion))
-        if windows and length > window:  # a long take: every part of it, in windows (the motion was checked above)
-            clip = as_motion_array(motion)
+        clip = as_motion_array(motion)  # already checked by the processor above
+        length = len(clip)
+        if windows and length > window:  # a long take: every part of it, in windows
             inputs = self.processor(motions=[clip[s : s + window] for s in window_starts(length, window)],
                                     return_tensors="pt", input_fps=input_fps, joint_names=joint_names,
                                     joint_map=joint_map, check_skeleton=False)  # the whole take was checked above
