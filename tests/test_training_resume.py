@@ -73,42 +73,42 @@ def runs(tmp_path_factory, tokenizer_dir):
         if proc_b.poll() is None:
             proc_b.kill()
     killed_checkpoints = sorted(p.name for p in (b / "checkpoints").iterdir())
+    # the weights at the kill, read now: the resumed run's rotation (save_total_limit=2) deletes this checkpoint
+    at_kill = load_file(str(b / "checkpoints" / f"checkpoint-{K}" / "model.safetensors"))
     resumed = run_training(_args(text_dir, b, resume_from_checkpoint="latest"))
     out_a, _ = proc_a.communicate(timeout=300)
     assert proc_a.returncode == 0, out_a[-3000:]
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
-    return a, b, killed_checkpoints, resumed.stdout
+    return a, b, killed_checkpoints, resumed.stdout, at_kill
 
 
 def test_kill_left_only_complete_checkpoints(runs):
-    _, _, killed_checkpoints, _ = runs
+    _, _, killed_checkpoints, _, _ = runs
     # steps 4, 6 (epoch end) and 8 were written; the last 2 are kept, none half-written (.tmp-*)
     assert killed_checkpoints == ["checkpoint-6", f"checkpoint-{K}"]
 
 
 def test_resume_continues_mid_epoch_at_the_exact_batch(runs):
-    _, b, _, stdout = runs
+    _, b, _, stdout, _ = runs
     assert f"resumed from {b / 'checkpoints' / f'checkpoint-{K}'}: step {K}, epoch 1, 2 batches into it" in stdout
     state = json.loads((b / "checkpoints" / f"checkpoint-{TOTAL}" / "trainer_state.json").read_text())
     assert state["global_step"] == TOTAL
 
 
 def test_resumed_run_equals_uninterrupted_run_bitwise(runs):
-    a, b, _, _ = runs
+    a, b, _, _, at_kill = runs
     wa = load_file(str(a / "checkpoints" / f"checkpoint-{TOTAL}" / "model.safetensors"))
     wb = load_file(str(b / "checkpoints" / f"checkpoint-{TOTAL}" / "model.safetensors"))
     assert wa.keys() == wb.keys()
     diff = max((wa[k] - wb[k]).abs().max().item() for k in wa)
     assert diff == 0.0, f"max abs weight difference {diff:.3g}"
     # the training actually moved the weights, and every step's loss (from the resumed process for steps > K) matches
-    first = load_file(str(b / "checkpoints" / f"checkpoint-{K}" / "model.safetensors")) if (
-        b / "checkpoints" / f"checkpoint-{K}").exists() else None  # fmt: skip
-    if first is not None:
-        assert max((first[k] - wb[k]).abs().max().item() for k in wb) > 0
+    assert at_kill.keys() == wb.keys() and max((at_kill[k] - wb[k]).abs().max().item() for k in wb) > 0
     la, lb = _train_records(a), _train_records(b)
     assert sorted(la) == sorted(lb) == list(range(1, TOTAL + 1))
     assert la == lb
     oa = torch.load(a / "checkpoints" / f"checkpoint-{TOTAL}" / "optimizer.bin", weights_only=False)
     ob = torch.load(b / "checkpoints" / f"checkpoint-{TOTAL}" / "optimizer.bin", weights_only=False)
-    for sa, sb in zip(oa["state"].values(), ob["state"].values()):
+    assert oa["state"].keys() == ob["state"].keys() and len(oa["state"]) > 0
+    for sa, sb in zip(oa["state"].values(), ob["state"].values(), strict=True):
         assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
