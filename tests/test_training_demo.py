@@ -96,3 +96,17 @@ def test_demo_model_card_lists_the_results(demo_run):
     assert "| all (chance) |" in text and "Real motion capture, but little of it" in text
     assert "Confident matches" in text and "Trained on synthetic data" not in text
     assert "selected its checkpoint on the" in text and "yu2024motionpatches" in text
+
+
+def test_app_search_over_real_takes_puts_the_asked_action_first(demo_run, tmp_path):
+    """The app's text search with the reduced demo model (trained on real takes in this test run) over the held-out
+    dataset-2 takes: queries phrased as in training find a take of that action first."""
+    pytest.importorskip("gradio", reason="the app needs gradio (pip install 'motionpatch[app]')")
+    from motionpatch_training.app import create_app
+
+    app = create_app(str(demo_run[0] / "best"), "embedded:ds2", cache_dir=str(tmp_path / "cache"), progress=False)
+    assert len(app.library) == 139
+    for query, action in (("a person waves the right hand.", "wave-"), ("a person runs forward.", "_run_"),
+                          ("a person raises both hands.", "raise-up-"), ("a person walks forward.", "_walk")):
+        rows, _, _ = app.search(query, 3)
+        assert action in rows[0][2], (query, [r[2] for r in rows])
