@@ -216,3 +216,28 @@ def test_quick_study_runs_end_to_end_with_splits_disjoint_as_claimed(tmp_path):
                 trained_styles = {s for _, s in pairs["train"]}
                 assert all(c in trained_contents and s in trained_styles for c, s in pairs["test"])
                 assert all((mirror_text(c), s) not in pairs["train"] for c, s in pairs["test"])
+
+
+def test_the_committed_table_is_what_the_committed_runs_give():
+    """``results/table.md`` (which the study README quotes) is regenerated from ``runs.jsonl`` and the chance / oracle
+    references in ``study.json``: a hand-edited figure or a dropped run shows as a difference."""
+    import importlib.util
+    from dataclasses import replace
+
+    spec = importlib.util.spec_from_file_location("run_study", STUDY)
+    study = importlib.util.module_from_spec(spec)
+    sys.modules["run_study"] = study
+    spec.loader.exec_module(study)
+    results = STUDY.parent / "results"
+    runs = [json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines() if line.strip()]
+    meta = json.loads((results / "study.json").read_text())
+    refs = {}
+    for key, value in meta["references"].items():
+        dataset, rule, seed = key.split("/")
+        refs[(dataset, rule, int(seed.removeprefix("seed")))] = value
+    datasets = tuple(d for d in study.DATASET_SPLITS if any(r["dataset"] == d for r in runs))
+    table, _ = study.summarise(runs, refs, replace(study.StudyConfig(), datasets=datasets))
+    assert table + "\n" == (results / "table.md").read_text()
+    readme = (STUDY.parent / "README.md").read_text()
+    for row in [line for line in table.splitlines() if line.startswith("| patches − raw-joints")]:
+        assert row in readme  # the README's paired differences are the table's
