@@ -199,6 +199,15 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             check_model_processor(self.model, self.processor)  # MotionPatchMismatchError when they do not fit
 
     def __call__(self, motions, candidate_labels: Sequence[str] | str | None = None, **kwargs):
+        persons = getattr(self.processor.feature_extractor, "num_persons", 1)
+        if persons > 1:  # an interaction model: one input is a pair (a tuple, or a (persons, T, J, 3) array)
+            if isinstance(motions, (np.ndarray, torch.Tensor)) and motions.ndim == 5:
+                motions = [tuple(pair) for pair in motions]  # a stacked batch of pairs
+            elif isinstance(motions, (np.ndarray, torch.Tensor)) and motions.ndim == 4:
+                motions = tuple(motions)
+            elif isinstance(motions, list):
+                motions = [tuple(pair) if isinstance(pair, list) else pair for pair in motions]
+            return super().__call__(motions, candidate_labels=candidate_labels, **kwargs)
         if isinstance(motions, np.ndarray) and motions.ndim == 4:
             motions = list(motions)
         elif isinstance(motions, torch.Tensor) and motions.dim() == 4:
@@ -244,6 +253,12 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
                              "an array to metres, Y up, before passing it.")  # fmt: skip
         elif isinstance(motion, (str, os.PathLike)):
             motion = load_motion(motion)
+        elif isinstance(motion, tuple) and self.processor.feature_extractor.num_persons > 1:  # one pair
+            inputs = self.processor(motions=[motion], return_tensors="pt", input_fps=input_fps,
+                                    check_skeleton=check_skeleton)  # fmt: skip
+            values, mask = inputs["motion_values"], inputs["motion_attention_mask"]  # (1, persons, ...) each
+            return {"motion_values": values.flatten(1, 2), "motion_attention_mask": mask.flatten(1),  # batchable
+                    "num_windows": torch.tensor([1]), "candidate_labels": labels, "templates": templates}  # fmt: skip
         elif not isinstance(motion, (np.ndarray, torch.Tensor, list, tuple)):
             hint = " (wrap a datasets.Dataset as KeyDataset(dataset, 'motion'))" if hasattr(motion, "column_names") else ""
             raise ValueError(f"the pipeline got a {type(motion).__name__}{hint}. Accepted inputs: {ACCEPTED_INPUTS}.")
@@ -305,9 +320,14 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         packed, packed_mask = model_inputs["motion_values"], model_inputs["motion_attention_mask"]
         counts = model_inputs["num_windows"].flatten().cpu()  # windows of each motion
         most = int(counts.max())
-        real = (torch.arange(most)[None, :] < counts[:, None]).flatten()  # drop the windows batching padded in
-        windows = packed.reshape(len(counts) * most, -1, *packed.shape[2:])[real]
-        mask = packed_mask.reshape(len(counts) * most, -1)[real]
+        persons = self.processor.feature_extractor.num_persons
+        if persons > 1:  # pairs, one window each: (B, persons * 3, H, W) -> (B, persons, 3, H, W)
+            windows = packed.reshape(len(counts), persons, -1, *packed.shape[2:])
+            mask = packed_mask.reshape(len(counts), persons, -1)
+        else:
+            real = (torch.arange(most)[None, :] < counts[:, None]).flatten()  # drop the windows batching padded in
+            windows = packed.reshape(len(counts) * most, -1, *packed.shape[2:])[real]
+            mask = packed_mask.reshape(len(counts) * most, -1)[real]
         motion = self.model.get_motion_features(
             motion_values=windows.to(self.model.dtype), motion_attention_mask=mask
         ).pooler_output
