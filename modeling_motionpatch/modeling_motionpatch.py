@@ -179,6 +179,29 @@ def _check_loading_info(info: dict, pretrained_model_name_or_path) -> None:
     )
 
 
+def _fix_position_grid(motion_model: nn.Module) -> None:
+    """Make a DINOv2 tower add its position embeddings as they are (one per patch of the motion grid).
+
+    ``Dinov2Embeddings.interpolate_pos_encoding`` assumes a square grid and resamples whenever the input is not
+    square, which fails on a motion image (``max_frames x 5 * points``): the embeddings already hold one position
+    per patch of ``config.image_size``, so they are used unchanged, and an input of another size is refused.
+    """
+    embeddings = getattr(motion_model, "embeddings", None)
+    if type(embeddings).__name__ != "Dinov2Embeddings":
+        return
+
+    def fixed_grid(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        if tokens.shape[1] != self.position_embeddings.shape[1]:
+            raise ValueError(
+                f"motion_values of {height} x {width} give {tokens.shape[1] - 1} patches, but the motion tower has "
+                f"{self.position_embeddings.shape[1] - 1} positions (image_size {list(self.config.image_size)}); use "
+                "the processor saved with the model (max_frames and points_per_part of the config)."
+            )
+        return self.position_embeddings
+
+    embeddings.interpolate_pos_encoding = fixed_grid.__get__(embeddings)
+
+
 # ---------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------
@@ -191,7 +214,7 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = True
-    _no_split_modules = ["ViTEmbeddings", "ViTLayer"]
+    _no_split_modules = ["ViTEmbeddings", "ViTLayer", "Dinov2Embeddings", "Dinov2Layer"]
 
     def _init_weights(self, module):
         super()._init_weights(module)  # Linear: normal(0, initializer_range), zero bias; LayerNorm: ones/zeros
@@ -321,7 +344,11 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
     ):
         super().__init__(config)
         if motion_model is None:
-            motion_model = ViTModel(config.motion_config, add_pooling_layer=False)
+            if config.motion_config.model_type == "vit":
+                motion_model = ViTModel(config.motion_config, add_pooling_layer=False)
+            else:
+                motion_model = AutoModel.from_config(config.motion_config)
+        _fix_position_grid(motion_model)
         if text_model is None:
             text_model = AutoModel.from_config(config.text_config)
         if getattr(motion_model, "pooler", None) is not None:
