@@ -181,7 +181,7 @@ def load_motion_tower(
     model_type = config_json.get("model_type")
     if model_type not in TRANSFORMERS_MOTION_TOWERS:
         raise ValueError(
-            f"The motion tower must be a ViT or DINOv2 checkpoint (model_type {sorted(TRANSFORMERS_MOTION_TOWERS)}); "
+            "The motion tower must be a ViT (model_type 'vit') or DINOv2 (model_type 'dinov2') checkpoint; "
             f"{name_or_path!r} has model_type {model_type!r}. Convert other checkpoints first (e.g. "
             "motionpatch-convert-dinov2-onnx for a DINOv2 ONNX file)."
         )

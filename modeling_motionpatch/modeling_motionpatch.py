@@ -319,8 +319,8 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
 class MotionPatchModel(MotionPatchPreTrainedModel):
     r"""A motion-language dual encoder over motion patches (Yu, Tanaka, Fujiwara, CVPR 2024).
 
-    ``motion_model`` is a transformers `ViTModel` (no pooler) over ``motion_values`` of shape
-    ``(batch, 3, max_frames, 5 * points)``; ``text_model`` any `AutoModel` text encoder. Both are pooled,
+    ``motion_model`` is a transformers `ViTModel` (no pooler) or `Dinov2Model` (``config.motion_config``) over
+    ``motion_values`` of shape ``(batch, 3, max_frames, 5 * points)``; ``text_model`` any `AutoModel` text encoder. Both are pooled,
     projected to ``projection_dim`` and L2-normalised.
 
     Example:
@@ -585,7 +585,8 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
         ``VisionTextDualEncoderModel.from_vision_text_pretrained``); projections and logit scale are new.
 
         Args:
-            motion_model_name_or_path: a transformers ViT folder or Hub id (``google/vit-base-patch16-224-in21k``),
+            motion_model_name_or_path: a transformers ViT or DINOv2 folder or Hub id
+                (``google/vit-base-patch16-224-in21k``, a folder of ``motionpatch-convert-dinov2-onnx``),
                 a timm Hub id (``timm/...``) or a timm checkpoint file (``.safetensors``/``.bin``/``.pth``). Its
                 position embeddings are resampled once to the motion grid (class position kept, bicubic with
                 antialiasing); ``layer_norm_eps`` and sizes come from the checkpoint.
