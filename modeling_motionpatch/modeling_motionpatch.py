@@ -191,11 +191,13 @@ def _fix_position_grid(motion_model: nn.Module) -> None:
         return
 
     def fixed_grid(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        if tokens.shape[1] != self.position_embeddings.shape[1]:
+        size = self.patch_embeddings.image_size
+        if tokens.shape[1] != self.position_embeddings.shape[1] or (height, width) != tuple(size):
             raise ValueError(
-                f"motion_values of {height} x {width} give {tokens.shape[1] - 1} patches, but the motion tower has "
-                f"{self.position_embeddings.shape[1] - 1} positions (image_size {list(self.config.image_size)}); use "
-                "the processor saved with the model (max_frames and points_per_part of the config)."
+                f"motion_values of {height} x {width} (frames x points) give {tokens.shape[1] - 1} patches, but the "
+                f"motion tower reads {list(size)} images with {self.position_embeddings.shape[1] - 1} positions "
+                "(config.motion_config.image_size); use the processor saved with the model (max_frames and "
+                "points_per_part of the config)."
             )
         return self.position_embeddings
 

@@ -97,8 +97,10 @@ def test_forward_features_and_reload(tokenizer, tmp_path, mask):
 
 def test_motion_image_of_another_size_is_refused(tokenizer):
     model = MotionPatchModel(dinov2_config(len(tokenizer))).eval()
-    with pytest.raises(ValueError, match="positions"):
+    with pytest.raises(ValueError, match="20 positions"):
         model.get_motion_features(torch.zeros(1, 3, 70, 70))
+    with pytest.raises(ValueError, match=r"motion_values of 70 x 56"):  # as many patches, transposed
+        model.get_motion_features(torch.zeros(1, 3, 70, 56))
 
 
 def test_saved_dinov2_model_runs_without_the_package(tokenizer, tmp_path):
