@@ -322,8 +322,8 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
     r"""A motion-language dual encoder over motion patches (Yu, Tanaka, Fujiwara, CVPR 2024).
 
     ``motion_model`` is a transformers `ViTModel` (no pooler) or `Dinov2Model` (``config.motion_config``) over
-    ``motion_values`` of shape ``(batch, 3, max_frames, 5 * points)``; ``text_model`` any `AutoModel` text encoder. Both are pooled,
-    projected to ``projection_dim`` and L2-normalised.
+    ``motion_values`` of shape ``(batch, 3, max_frames, 5 * points)``; ``text_model`` any `AutoModel` text
+    encoder. Both are pooled, projected to ``projection_dim`` and L2-normalised.
 
     Example:
 
