@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig, PreTrainedConfig, ViTConfig
+from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 class MotionPatchLoadError(OSError, ValueError):
@@ -33,6 +33,8 @@ def _named_file(pretrained_model_name_or_path, filename: str) -> str:
 
 #: ViT-B/16 over a (224 frames x 80 points) motion image: 14 x 5 patches of 16 x 16.
 DEFAULT_MOTION_CONFIG = {"image_size": [224, 80], "patch_size": 16, "num_channels": 3}
+#: ``model_type`` of the vision backbones that can be the motion tower (built with ``AutoModel.from_config``)
+MOTION_TOWER_TYPES = ("vit", "dinov2")
 #: body parts of a motion image, left to right: right leg, left leg, torso, right arm, left arm
 NUM_PARTS = 5
 #: the task of :class:`ZeroShotMotionClassificationPipeline`, named in saved configs' ``custom_pipelines``
@@ -91,7 +93,9 @@ class MotionPatchConfig(PreTrainedConfig):
     r"""Configuration of a :class:`MotionPatchModel`: a ViT motion tower and any text encoder, projected to one space.
 
     Composed like `CLIPConfig` / `VisionTextDualEncoderConfig`: ``motion_config`` is a `ViTConfig` (defaults of
-    ViT-B/16 with ``image_size=(224, 80)``), ``text_config`` any `AutoConfig` text encoder (defaults of DistilBERT).
+    ViT-B/16 with ``image_size=(224, 80)``) or another transformers vision backbone in :data:`MOTION_TOWER_TYPES`
+    (a `Dinov2Config` whose ``image_size`` is the motion image, e.g. ``[56, 70]`` with ``patch_size=14``),
+    ``text_config`` any `AutoConfig` text encoder (defaults of DistilBERT).
 
     The config is the one home of the patch geometry: ``motion_config.image_size`` (frames x points) and
     ``patch_size`` (an int or a pair) give the read-only :attr:`max_frames`, :attr:`num_parts`,
@@ -133,7 +137,9 @@ class MotionPatchConfig(PreTrainedConfig):
 
     model_type = "motionpatch"
     sub_configs_defaults = {
-        "motion_config": SubConfigSpec(config_class=ViTConfig, init_kwargs=DEFAULT_MOTION_CONFIG),
+        # any transformers vision backbone with image_size / patch_size / num_channels (a dict without model_type is
+        # a ViT, as in older folders): ViT, DINOv2 (``Dinov2Config``)...
+        "motion_config": SubConfigSpec(config_class=AutoConfig, model_type="vit", init_kwargs=DEFAULT_MOTION_CONFIG),
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="distilbert"),
     }
 
@@ -175,6 +181,12 @@ class MotionPatchConfig(PreTrainedConfig):
             raise ValueError(f"projection_dim must be positive, got {self.projection_dim}.")
         if not 0.0 <= self.projection_dropout < 1.0:
             raise ValueError(f"projection_dropout must be in [0, 1), got {self.projection_dropout}.")
+        tower = getattr(self.motion_config, "model_type", None)
+        if tower not in MOTION_TOWER_TYPES:
+            raise ValueError(
+                f"motion_config is a {tower!r} config; the motion tower must be one of {list(MOTION_TOWER_TYPES)} "
+                "(e.g. transformers.ViTConfig or Dinov2Config with image_size [max_frames, 5 * points_per_part])."
+            )
         problem = geometry_problem(self.motion_config.image_size, self.motion_config.patch_size)
         if problem:
             raise ValueError(problem)
@@ -265,4 +277,4 @@ class MotionPatchInteractionConfig(MotionPatchConfig):
             raise ValueError(f"num_persons must be at least 2 for an interaction model, got {self.num_persons}.")
 
 
-__all__ = ["NUM_PARTS", "PIPELINE_TASK", "geometry_problem", "motion_image_size", "MotionPatchConfig", "MotionPatchInteractionConfig", "MotionPatchLoadError", "MotionPatchWeightsError"]
+__all__ = ["MOTION_TOWER_TYPES", "NUM_PARTS", "PIPELINE_TASK", "geometry_problem", "motion_image_size", "MotionPatchConfig", "MotionPatchInteractionConfig", "MotionPatchLoadError", "MotionPatchWeightsError"]

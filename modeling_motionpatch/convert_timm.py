@@ -19,7 +19,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel, ViTConfig, ViTModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    Dinov2Model,
+    PreTrainedConfig,
+    PreTrainedModel,
+    ViTConfig,
+    ViTModel,
+)
 from transformers.utils import cached_file
 from transformers.utils import logging as hf_logging
 
@@ -123,6 +131,10 @@ def _timm_checkpoint_grid(config: dict | None, patch: tuple[int, int]) -> tuple[
     return int(size[1]) // patch[0], int(size[2]) // patch[1]
 
 
+#: transformers motion towers loadable from a folder / Hub id: ``model_type`` -> (model class, from_pretrained kwargs)
+TRANSFORMERS_MOTION_TOWERS = {"vit": (ViTModel, {"add_pooling_layer": False}), "dinov2": (Dinov2Model, {})}
+
+
 def load_motion_tower(
     name_or_path: str | os.PathLike,
     image_size: Sequence[int] = (224, 80),
@@ -135,7 +147,8 @@ def load_motion_tower(
 
     - a transformers ViT folder or Hub id (``model_type`` ``"vit"``, e.g. ``google/vit-base-patch16-224-in21k``):
       loaded with ``ViTModel.from_pretrained`` (float32); the config (``layer_norm_eps`` included) comes from
-      the checkpoint;
+      the checkpoint; a DINOv2 one (``model_type`` ``"dinov2"``, e.g. a folder written by
+      ``motionpatch-convert-dinov2-onnx``) likewise with ``Dinov2Model``;
     - a timm Hub id (``timm/...``) or a folder with timm's ``config.json`` and weights;
     - a timm checkpoint file (``.safetensors``, ``.bin``, ``.pth``, ``.pt``; pickles are read with
       ``weights_only=True``), e.g. an original MotionPatches checkpoint (the ViT is found by its keys).
@@ -165,16 +178,17 @@ def load_motion_tower(
             f"{name_or_path!r} is neither a file, a local folder with a config.json, nor a reachable Hub repo; "
             "pass a transformers ViT folder/Hub id, a timm Hub id (`timm/...`) or a timm checkpoint file."
         )
-    if config_json.get("model_type") != "vit":
+    model_type = config_json.get("model_type")
+    if model_type not in TRANSFORMERS_MOTION_TOWERS:
         raise ValueError(
-            f"The motion tower must be a ViT checkpoint (model_type 'vit'); {name_or_path!r} has model_type "
-            f"{config_json.get('model_type')!r}."
+            "The motion tower must be a ViT (model_type 'vit') or DINOv2 (model_type 'dinov2') checkpoint; "
+            f"{name_or_path!r} has model_type {model_type!r}. Convert other checkpoints first (e.g. "
+            "motionpatch-convert-dinov2-onnx for a DINOv2 ONNX file)."
         )
     load_kwargs = {"dtype": torch.float32, **kwargs}
+    tower_class, tower_kwargs = TRANSFORMERS_MOTION_TOWERS[model_type]
     with quiet_transformers():
-        vit, info = ViTModel.from_pretrained(
-            name_or_path, add_pooling_layer=False, output_loading_info=True, **load_kwargs
-        )
+        vit, info = tower_class.from_pretrained(name_or_path, output_loading_info=True, **tower_kwargs, **load_kwargs)
     ckpt_config: ViTConfig = vit.config
     old_grid = patch_grid(ckpt_config.image_size, ckpt_config.patch_size, "the checkpoint's ")
     new_grid = patch_grid(image_size, ckpt_config.patch_size, "the motion ")
@@ -190,14 +204,14 @@ def load_motion_tower(
     has_final_norm = bool(final_norm) and not {"layernorm.weight", "layernorm.bias"} & set(info["missing_keys"])
     missing = sorted(k for k in info["missing_keys"] if not k.startswith(("pooler.", "layernorm.")))
     return ViTConversion(
-        config=ViTConfig(**config_dict),
+        config=type(ckpt_config)(**config_dict),
         state_dict=state,
         final_norm=final_norm if has_final_norm else None,
         final_norm_kind="norm" if has_final_norm else None,
         resampled_from=old_grid if old_grid != new_grid else None,
         dropped=sorted(info["unexpected_keys"]),
         missing=missing,
-        source=f"transformers ViT {name_or_path!r}",
+        source=f"transformers {type(vit).__name__} {name_or_path!r}",
     )
 
 

@@ -179,6 +179,31 @@ def _check_loading_info(info: dict, pretrained_model_name_or_path) -> None:
     )
 
 
+def _fix_position_grid(motion_model: nn.Module) -> None:
+    """Make a DINOv2 tower add its position embeddings as they are (one per patch of the motion grid).
+
+    ``Dinov2Embeddings.interpolate_pos_encoding`` assumes a square grid and resamples whenever the input is not
+    square, which fails on a motion image (``max_frames x 5 * points``): the embeddings already hold one position
+    per patch of ``config.image_size``, so they are used unchanged, and an input of another size is refused.
+    """
+    embeddings = getattr(motion_model, "embeddings", None)
+    if type(embeddings).__name__ != "Dinov2Embeddings":
+        return
+
+    def fixed_grid(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        size = self.patch_embeddings.image_size
+        if tokens.shape[1] != self.position_embeddings.shape[1] or (height, width) != tuple(size):
+            raise ValueError(
+                f"motion_values of {height} x {width} (frames x points) give {tokens.shape[1] - 1} patches, but the "
+                f"motion tower reads {list(size)} images with {self.position_embeddings.shape[1] - 1} positions "
+                "(config.motion_config.image_size); use the processor saved with the model (max_frames and "
+                "points_per_part of the config)."
+            )
+        return self.position_embeddings
+
+    embeddings.interpolate_pos_encoding = fixed_grid.__get__(embeddings)
+
+
 # ---------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------
@@ -191,7 +216,7 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = True
-    _no_split_modules = ["ViTEmbeddings", "ViTLayer"]
+    _no_split_modules = ["ViTEmbeddings", "ViTLayer", "Dinov2Embeddings", "Dinov2Layer"]
 
     def _init_weights(self, module):
         super()._init_weights(module)  # Linear: normal(0, initializer_range), zero bias; LayerNorm: ones/zeros
@@ -296,9 +321,9 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
 class MotionPatchModel(MotionPatchPreTrainedModel):
     r"""A motion-language dual encoder over motion patches (Yu, Tanaka, Fujiwara, CVPR 2024).
 
-    ``motion_model`` is a transformers `ViTModel` (no pooler) over ``motion_values`` of shape
-    ``(batch, 3, max_frames, 5 * points)``; ``text_model`` any `AutoModel` text encoder. Both are pooled,
-    projected to ``projection_dim`` and L2-normalised.
+    ``motion_model`` is a transformers `ViTModel` (no pooler) or `Dinov2Model` (``config.motion_config``) over
+    ``motion_values`` of shape ``(batch, 3, max_frames, 5 * points)``; ``text_model`` any `AutoModel` text
+    encoder. Both are pooled, projected to ``projection_dim`` and L2-normalised.
 
     Example:
 
@@ -321,7 +346,11 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
     ):
         super().__init__(config)
         if motion_model is None:
-            motion_model = ViTModel(config.motion_config, add_pooling_layer=False)
+            if config.motion_config.model_type == "vit":
+                motion_model = ViTModel(config.motion_config, add_pooling_layer=False)
+            else:
+                motion_model = AutoModel.from_config(config.motion_config)
+        _fix_position_grid(motion_model)
         if text_model is None:
             text_model = AutoModel.from_config(config.text_config)
         if getattr(motion_model, "pooler", None) is not None:
@@ -558,7 +587,8 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
         ``VisionTextDualEncoderModel.from_vision_text_pretrained``); projections and logit scale are new.
 
         Args:
-            motion_model_name_or_path: a transformers ViT folder or Hub id (``google/vit-base-patch16-224-in21k``),
+            motion_model_name_or_path: a transformers ViT or DINOv2 folder or Hub id
+                (``google/vit-base-patch16-224-in21k``, a folder of ``motionpatch-convert-dinov2-onnx``),
                 a timm Hub id (``timm/...``) or a timm checkpoint file (``.safetensors``/``.bin``/``.pth``). Its
                 position embeddings are resampled once to the motion grid (class position kept, bicubic with
                 antialiasing); ``layer_norm_eps`` and sizes come from the checkpoint.
