@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from functools import lru_cache
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -237,7 +238,14 @@ def make_caption(
 def paraphrase_captions(content: str, style: str) -> list[str]:
     """Every phrasing of a (content, style) clip: the template caption first (:func:`make_caption` with
     :data:`BANDAI_PHRASES`, the one evaluation uses), then each sentence frame of :data:`PARAPHRASE_FRAMES` with
-    each content and style paraphrase, without duplicates. Unknown labels fall back to the template alone."""
+    each content and style paraphrase, without duplicates. Unknown labels fall back to the template alone (a fresh
+    list: the phrasings are computed once per pair)."""
+    return list(_paraphrases(content, style))
+
+
+@lru_cache(maxsize=None)
+def _paraphrases(content: str, style: str) -> tuple[str, ...]:
+    """The phrasings of :func:`paraphrase_captions`, computed once per (content, style)."""
     first = make_caption(BANDAI_CAPTION_TEMPLATE, {"content": content, "style": style}, BANDAI_PHRASES)
     out = {first: None}
     for v, ing in BANDAI_CONTENT_PARAPHRASES.get(content, ()):
@@ -245,7 +253,7 @@ def paraphrase_captions(content: str, style: str) -> list[str]:
             for frame in PARAPHRASE_FRAMES:
                 text = re.sub(r"\s+([.,])", r"\1", re.sub(r"\s+", " ", frame.format(v=v, ing=ing, style=adverb))).strip()
                 out[text] = None
-    return list(out)
+    return tuple(out)
 
 
 def _read_label_names(path: Path) -> list[str]:
