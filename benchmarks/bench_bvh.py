@@ -73,7 +73,7 @@ def _euler(axis: str, deg: float) -> np.ndarray:
 
 def naive_read(path: Path, scale: float = 0.01) -> np.ndarray:
     """Read MOTION line by line and run forward kinematics frame by frame, joint by joint."""
-    from modeling_motionpatch.bvh import parse_bvh_string
+    from modeling_motionpatch.apps.bvh import parse_bvh_string
 
     text = path.read_text()
     head, motion = text.split("MOTION", 1)
@@ -139,7 +139,7 @@ def _stats(walls: list[float], cpus: list[float], frames: int) -> dict:
 
 
 def bench_throughput(files: list[Path], repeats: int) -> dict:
-    from modeling_motionpatch.bvh import forward_kinematics, forward_kinematics_batch, parse_bvh, read_bvh
+    from modeling_motionpatch.apps.bvh import forward_kinematics, forward_kinematics_batch, parse_bvh, read_bvh
 
     keys = ("parse", "fk", "fk_batched", "end_to_end", "end_to_end_batched")
     walls: dict[str, list[float]] = {k: [] for k in keys}
@@ -169,7 +169,7 @@ def bench_throughput(files: list[Path], repeats: int) -> dict:
 
 
 def bench_baseline(files: list[Path], repeats: int) -> dict:
-    from modeling_motionpatch.bvh import forward_kinematics, parse_bvh, read_bvh
+    from modeling_motionpatch.apps.bvh import forward_kinematics, parse_bvh, read_bvh
 
     datas = [parse_bvh(f) for f in files]
     for f, d in zip(files, datas):
@@ -214,7 +214,7 @@ _NAIVE_PARSED: dict = {}
 
 def _naive_fk_only(path: Path) -> None:
     """Time only the per-frame FK loop of the baseline: parse outside the timed region is cached."""
-    from modeling_motionpatch.bvh import parse_bvh
+    from modeling_motionpatch.apps.bvh import parse_bvh
 
     d = _NAIVE_PARSED[path] if path in _NAIVE_PARSED else _NAIVE_PARSED.setdefault(path, parse_bvh(path))
     h = d.hierarchy
@@ -243,7 +243,7 @@ import os, sys, json, resource, tempfile, shutil, zipfile
 for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[v] = "1"
 import numpy as np
-from motionpatch_processing.bandai_namco import dataset_from_npz
+from motionpatch_processing.bandai_npz import dataset_from_npz
 
 def status(key):
     for line in open("/proc/self/status"):

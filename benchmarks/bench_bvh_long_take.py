@@ -36,7 +36,7 @@ def make_long_bvh(source: Path, target: Path, minutes: float) -> int:
 
 _CHILD = """
 import json, resource, sys, tracemalloc
-from modeling_motionpatch.bvh import read_bvh
+from modeling_motionpatch.apps.bvh import read_bvh
 import numpy as np
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tracemalloc.start()

@@ -65,9 +65,10 @@ def run(cmd: list[str], log: Path, record: dict, name: str) -> float:
 
 def prepare(data: Path, work: Path, log: Path, record: dict) -> None:
     import datasets
-    from motionpatch_processing.bandai_namco import dataset_from_npz, take_number
+    from motionpatch_processing.bandai_npz import dataset_from_npz
+    from motionpatch_processing.clip_splits import take_number
     from motionpatch_processing.io import PrepareReport, save_prepared
-    from motionpatch_processing.statistics import compute_dataset_statistics
+    from modeling_motionpatch.apps.motion_statistics import compute_dataset_statistics
 
     datasets.disable_progress_bars()
     t0 = time.perf_counter()
@@ -97,7 +98,7 @@ def prepare_styles(work: Path) -> Path:
     the other styles (30 clips); statistics over the train split."""
     import datasets
     from motionpatch_processing.io import PrepareReport, load_prepared, save_prepared
-    from motionpatch_processing.statistics import compute_dataset_statistics
+    from modeling_motionpatch.apps.motion_statistics import compute_dataset_statistics
 
     datasets.disable_progress_bars()
     src = load_prepared(work / "data" / "bn-native-ds2s")

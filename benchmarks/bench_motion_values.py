@@ -41,7 +41,8 @@ def main() -> None:
     import torch
     from motionpatch_processing.bandai_npz import dataset_from_npz
 
-    from modeling_motionpatch import MotionPatchFeatureExtractor, add_motion_values
+    from modeling_motionpatch import MotionPatchFeatureExtractor
+    from modeling_motionpatch.apps.dataset_motion_values import add_motion_values
     from modeling_motionpatch.motion_patches import MotionInputWarning
 
     parser = argparse.ArgumentParser()

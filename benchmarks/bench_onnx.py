@@ -74,8 +74,8 @@ def main() -> None:
     parser.add_argument("--providers", nargs="+", default=["CPUExecutionProvider"])
     args = parser.parse_args()
 
-    from modeling_motionpatch.modeling_onnx import MotionPatchOnnxModel, projected_features
-    from modeling_motionpatch.onnx_export import export_onnx, quantize_onnx
+    from modeling_motionpatch.apps.modeling_onnx import MotionPatchOnnxModel, projected_features
+    from modeling_motionpatch.apps.onnx_export import export_onnx, quantize_onnx
 
     model, processor = build(args)
     x = torch.randn(args.batch, 3, args.frames, 80)

@@ -45,9 +45,9 @@ def main() -> None:
     from motionpatch_training.evaluate_retrieval import first_captions
     from motionpatch_training.evaluation import flatten_metrics
 
-    from modeling_motionpatch.modeling_onnx import MotionPatchOnnxModel
-    from modeling_motionpatch.onnx_export import export_onnx, quantize_onnx
-    from modeling_motionpatch.retrieval import compute_retrieval_metrics
+    from modeling_motionpatch.apps.modeling_onnx import MotionPatchOnnxModel
+    from modeling_motionpatch.apps.onnx_export import export_onnx, quantize_onnx
+    from modeling_motionpatch.apps.retrieval_metrics import compute_retrieval_metrics
 
     torch.set_num_threads(args.threads)
     accelerator = make_accelerator(cpu=True)

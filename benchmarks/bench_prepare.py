@@ -81,7 +81,7 @@ def main() -> None:
     from motionpatch_processing.humanml3d import load_humanml3d
     from motionpatch_processing.io import SkippedSamplesWarning, save_prepared
     from motionpatch_processing.mirror import add_mirrored
-    from motionpatch_processing.statistics import compute_dataset_statistics
+    from modeling_motionpatch.apps.motion_statistics import compute_dataset_statistics
 
     warnings.simplefilter("ignore", SkippedSamplesWarning)
     with tempfile.TemporaryDirectory() as tmp:

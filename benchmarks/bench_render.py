@@ -36,7 +36,7 @@ import torch
 
 def clip_of(frames: int = 200, seed: int = 0) -> np.ndarray:
     """A synthetic walk of exactly ``frames`` frames (longer clips are cut, shorter ones looped)."""
-    from motionpatch_processing.synthetic import generate_motion
+    from motionpatch_processing.synthetic_motion import generate_motion
 
     motion = generate_motion("walk", np.random.default_rng(seed))[0]
     reps = -(-frames // len(motion))
@@ -59,7 +59,7 @@ def demo_model():
 def bench_render(repeats: int) -> None:
     import tempfile
 
-    from modeling_motionpatch.visualization import SkeletonRenderer, render_keyframes, save_animation
+    from modeling_motionpatch.apps.visualization import SkeletonRenderer, render_keyframes, save_animation
 
     motion = clip_of(200)
     best = {k: float("inf") for k in ("init", "frames", "gif200", "gif60", "strip")}
@@ -98,7 +98,7 @@ def bench_embedding_and_queries(model_name: str | None, embed_size: int, library
     from motionpatch_training.data import MotionStore
     from motionpatch_training.encode import load_model_and_processor
 
-    from modeling_motionpatch.retrieval import MotionSearchIndex
+    from modeling_motionpatch.apps.search_index import MotionSearchIndex
 
     if model_name:
         model, processor = load_model_and_processor(model_name)

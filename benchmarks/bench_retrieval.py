@@ -1,4 +1,4 @@
-"""Benchmark of modeling_motionpatch.retrieval: metric protocols at HumanML3D test size and exact index search.
+"""Benchmark of modeling_motionpatch.apps.retrieval_metrics: metric protocols at HumanML3D test size and exact index search.
 
 Run from the repository root::
 
@@ -33,13 +33,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from modeling_motionpatch.retrieval import (
+from modeling_motionpatch.apps.retrieval_metrics import (
     PROTOCOLS,
     RECALL_AT,
-    MotionSearchIndex,
     compute_retrieval_metrics_from_similarity,
     similarity_matrix,
 )
+from modeling_motionpatch.apps.search_index import MotionSearchIndex
 
 
 def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:

@@ -32,7 +32,7 @@ def main() -> None:
     import faiss
     from test_search_approximate import clustered_gallery, recall_at_k
 
-    from modeling_motionpatch.search_index import (
+    from modeling_motionpatch.apps.search_index import (
         HNSW_DEFAULTS,
         IVF_DEFAULTS,
         IVFPQ_DEFAULTS,

@@ -112,7 +112,7 @@ def main() -> None:
     import modeling_motionpatch  # noqa: F401  (registers the Auto classes)
     from modeling_motionpatch import MotionPatchFeatureExtractor
     from modeling_motionpatch.motion_patches import MotionInputWarning
-    from modeling_motionpatch.search_index import IVFPQ_DEFAULTS, MotionSearchIndex
+    from modeling_motionpatch.apps.search_index import IVFPQ_DEFAULTS, MotionSearchIndex
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True, help="a trained MotionPatch folder (model + processor)")

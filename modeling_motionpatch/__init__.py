@@ -12,9 +12,7 @@ from .configuration_motionpatch import (
     MotionPatchLoadError,
     MotionPatchWeightsError,
 )
-from .dataset_motion_values import add_motion_values
 from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
-from .folder_checks import MotionPatchMismatchError, check_model_processor, record_processor
 from .modeling_motionpatch import (
     MotionPatchInteractionModel,
     MotionPatchModel,
@@ -57,7 +55,6 @@ __all__ = [
     "MotionPatchInteractionConfig",
     "MotionPatchInteractionModel",
     "MotionPatchLoadError",
-    "MotionPatchMismatchError",
     "MotionPatchWeightsError",
     "MotionPatchModel",
     "MotionPatchOutput",
@@ -66,14 +63,11 @@ __all__ = [
     "Skeleton",
     "ZeroShotMotionClassificationPipeline",
     "SkeletonError",
-    "add_motion_values",
     "available_skeletons",
-    "check_model_processor",
     "chain_interpolation_matrix",
     "chain_sample_positions",
     "get_skeleton",
     "motion_text_contrastive_loss",
-    "record_processor",
     "register_skeleton",
     "resample_fps",
     "similarity_logits",

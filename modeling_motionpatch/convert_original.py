@@ -18,7 +18,7 @@ the model code (``trust_remote_code``) and a model card with the original licenc
 It is written into a temporary folder next to ``--output`` and moved into place only when complete.
 
 Reading the checkpoint into a model and the statistics is :mod:`modeling_motionpatch.original_checkpoint`
-(its names are re-exported here); this module writes the folder and its card, and holds the command line.
+; this module writes the folder and its card, and holds the command line.
 """
 
 from __future__ import annotations
@@ -36,24 +36,16 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from .atomic_folder import atomic_folder
+from .apps.atomic_folder import atomic_folder
 from .convert_timm import quiet_transformers
 from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
-from .folder_checks import record_processor
+from .apps.folder_checks import record_processor
 from .modeling_motionpatch import MotionPatchModel
 from .original_checkpoint import (
-    HEAD_KEYS,
-    HEAD_PREFIXES,
-    IGNORED_TEXT_SUFFIXES,
-    MOTION_IMAGE_WIDTH,
-    MOTION_PREFIX,
     PRESETS,
-    TEXT_PREFIX,
     ConversionError,
     DatasetPreset,
     build_model_from_original,
-    expected_motion_keys,
-    infer_text_config,
     load_original_state_dict,
     load_statistics_file,
     statistics_from_dataset,
@@ -217,7 +209,7 @@ def convert_original_checkpoint(
     """Convert an original checkpoint into a Hub-native folder (model, processor, card); returns the folder.
 
     Everything is read and checked in memory first; the folder is then written into a temporary folder next to
-    ``output`` that replaces it in one rename (:func:`~modeling_motionpatch.atomic_folder.atomic_folder`). On any
+    ``output`` that replaces it in one rename (:func:`~modeling_motionpatch.apps.atomic_folder.atomic_folder`). On any
     error the temporary folder is removed, so no half-written output is left. See the module docstring for the
     layout and :data:`PRESETS` for the datasets.
     """
@@ -356,26 +348,4 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = [
-    "CITATION",
-    "HEAD_KEYS",
-    "HEAD_PREFIXES",
-    "IGNORED_TEXT_SUFFIXES",
-    "MOTION_IMAGE_WIDTH",
-    "MOTION_PREFIX",
-    "ORIGINAL_LICENSE",
-    "PRESETS",
-    "TEXT_PREFIX",
-    "ConversionError",
-    "DatasetPreset",
-    "build_model_from_original",
-    "build_parser",
-    "convert_original_checkpoint",
-    "expected_motion_keys",
-    "infer_text_config",
-    "load_original_state_dict",
-    "load_statistics_file",
-    "main",
-    "render_model_card",
-    "statistics_from_dataset",
-]
+__all__ = ["CITATION", "ORIGINAL_LICENSE", "build_parser", "convert_original_checkpoint", "main", "render_model_card"]

@@ -2,7 +2,7 @@
 
 :func:`load_motion_tower` reads a timm checkpoint (a local file or folder, or a Hub repository) safely
 (:mod:`modeling_motionpatch.checkpoint_files`) and maps it into transformers' `ViTModel`
-(:mod:`modeling_motionpatch.timm_vit_keys`, whose names are re-exported here); :func:`load_text_tower` loads
+(:mod:`modeling_motionpatch.timm_vit_keys`); :func:`load_text_tower` loads
 any transformers text encoder with its sentence pooling.
 
 This module is also copied next to ``modeling_motionpatch.py`` in saved folders (it is imported, lazily, by
@@ -32,7 +32,6 @@ from transformers.utils import cached_file
 from transformers.utils import logging as hf_logging
 
 from .checkpoint_files import (
-    CHECKPOINT_WRAPPER_KEYS,
     StateDict,
     load_state_dict_file,
     strip_prefix,
@@ -40,13 +39,10 @@ from .checkpoint_files import (
 )
 from .timm_vit_keys import (
     ViTConversion,
-    config_dtype,
     convert_timm_vit_state_dict,
     find_timm_vit_prefix,
-    hf_vit_layer_names,
     patch_grid,
     resample_position_embeddings,
-    timm_vit_config,
 )
 
 #: file names tried, in order, for a timm checkpoint on the Hub
@@ -293,23 +289,4 @@ def load_text_tower(
     return model, pooling, f"default for model_type {model.config.model_type!r}"
 
 
-__all__ = [
-    "CHECKPOINT_WRAPPER_KEYS",
-    "StateDict",
-    "ViTConversion",
-    "config_dtype",
-    "convert_timm_vit_state_dict",
-    "default_text_pooling",
-    "find_timm_vit_prefix",
-    "hf_vit_layer_names",
-    "load_motion_tower",
-    "load_state_dict_file",
-    "load_text_tower",
-    "load_timm_checkpoint",
-    "patch_grid",
-    "quiet_transformers",
-    "resample_position_embeddings",
-    "sentence_transformers_pooling",
-    "timm_vit_config",
-    "unwrap_state_dict",
-]
+__all__ = ["default_text_pooling", "load_motion_tower", "load_text_tower", "load_timm_checkpoint", "quiet_transformers", "sentence_transformers_pooling"]

@@ -295,7 +295,7 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
         """
         from transformers.dynamic_module_utils import custom_object_save
 
-        from .atomic_folder import save_atomically
+        from .apps.atomic_folder import save_atomically
         from .pipeline_zero_shot_motion import ZeroShotMotionClassificationPipeline, custom_pipelines_config
 
         if self._saves_zero_shot_pipeline:
@@ -606,7 +606,8 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
         import warnings
 
         from .configuration_motionpatch import DEFAULT_MOTION_CONFIG
-        from .convert_timm import load_motion_tower, load_text_tower, patch_grid
+        from .convert_timm import load_motion_tower, load_text_tower
+        from .timm_vit_keys import patch_grid
 
         image_size = tuple(motion_image_size or DEFAULT_MOTION_CONFIG["image_size"])
         motion = load_motion_tower(

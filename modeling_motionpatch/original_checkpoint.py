@@ -27,7 +27,7 @@ from .checkpoint_files import StateDict, load_state_dict_file, preview_keys, unw
 from .configuration_motionpatch import MotionPatchConfig
 from .convert_timm import quiet_transformers
 from .modeling_motionpatch import MotionPatchModel
-from .motion_statistics import STATISTICS_FILE, compute_dataset_statistics, read_statistics
+from .apps.motion_statistics import STATISTICS_FILE, compute_dataset_statistics, read_statistics
 from .timm_vit_keys import convert_timm_vit_state_dict
 
 MOTION_PREFIX = "motion_encoder.model."
@@ -279,7 +279,7 @@ def statistics_from_dataset(
 
     The folder is a `datasets` ``save_to_disk`` folder in motionpatch's schema. The ``statistics.json`` saved with
     it is used when it covers ``split`` (``"all"`` = every split); otherwise
-    :func:`~modeling_motionpatch.motion_statistics.compute_dataset_statistics` streams the split.
+    :func:`~modeling_motionpatch.apps.motion_statistics.compute_dataset_statistics` streams the split.
     Returns ``(mean, std, description)``.
     """
     try:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from transformers import Pipeline
 
 from .configuration_motionpatch import PIPELINE_TASK
-from .folder_checks import check_model_processor
+from .apps.folder_checks import check_model_processor
 from .modeling_motionpatch import similarity_logits
 from .motion_patches import as_motion_array, is_nested_list_motion
 
@@ -243,7 +243,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         labels = check_candidate_labels(candidate_labels)
         templates = check_templates(hypothesis_template)
         if is_bvh_motion(motion):  # joints by name, metres, Y up, the file's frame rate
-            from .bvh import motion_for_skeleton
+            from .apps.bvh import motion_for_skeleton
 
             skeleton = self.processor.feature_extractor.skeleton
             motion, fps, _ = motion_for_skeleton(motion, skeleton, scale=scale, up_axis=up_axis, joint_map=joint_map)

@@ -101,7 +101,7 @@ class MotionPatchProcessor(ProcessorMixin):
         so that only special tokens load), a feature extractor whose geometry does not make the motion tower's
         ``image_size``, or another skeleton than the one the config records raise ``MotionPatchMismatchError``
         (a ``ValueError``) that names what differs and how to fix it."""
-        from .folder_checks import check_folder_processor
+        from .apps.folder_checks import check_folder_processor
 
         processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         check_folder_processor(processor, pretrained_model_name_or_path, **kwargs)
@@ -118,7 +118,7 @@ class MotionPatchProcessor(ProcessorMixin):
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
         """`ProcessorMixin.save_pretrained`, written atomically: an interrupted save leaves the previous folder (or
         none), never a half-written one; the folder's other files (the model) are kept."""
-        from .atomic_folder import save_atomically
+        from .apps.atomic_folder import save_atomically
 
         return save_atomically(super().save_pretrained, save_directory, push_to_hub=push_to_hub, **kwargs)
 

@@ -21,7 +21,7 @@ Splits are deterministic and no take is ever in two splits; the rules (``"auto"`
 a callable or a mapping) are those of :mod:`motionpatch_processing.clip_splits`.
 
 The Bandai-specific joint map, labels and phrasing are in :mod:`motionpatch_processing.bandai_labels`, the
-npz importer in :mod:`motionpatch_processing.bandai_npz`; both are re-exported here.
+npz importer in :mod:`motionpatch_processing.bandai_npz`.
 """
 
 from __future__ import annotations
@@ -45,47 +45,19 @@ from modeling_motionpatch.skeletons import Skeleton, SkeletonError, get_skeleton
 
 from .bandai_labels import (
     BANDAI_CAPTION_TEMPLATE,
-    BANDAI_CONTENT_PHRASES,
     BANDAI_PHRASES,
-    BANDAI_STYLE_PHRASES,
-    BANDAI_TO_HUMANML3D,
     bandai_labels,
     bandai_to_humanml3d,
-    joint_map_matrix,
     make_caption,
 )
-from .bandai_npz import dataset_from_npz
-from modeling_motionpatch.bvh import BVHData, bvh_skip_reason, forward_kinematics_batch, parse_bvh
-from .clip_splits import assign_splits, clip_group, split_of_key, split_of_take, take_number
+from modeling_motionpatch.apps.bvh import BVHData, bvh_skip_reason, forward_kinematics_batch, parse_bvh
+from .clip_splits import assign_splits
 from .io import write_arrow_splits
 from .schema import motion_features
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "BANDAI_CAPTION_TEMPLATE",
-    "BANDAI_CONTENT_PHRASES",
-    "BANDAI_PHRASES",
-    "BANDAI_STYLE_PHRASES",
-    "BANDAI_TO_HUMANML3D",
-    "BVHImportWarning",
-    "MIN_TAKE_FRAMES",
-    "TOO_SHORT_REASON",
-    "hierarchy_digest",
-    "assign_splits",
-    "bandai_labels",
-    "bandai_to_humanml3d",
-    "clip_group",
-    "dataset_from_npz",
-    "joint_map_matrix",
-    "load_bandai_namco",
-    "load_bvh_collection",
-    "make_caption",
-    "register_bandai_skeleton",
-    "split_of_key",
-    "split_of_take",
-    "take_number",
-]
+__all__ = ["BVHImportWarning", "MIN_TAKE_FRAMES", "TOO_SHORT_REASON", "hierarchy_digest", "load_bandai_namco", "load_bvh_collection", "register_bandai_skeleton"]
 
 
 #: takes with fewer frames (after resampling) are skipped: one frame is a pose, not a motion
@@ -370,7 +342,7 @@ def _register_native_skeleton(
     """The skeleton of the collection's hierarchy (offsets scaled, Y up), registered under ``name`` (or
     ``default_name``, with a suffix from the hierarchy when another skeleton already holds it)."""
     chosen, name = name is not None, name or default_name
-    from modeling_motionpatch.bvh import _check_up_axis, _convert_up
+    from modeling_motionpatch.apps.bvh import _check_up_axis, _convert_up
 
     offsets = _convert_up(np.asarray(reference.hierarchy.offsets * scale, dtype=np.float64), _check_up_axis(up_axis))
     native = Skeleton.from_hierarchy(

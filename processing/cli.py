@@ -44,7 +44,7 @@ from .io import (
     source_info,
 )
 from .mirror import add_mirrored
-from .statistics import compute_dataset_statistics
+from modeling_motionpatch.apps.motion_statistics import compute_dataset_statistics
 
 SOURCES_HELP = {
     "humanml3d": "HumanML3D folder (new_joints/ or new_joint_vecs/, texts/, train/val/test.txt); 22 joints, 20 fps.",

@@ -37,12 +37,12 @@ from datasets.table import InMemoryTable
 from modeling_motionpatch import MotionPatchFeatureExtractor, Skeleton, get_skeleton
 
 from .schema import SPLITS
-from .statistics import (
+from .statistics import statistics_markdown
+from modeling_motionpatch.apps.motion_statistics import (
     STATISTICS_FILE,
     MotionStatistics,
     load_statistics,
     save_statistics,
-    statistics_markdown,
 )
 
 SKELETON_FILE = "skeleton.json"

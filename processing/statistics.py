@@ -1,9 +1,7 @@
-"""Normalisation statistics of a prepared dataset: the card summary, and the library's statistics re-exported.
+"""The dataset card's summary of a prepared dataset's normalisation statistics.
 
 The statistics themselves (:class:`MotionStatistics`, the streaming :func:`compute_dataset_statistics`, and
-reading / writing ``statistics.json``) live once, in :mod:`modeling_motionpatch.motion_statistics`, the
-library the feature extractor and the checkpoint converter use; they are re-exported here. This module adds
-:func:`statistics_markdown`, the summary of the dataset card.
+reading / writing ``statistics.json``) live in :mod:`modeling_motionpatch.apps.motion_statistics`.
 """
 
 from __future__ import annotations
@@ -11,13 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from modeling_motionpatch import Skeleton
-from modeling_motionpatch.motion_statistics import (
-    STATISTICS_FILE,
+from modeling_motionpatch.apps.motion_statistics import (
     MotionStatistics,
-    compute_dataset_statistics,
-    load_statistics,
-    read_statistics,
-    save_statistics,
 )
 
 
@@ -44,12 +37,4 @@ def statistics_markdown(statistics: MotionStatistics, skeleton: Skeleton | None 
     return "\n".join(lines)
 
 
-__all__ = [
-    "STATISTICS_FILE",
-    "MotionStatistics",
-    "compute_dataset_statistics",
-    "load_statistics",
-    "read_statistics",
-    "save_statistics",
-    "statistics_markdown",
-]
+__all__ = ["statistics_markdown"]

@@ -11,7 +11,6 @@ say nothing about real data** (HumanML3D, KIT-ML, ...). Use it for demos and tes
 The generator lives in two modules, and this one builds the dataset from them:
 :mod:`motionpatch_processing.synthetic_motion` (the procedural rig, forward kinematics and
 :func:`generate_motion`) and :mod:`motionpatch_processing.synthetic_captions` (the caption templates).
-Every name of both that callers use is re-exported here.
 
 Each sample depends only on ``(seed, index)`` (``numpy.random.default_rng([seed, index])``), so any
 sample can be regenerated alone (:func:`synthetic_sample`) and the splits of
@@ -20,7 +19,8 @@ size.
 
 Example::
 
-    from motionpatch_processing.synthetic import build_synthetic_dataset_dict, generate_motion
+    from motionpatch_processing.synthetic import build_synthetic_dataset_dict
+    from motionpatch_processing.synthetic_motion import generate_motion
     dd = build_synthetic_dataset_dict(num_train=2000, num_validation=250, num_test=250, seed=0)
     motion, captions, labels = generate_motion("wave left hand", np.random.default_rng(0), style="slowly")
 """
@@ -32,43 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .synthetic_captions import DIRECTIONS
-from .synthetic_motion import (  # noqa: F401 - re-exported: the joint indices and constants callers use
+from .synthetic_motion import (
     _ACTION_TABLE,
-    _PARENTS,
     ACTIONS,
     FPS,
-    HEAD,
-    L_ANKLE,
-    L_COLLAR,
-    L_ELBOW,
-    L_FOOT,
-    L_HIP,
-    L_KNEE,
-    L_SHOULDER,
-    L_WRIST,
-    MAX_FRAMES,
-    MIN_FRAMES,
-    NECK,
     NUM_JOINTS,
-    PELVIS,
-    R_ANKLE,
-    R_COLLAR,
-    R_ELBOW,
-    R_FOOT,
-    R_HIP,
-    R_KNEE,
-    R_SHOULDER,
-    R_WRIST,
-    REFERENCE_STATURE,
     SKELETON,
-    SPINE1,
-    SPINE2,
-    SPINE3,
-    STYLES,
-    facing_angle,
     generate_motion,
-    rest_offsets,
 )
 
 if TYPE_CHECKING:  # datasets is imported lazily: generating motions does not need it
@@ -77,21 +47,7 @@ if TYPE_CHECKING:  # datasets is imported lazily: generating motions does not ne
 if TYPE_CHECKING:  # datasets is imported lazily: generating motions does not need it
     import datasets
 
-__all__ = [
-    "ACTIONS",
-    "DIRECTIONS",
-    "FPS",
-    "MAX_FRAMES",
-    "MIN_FRAMES",
-    "SPLIT_OFFSETS",
-    "STYLES",
-    "build_synthetic_dataset_dict",
-    "facing_angle",
-    "generate_motion",
-    "generate_synthetic_dataset",
-    "rest_offsets",
-    "synthetic_sample",
-]
+__all__ = ["SPLIT_OFFSETS", "build_synthetic_dataset_dict", "generate_synthetic_dataset", "synthetic_sample"]
 
 
 def synthetic_sample(

@@ -22,7 +22,7 @@ ACTIONS = ("walk", "jump", "wave left hand", "kick right leg", "squat", "clap")
 
 def smpl_bvh(frames: int = 40, fps: float = 20.0) -> str:
     """A BVH file of the 22-joint SMPL hierarchy (synthetic rest offsets, metres) that walks forward and waves."""
-    from motionpatch_processing.synthetic import rest_offsets
+    from motionpatch_processing.synthetic_motion import rest_offsets
 
     skel = get_skeleton("humanml3d")
     offsets = rest_offsets()
@@ -63,7 +63,7 @@ def smpl_bvh(frames: int = 40, fps: float = 20.0) -> str:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tokenizer):
     """A tiny model saved to a folder and a library folder of .npy clips (one per action)."""
-    from motionpatch_processing.synthetic import generate_motion
+    from motionpatch_processing.synthetic_motion import generate_motion
 
     from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchModel, MotionPatchProcessor
 
@@ -101,7 +101,7 @@ def app(workspace):
 def test_search_equals_the_index_and_the_index_is_cached(workspace, app, tmp_path, monkeypatch):
     from motionpatch_training.app import create_app
 
-    from modeling_motionpatch.retrieval import MotionSearchIndex
+    from modeling_motionpatch.apps.search_index import MotionSearchIndex
 
     assert len(app.library) == len(ACTIONS) and sorted(app.library.ids) == sorted(a.replace(" ", "_") for a in ACTIONS)
     assert "embedded the library" in app.notes[-1]
@@ -175,7 +175,7 @@ def test_neighbours_and_zero_shot(workspace, app):
 
 
 def test_bad_uploads_show_the_package_error(workspace, app):
-    from modeling_motionpatch.bvh import parse_bvh
+    from modeling_motionpatch.apps.bvh import parse_bvh
     from motionpatch_training.app import _guarded
 
     classify = _guarded(app.classify, (None, None, None))
@@ -251,7 +251,7 @@ def test_app_in_a_real_browser(workspace, app, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from modeling_motionpatch.retrieval import MotionSearchIndex
+    from modeling_motionpatch.apps.search_index import MotionSearchIndex
 
     query = "a person waves the left hand"
     reference = MotionSearchIndex.from_model(app.model, app.processor, app.library.motions, app.library.ids)

@@ -10,7 +10,7 @@ import pytest
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, get_skeleton
 from modeling_motionpatch.motion_patches import to_body_frame
-from motionpatch_processing.synthetic import generate_motion
+from motionpatch_processing.synthetic_motion import generate_motion
 
 from conftest import shared_path
 

@@ -13,19 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from motionpatch_processing.bandai_namco import (
-    BANDAI_CAPTION_TEMPLATE,
-    BANDAI_PHRASES,
-    BVHImportWarning,
-    assign_splits,
-    clip_group,
-    dataset_from_npz,
-    load_bandai_namco,
-    load_bvh_collection,
-    make_caption,
-    take_number,
-)
-from modeling_motionpatch.bvh import (
+from motionpatch_processing.bandai_namco import BVHImportWarning, load_bandai_namco, load_bvh_collection
+from motionpatch_processing.bandai_labels import BANDAI_CAPTION_TEMPLATE, BANDAI_PHRASES, make_caption
+from motionpatch_processing.clip_splits import assign_splits, clip_group, take_number
+from motionpatch_processing.bandai_npz import dataset_from_npz
+from modeling_motionpatch.apps.bvh import (
     BVHError,
     forward_kinematics,
     forward_kinematics_batch,

@@ -23,7 +23,7 @@ from motionpatch_processing.bandai_namco import (
     BVHImportWarning,
     load_bvh_collection,
 )
-from modeling_motionpatch.bvh import parse_bvh, read_bvh
+from modeling_motionpatch.apps.bvh import parse_bvh, read_bvh
 from motionpatch_processing.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,12 +22,12 @@ from torch import nn
 
 from modeling_motionpatch import MotionPatchModel
 from modeling_motionpatch.convert_original import convert_original_checkpoint, main
-from modeling_motionpatch.convert_timm import (
+from modeling_motionpatch.timm_vit_keys import (
     convert_timm_vit_state_dict,
     hf_vit_layer_names,
-    load_state_dict_file,
     resample_position_embeddings,
 )
+from modeling_motionpatch.checkpoint_files import load_state_dict_file
 
 TIMM_REASON = "timm is not importable here (it needs torchvision built for this torch); run in .venv-timm"
 CAPTIONS = ["a person walks forward", "someone kicks with the left leg"]

@@ -18,7 +18,7 @@ from conftest import random_motions
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchModel
 from modeling_motionpatch.convert_dinov2_onnx import convert_dinov2_onnx, extract_backbone, main
-from modeling_motionpatch.convert_timm import resample_position_embeddings
+from modeling_motionpatch.timm_vit_keys import resample_position_embeddings
 
 LIBRARY = Path(__file__).resolve().parents[1] / "modeling_motionpatch"
 

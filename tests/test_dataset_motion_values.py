@@ -11,7 +11,7 @@ import pytest
 from motionpatch_processing.schema import motion_features
 
 from modeling_motionpatch import MotionPatchFeatureExtractor
-from modeling_motionpatch.dataset_motion_values import (
+from modeling_motionpatch.apps.dataset_motion_values import (
     add_motion_values,
     motion_values_fingerprint,
 )

@@ -102,7 +102,7 @@ def _direct_embeddings(workdir):
 def test_evaluate_end_to_end_matches_direct_metrics(workdir, tmp_path, capsys):
     from motionpatch_training.encode import default_sentence_encoder
 
-    from modeling_motionpatch.retrieval import compute_retrieval_metrics
+    from modeling_motionpatch.apps.retrieval_metrics import compute_retrieval_metrics
 
     encoder = default_sentence_encoder()
     protocols = "all,small_batches,strict" + (",threshold" if encoder else "")

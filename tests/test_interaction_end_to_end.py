@@ -63,8 +63,8 @@ def test_prepare_and_evaluate_an_interhuman_folder(workspace):
 
 def test_onnx_export_of_the_interaction_model_matches_eager(workspace):
     pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime: pip install 'motionpatch[onnx]'")
-    from modeling_motionpatch.modeling_onnx import MotionPatchOnnxModel
-    from modeling_motionpatch.onnx_export import export_onnx
+    from modeling_motionpatch.apps.modeling_onnx import MotionPatchOnnxModel
+    from modeling_motionpatch.apps.onnx_export import export_onnx
 
     root, model, processor, pairs = workspace
     exported = MotionPatchOnnxModel.from_pretrained(export_onnx(model, processor, root / "onnx"))

@@ -1,9 +1,8 @@
-"""The split modules keep the public API, the library stands alone, and the one Arrow motion writer is correct."""
+"""Every name lives in one module, modules import each other without cycles, the library stands alone, and the one Arrow motion writer is correct."""
 
 from __future__ import annotations
 
 import ast
-import importlib
 from pathlib import Path
 
 import datasets
@@ -14,52 +13,103 @@ import pytest
 from motionpatch_processing.io import motion_storage, rows_table, write_arrow_splits
 from motionpatch_processing.schema import SPLITS, motion_features
 
-LIBRARY = Path(__file__).resolve().parents[1] / "modeling_motionpatch"
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ROOT / "modeling_motionpatch"
 
 
-@pytest.mark.parametrize(
-    "module, names",
-    [
-        ("motionpatch_processing.synthetic", ["ACTIONS", "DIRECTIONS", "STYLES", "SPLIT_OFFSETS", "NUM_JOINTS",
-                                              "_PARENTS", "HEAD", "L_FOOT", "R_WRIST", "generate_motion",
-                                              "facing_angle", "rest_offsets", "synthetic_sample",
-                                              "generate_synthetic_dataset", "build_synthetic_dataset_dict"]),
-        ("motionpatch_processing.bandai_namco", ["BANDAI_TO_HUMANML3D", "BANDAI_PHRASES", "BVHImportWarning",
-                                                 "assign_splits", "bandai_labels", "dataset_from_npz",
-                                                 "load_bandai_namco", "load_bvh_collection", "make_caption",
-                                                 "split_of_key", "take_number"]),
-        ("motionpatch_processing.statistics", ["STATISTICS_FILE", "MotionStatistics", "compute_dataset_statistics",
-                                               "load_statistics", "read_statistics", "save_statistics",
-                                               "statistics_markdown"]),
-        ("modeling_motionpatch.convert_timm", ["ViTConversion", "convert_timm_vit_state_dict", "hf_vit_layer_names",
-                                               "load_motion_tower", "load_state_dict_file", "load_text_tower",
-                                               "patch_grid", "resample_position_embeddings", "timm_vit_config",
-                                               "unwrap_state_dict", "StateDict", "quiet_transformers"]),
-        ("modeling_motionpatch.convert_original", ["PRESETS", "ConversionError", "build_model_from_original",
-                                                   "convert_original_checkpoint", "load_original_state_dict",
-                                                   "statistics_from_dataset", "main", "MOTION_PREFIX"]),
-    ],
-)
-def test_old_module_names_still_export_the_api(module, names):
-    mod = importlib.import_module(module)
-    missing = [n for n in names if not hasattr(mod, n)]
-    assert not missing, f"{module} lost {missing}"
-    assert all(hasattr(mod, n) for n in getattr(mod, "__all__", [])), f"{module}.__all__ names a missing object"
+PACKAGES = {"modeling_motionpatch": ROOT / "modeling_motionpatch", "motionpatch_processing": ROOT / "processing",
+            "motionpatch_training": ROOT / "training"}
 
 
-def test_statistics_live_once_in_the_library():
-    from modeling_motionpatch import motion_statistics
-    from motionpatch_processing import statistics
+def _modules():
+    """(dotted name, path, parsed tree) of every module of the three packages."""
+    for package, folder in PACKAGES.items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = path.relative_to(folder).with_suffix("").parts
+            dotted = ".".join((package, *parts))
+            yield dotted.removesuffix(".__init__"), path, ast.parse(path.read_text(encoding="utf-8"))
 
-    for name in ("MotionStatistics", "compute_dataset_statistics", "read_statistics", "save_statistics"):
-        assert getattr(statistics, name) is getattr(motion_statistics, name)
+
+def _defined(tree) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
+def test_modules_export_only_what_they_define():
+    """No shims: ``__all__`` of a module (its package ``__init__`` aside) names only what that module defines, so
+    every caller imports a name from where it is defined."""
+    offenders = {}
+    for dotted, path, tree in _modules():
+        if path.name == "__init__.py":
+            continue
+        exported = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                         and any(getattr(t, "id", "") == "__all__" for t in n.targets)), [])  # fmt: skip
+        foreign = sorted(set(exported) - _defined(tree))
+        if foreign:
+            offenders[dotted] = foreign
+    assert not offenders, f"modules re-exporting names they do not define: {offenders}"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports (at module level or inside functions)."""
+    modules = {dotted: (path, tree) for dotted, path, tree in _modules()}
+    graph: dict[str, set[str]] = {}
+    for dotted, (path, tree) in modules.items():
+        package = dotted if path.name == "__init__.py" else dotted.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")
+                    anchor = anchor[: len(anchor) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                targets |= {base} | {f"{base}.{a.name}" for a in node.names}
+        graph[dotted] = {t for t in targets if t in modules and t != dotted}
+    return graph
+
+
+def test_no_import_cycle_between_modules():
+    """The package modules import each other without a cycle (package ``__init__`` files aside: importing a
+    submodule always runs its package's ``__init__``)."""
+    graph = {m: {t for t in ts if not _is_package(t)} for m, ts in _import_graph().items() if not _is_package(m)}
+    state: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(node: str, stack: list[str]) -> bool:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle.extend(stack[stack.index(nxt):] + [node, nxt] if nxt in stack else [node, nxt])
+                return True
+            if state.get(nxt) is None and visit(nxt, stack + [node]):
+                return True
+        state[node] = 2
+        return False
+
+    for node in sorted(graph):
+        if state.get(node) is None and visit(node, []):
+            break
+    assert not cycle, f"import cycle: {' -> '.join(cycle)}"
+
+
+def _is_package(dotted: str) -> bool:
+    return dotted in PACKAGES or dotted.endswith(".apps")
 
 
 def test_library_never_imports_the_builders():
     """No import of the dataset builders or the training package anywhere in the library, lazy ones included."""
     builders = ("motionpatch_processing", "motionpatch_training", "processing", "training")
     offenders = []
-    for path in sorted(LIBRARY.glob("*.py")):
+    for path in sorted(LIBRARY.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])

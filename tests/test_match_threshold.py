@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 import modeling_motionpatch  # noqa: F401  (registers the pipeline task)
 from modeling_motionpatch.pipeline_zero_shot_motion import fill_template, window_starts
-from modeling_motionpatch.retrieval_metrics import calibrate_match_threshold
-from modeling_motionpatch.search_index import MotionSearchIndex
+from modeling_motionpatch.apps.retrieval_metrics import calibrate_match_threshold
+from modeling_motionpatch.apps.search_index import MotionSearchIndex
 from motionpatch_training.losses import ClipLoss
 
 from test_pipeline_interaction import LABELS, constructed_folder  # noqa: F401  (motion i -> label i, cosine 1)

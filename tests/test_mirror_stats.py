@@ -16,7 +16,7 @@ from motionpatch_processing.mirror import (
     mirror_text,
 )
 from motionpatch_processing.schema import motion_features
-from motionpatch_processing.statistics import (
+from modeling_motionpatch.apps.motion_statistics import (
     compute_dataset_statistics,
     load_statistics,
     read_statistics,

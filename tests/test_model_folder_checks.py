@@ -17,12 +17,14 @@ from transformers import AutoModel, AutoProcessor, BertTokenizerFast, pipeline
 from modeling_motionpatch import (
     MotionPatchFeatureExtractor,
     MotionPatchLoadError,
-    MotionPatchMismatchError,
     MotionPatchModel,
     MotionPatchProcessor,
     MotionPatchWeightsError,
-    check_model_processor,
     get_skeleton,
+)
+from modeling_motionpatch.apps.folder_checks import (
+    MotionPatchMismatchError,
+    check_model_processor,
     record_processor,
 )
 
@@ -191,7 +193,7 @@ def test_pairing_in_memory_objects_is_checked(saved):
 
 
 def test_a_real_bandai_skeleton_does_not_pair_with_an_smpl_model(saved, tmp_path):
-    from modeling_motionpatch.bvh import read_bvh
+    from modeling_motionpatch.apps.bvh import read_bvh
 
     bvh = shared_path("bandai-namco", "ds1-bvh", "data", "dataset-1_bow_active_001.bvh")
     skeleton = read_bvh(bvh, scale=0.01).skeleton("bandai")

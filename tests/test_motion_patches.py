@@ -158,7 +158,7 @@ def test_all_bandai_ds1_clips_become_finite_patches():
 def test_render_motion_patches_png(tmp_path):
     from PIL import Image
 
-    from modeling_motionpatch.visualization import motion_patches_to_rgb, render_motion_patches
+    from modeling_motionpatch.apps.visualization import motion_patches_to_rgb, render_motion_patches
 
     fe = MotionPatchFeatureExtractor("humanml3d", max_frames=32)
     batch = fe(random_motions(1, lengths=(20, 21))[0])

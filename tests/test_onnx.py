@@ -21,8 +21,8 @@ pytest.importorskip("onnx", reason="ONNX export tests need onnx: pip install 'mo
 ort = pytest.importorskip("onnxruntime", reason="ONNX export tests need onnxruntime: pip install 'motionpatch[onnx]'")
 
 from modeling_motionpatch import MotionPatchModel
-from modeling_motionpatch.modeling_onnx import MotionPatchOnnxModel, projected_features
-from modeling_motionpatch.onnx_export import export_onnx, main, quantize_onnx
+from modeling_motionpatch.apps.modeling_onnx import MotionPatchOnnxModel, projected_features
+from modeling_motionpatch.apps.onnx_export import export_onnx, main, quantize_onnx
 
 NUM_PAIRS = 24
 # how many of the 2 x 24 training-pair ranks int8 may lose against fp32 (a rank flip between near-tied items)
@@ -203,7 +203,7 @@ def test_unmasked_config_torchscript_exporter_ignores_what_eager_ignores(tmp_pat
 
 
 def test_search_index_from_onnx_model_equals_eager(exported):
-    from modeling_motionpatch.search_index import MotionSearchIndex
+    from modeling_motionpatch.apps.search_index import MotionSearchIndex
 
     model, processor, root = exported
     motions = random_motions(12, seed=8)

@@ -19,11 +19,9 @@ import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 
 from conftest import random_motions, tiny_config
-from modeling_motionpatch import (
-    MotionPatchFeatureExtractor,
+from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchModel, MotionPatchProcessor
+from modeling_motionpatch.apps.folder_checks import (
     MotionPatchMismatchError,
-    MotionPatchModel,
-    MotionPatchProcessor,
     check_model_processor,
     record_processor,
 )

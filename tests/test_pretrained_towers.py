@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modeling_motionpatch import MotionPatchModel
-from modeling_motionpatch.convert_timm import hf_vit_layer_names, resample_position_embeddings
+from modeling_motionpatch.timm_vit_keys import hf_vit_layer_names, resample_position_embeddings
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 

@@ -103,7 +103,7 @@ def folders(tmp_path_factory, tokenizer):
 def mixamo_bvh(frames: int = 30) -> str:
     """A Mixamo-named BVH in centimetres (the SMPL hierarchy renamed, rest offsets of the synthetic body): the
     pipeline must map it by name, detect the units and read its 30 fps without the package."""
-    from motionpatch_processing.synthetic import rest_offsets
+    from motionpatch_processing.synthetic_motion import rest_offsets
 
     from modeling_motionpatch.joint_maps import RIGS
 
@@ -211,7 +211,7 @@ def test_pipeline_without_the_package_matches_the_installed_one(folders, remote)
 def test_pipeline_reads_a_bvh_without_the_package(folders, remote):
     from transformers import pipeline
 
-    from modeling_motionpatch.bvh import motion_for_skeleton
+    from modeling_motionpatch.apps.bvh import motion_for_skeleton
 
     root = folders[0]
     assert (root / "model" / "joint_maps.py").exists() and (root / "model" / "bvh.py").exists()

@@ -1,4 +1,4 @@
-"""Tests of modeling_motionpatch.retrieval (metrics, protocols, search index) and the `evaluate` wrapper.
+"""Tests of modeling_motionpatch.apps.retrieval_metrics (metrics, protocols, search index) and the `evaluate` wrapper.
 
 Offline and deterministic. Run alone with ``python -m pytest tests/test_retrieval.py -q`` from the repository root
 (or with ``PYTHONPATH`` pointing at it).
@@ -22,11 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # allow plain `pytest` without installing the package
     sys.path.insert(0, str(REPO))
 
-from modeling_motionpatch.retrieval import (
+from modeling_motionpatch.apps.retrieval_metrics import (
     PROTOCOLS,
     RECALL_AT,
-    MotionSearchIndex,
-    SearchResult,
     compute_retrieval_metrics,
     compute_retrieval_metrics_from_similarity,
     format_retrieval_table,
@@ -34,6 +32,7 @@ from modeling_motionpatch.retrieval import (
     retrieval_ranks,
     similarity_matrix,
 )
+from modeling_motionpatch.apps.search_index import MotionSearchIndex, SearchResult
 
 # ---------------------------------------------------------------------------------------------------------------------
 # hand-computed example

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from modeling_motionpatch.bvh import BVH_SKIP_REASONS, BVHError, parse_bvh, parse_bvh_string
+from modeling_motionpatch.apps.bvh import BVH_SKIP_REASONS, BVHError, parse_bvh, parse_bvh_string
 from motionpatch_processing.cli import main
 from motionpatch_processing.humanml3d import load_humanml3d, parse_caption_lines, read_split_file
 from motionpatch_processing.io import load_prepared

@@ -8,7 +8,7 @@ import torch
 
 faiss = pytest.importorskip("faiss", reason="approximate search needs FAISS: pip install 'motionpatch[faiss]'")
 
-from modeling_motionpatch.search_index import (
+from modeling_motionpatch.apps.search_index import (
     HNSW_DEFAULTS,
     IVF_DEFAULTS,
     IVFPQ_DEFAULTS,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from modeling_motionpatch import MotionPatchFeatureExtractor
-from modeling_motionpatch.bvh import read_bvh
+from modeling_motionpatch.apps.bvh import read_bvh
 from modeling_motionpatch.motion_patches import SkeletonMismatchError, check_skeleton_plausible
 from modeling_motionpatch.skeletons import HUMANML3D, REFERENCE_POSES
 from motionpatch_processing.synthetic import synthetic_sample

@@ -248,7 +248,7 @@ def test_fp16_on_cpu_is_refused(tmp_path, text_dir):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, text_dir, monkeypatch):
     from motionpatch_training import losses
-    from motionpatch_training.train import NonFiniteLossError
+    from motionpatch_training.loop import NonFiniteLossError
 
     calls = {"n": 0}
     original = losses.ClipLoss.forward

@@ -9,7 +9,7 @@ pytest.importorskip("matplotlib", reason="skeleton rendering needs matplotlib (p
 
 from modeling_motionpatch import Skeleton, get_skeleton  # noqa: E402
 from modeling_motionpatch.skeletons import CHAIN_NAMES  # noqa: E402
-from modeling_motionpatch.visualization import (  # noqa: E402
+from modeling_motionpatch.apps.visualization import (  # noqa: E402
     CHAIN_COLORS,
     SkeletonRenderer,
     render_keyframes,
@@ -19,7 +19,7 @@ from modeling_motionpatch.visualization import (  # noqa: E402
 
 
 def _clip(action: str = "raise both arms", seed: int = 0) -> np.ndarray:
-    from motionpatch_processing.synthetic import generate_motion
+    from motionpatch_processing.synthetic_motion import generate_motion
 
     return generate_motion(action, np.random.default_rng(seed))[0]
 
@@ -167,7 +167,7 @@ def test_a_static_floor_root_is_not_drawn_and_the_camera_follows_the_body():
 def test_real_bandai_root_is_hidden_and_a_dash_is_followed():
     from pathlib import Path
 
-    from modeling_motionpatch.bvh import read_bvh
+    from modeling_motionpatch.apps.bvh import read_bvh
 
     data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bandai-namco" / "ds1-bvh" / "data"
     if not data.is_dir():

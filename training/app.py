@@ -9,7 +9,7 @@ reader, units and up axis detected unless ``--bvh-scale`` / ``--bvh-up-axis`` sa
 model's skeleton when they map (``joint_maps.py``), else the skeleton derived from the hierarchy; labels from
 ``<file>.json`` sidecars, as names from ``../cfg/*_label.txt`` for Bandai-Namco folders, with captions filled from
 them), a folder of ``.npy`` joint arrays ``(frames, joints, 3)`` in the model's skeleton, or ``synthetic``. It is
-embedded once with :class:`~modeling_motionpatch.retrieval.MotionSearchIndex` and the index is cached in the user's
+embedded once with :class:`~modeling_motionpatch.apps.search_index.MotionSearchIndex` and the index is cached in the user's
 cache folder (``$XDG_CACHE_HOME/motionpatch/app``, by default ``~/.cache/motionpatch/app``; ``--cache-dir`` to
 choose), never inside the library, keyed by fingerprints of the model files and of the library's motions and
 processor, so the next start reuses it.
@@ -123,7 +123,7 @@ def _bvh_labels(root: Path):
 def _bvh_units(files: Sequence[Path], skeleton, scale: float | None, up_axis: str | None) -> tuple[float, str, str]:
     """``(scale, up_axis, how)`` of a BVH collection: as given, else detected on its first readable file (joints
     mapped by name onto ``skeleton`` when they map, else the file's own pelvis and head)."""
-    from modeling_motionpatch.bvh import detect_scale_and_up, motion_for_skeleton, read_bvh
+    from modeling_motionpatch.apps.bvh import detect_scale_and_up, motion_for_skeleton, read_bvh
     from modeling_motionpatch.joint_maps import JointMapError
 
     if scale is not None and up_axis is not None:
@@ -307,7 +307,7 @@ def embed_library(model, processor, library: Library, batch_size: int = 32, chun
     import torch
     from tqdm.auto import tqdm
 
-    from modeling_motionpatch.retrieval import MotionSearchIndex
+    from modeling_motionpatch.apps.search_index import MotionSearchIndex
 
     parts = []
     bar = tqdm(total=len(library), desc="embedding the library", unit="motion", disable=not progress)
@@ -326,7 +326,7 @@ def cached_index(model, processor, library: Library, model_name: str, cache_root
                  progress: bool = True):  # fmt: skip
     """Load the library's index from the cache, or embed the library and save it there. Returns ``(index, path,
     reused)``."""
-    from modeling_motionpatch.retrieval import MotionSearchIndex
+    from modeling_motionpatch.apps.search_index import MotionSearchIndex
 
     model_fp = model_fingerprint(model_name, model)
     library_fp = library_fingerprint(library, processor)
@@ -393,7 +393,7 @@ class MotionLibraryApp:
 
     def animation(self, motion: np.ndarray, skeleton, key: str, title: str) -> str:
         """Path of the clip's GIF (rendered once per key)."""
-        from modeling_motionpatch.visualization import save_animation
+        from modeling_motionpatch.apps.visualization import save_animation
 
         name = hashlib.blake2b(key.encode(), digest_size=10).hexdigest() + ".gif"
         path = self.render_dir / name
@@ -434,7 +434,7 @@ class MotionLibraryApp:
         ``ValueError``.
         """
         from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcessor, resample_fps
-        from modeling_motionpatch.bvh import motion_for_skeleton, read_bvh
+        from modeling_motionpatch.apps.bvh import motion_for_skeleton, read_bvh
         from modeling_motionpatch.joint_maps import JointMapError
 
         path = Path(path)
@@ -517,7 +517,7 @@ class MotionLibraryApp:
             raise AppError("give at least one candidate label, separated by commas (e.g. 'walks, jumps').")
         up = self._query_motion(upload_path, item_id)
         scores = self.pipeline(up.processor)(up.motion, candidate_labels=labels)
-        from modeling_motionpatch.visualization import render_motion_patches
+        from modeling_motionpatch.apps.visualization import render_motion_patches
 
         batch = up.processor.feature_extractor(up.motion)
         patches = render_motion_patches(batch["motion_values"][0], batch["motion_lengths"][0], part_colors=True)
@@ -533,7 +533,7 @@ class MotionLibraryApp:
 
     def neighbours(self, upload_path, item_id, k: int = 5):
         """Motion to motion: ``(table rows, gallery, status)``; a library item does not find itself."""
-        from modeling_motionpatch.retrieval import MotionSearchIndex
+        from modeling_motionpatch.apps.search_index import MotionSearchIndex
 
         up = self._query_motion(upload_path, item_id)
         if not upload_path:

@@ -172,7 +172,7 @@ class DataArguments:
     dataloader_num_workers: int = arg(0, "DataLoader worker processes.")
     dataloader_pin_memory: bool = arg(True, "Pin host memory (GPU only).")
     eval_protocols: list[str] = arg(
-        help="Retrieval protocols of modeling_motionpatch.retrieval ('all', 'small_batches', ...).",
+        help="Retrieval protocols of modeling_motionpatch.apps.retrieval_metrics ('all', 'small_batches', ...).",
         default_factory=lambda: ["all"],
     )
 
@@ -194,7 +194,7 @@ class DataArguments:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ValueError(f"{name} must be positive when given, got {v}.")
-        from modeling_motionpatch.retrieval import PROTOCOLS
+        from modeling_motionpatch.apps.retrieval_metrics import PROTOCOLS
 
         unknown = [p for p in self.eval_protocols if p not in PROTOCOLS]
         if unknown:

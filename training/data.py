@@ -181,7 +181,8 @@ def load_training_data(data_args, seed: int = 0) -> TrainingData:
     name = str(data_args.dataset).strip()
     options = dict(data_args.dataset_kwargs)
     if name == "synthetic":
-        from motionpatch_processing.synthetic import FPS, SKELETON, build_synthetic_dataset_dict
+        from motionpatch_processing.synthetic import SKELETON, build_synthetic_dataset_dict
+        from motionpatch_processing.synthetic_motion import FPS
 
         dd = build_synthetic_dataset_dict(
             num_train=data_args.synthetic_num_train,

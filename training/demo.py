@@ -46,7 +46,7 @@ def check_real_takes(folder: str) -> tuple[str, dict]:
     from transformers import AutoModel, AutoProcessor, pipeline
 
     import modeling_motionpatch  # noqa: F401  (registers the Auto classes and the task)
-    from modeling_motionpatch.search_index import MotionSearchIndex
+    from modeling_motionpatch.apps.search_index import MotionSearchIndex
     from motionpatch_processing.embedded_bandai import load_embedded_clips
 
     model = AutoModel.from_pretrained(folder).eval()
@@ -84,7 +84,8 @@ def check_real_takes(folder: str) -> tuple[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import NonFiniteLossError, train
+    from .train import train
+    from .loop import NonFiniteLossError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-"):

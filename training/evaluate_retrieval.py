@@ -17,10 +17,10 @@ What it does:
    statistics for the dataset's: cross-skeleton evaluation, the model is unchanged);
 3. encodes texts and motions in batches on every process (Accelerate, ``gather_for_metrics``), motions cropped to
    their first ``max_frames`` frames;
-4. scores them with :func:`modeling_motionpatch.retrieval.compute_retrieval_metrics` (the project's one
+4. scores them with :func:`modeling_motionpatch.apps.retrieval_metrics.compute_retrieval_metrics` (the project's one
    implementation of the protocols ``all``, ``small_batches``, ``strict``, ``threshold``) and measures the chance
    level of every protocol with random embeddings on the same captions;
-5. prints the paper-style table (:func:`~modeling_motionpatch.retrieval.format_retrieval_table`), writes
+5. prints the paper-style table (:func:`~modeling_motionpatch.apps.retrieval_metrics.format_retrieval_table`), writes
    ``--output`` JSON and, with ``--update-model-card``, puts the results into the ``model-index`` of the model
    folder's ``README.md`` (``huggingface_hub.ModelCard`` / ``EvalResult``; the rest of the card is kept).
 """
@@ -39,7 +39,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from modeling_motionpatch.retrieval import PROTOCOLS, compute_retrieval_metrics
+from modeling_motionpatch.apps.retrieval_metrics import PROTOCOLS, compute_retrieval_metrics
 
 from .card import eval_results
 from .encode import default_sentence_encoder, encode_motions, encode_texts, environment, load_model_and_data

@@ -5,7 +5,7 @@ Each motion is paired with its **first** caption (the paper's protocol); motions
 ``accelerator.gather_for_metrics`` (which drops the samples Accelerate repeats to even out the last batch) and
 re-ordered by sample index, so the metrics do not depend on the number of processes.
 
-The metrics themselves come from :func:`modeling_motionpatch.retrieval.compute_retrieval_metrics` (the one
+The metrics themselves come from :func:`modeling_motionpatch.apps.retrieval_metrics.compute_retrieval_metrics` (the one
 implementation in the project); this module only flattens them to ``{protocol}/{t2m|m2t}/{metric}`` keys and
 adds ``{protocol}/rsum`` (sum of R@1, R@5 and R@10 in both directions, the usual model-selection score).
 """
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from modeling_motionpatch.modeling_motionpatch import motion_text_contrastive_loss, similarity_logits
-from modeling_motionpatch.retrieval import compute_retrieval_metrics, format_retrieval_table
+from modeling_motionpatch.apps.retrieval_metrics import compute_retrieval_metrics, format_retrieval_table
 
 logger = logging.getLogger(__name__)
 

@@ -27,9 +27,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from modeling_motionpatch import MotionPatchModel, MotionPatchProcessor, record_processor
-from modeling_motionpatch.atomic_folder import replace_folder
-from modeling_motionpatch.retrieval_metrics import calibrate_match_threshold
+from modeling_motionpatch import MotionPatchModel, MotionPatchProcessor
+from modeling_motionpatch.apps.folder_checks import record_processor
+from modeling_motionpatch.apps.atomic_folder import replace_folder
+from modeling_motionpatch.apps.retrieval_metrics import calibrate_match_threshold
 
 from .arguments import DataArguments, ModelArguments, TrainingArguments, args_to_dict
 from .card import build_model_card, push_folder
@@ -711,7 +712,7 @@ def select_best(run: Run, metrics: dict[str, float]) -> bool:
 def calibrate_on_validation(run: Run) -> dict[str, Any] | None:
     """The model's ``match_threshold`` from the last validation embeddings: pairs of the same action (first label;
     without labels, the same first caption) are matches, all other pairs non-matches
-    (:func:`~modeling_motionpatch.retrieval_metrics.calibrate_match_threshold`). ``None`` when the split has only
+    (:func:`~modeling_motionpatch.apps.retrieval_metrics.calibrate_match_threshold`). ``None`` when the split has only
     one action."""
     if run.last_val_embeds is None:
         return None

@@ -45,16 +45,14 @@ import transformers
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, TorchDynamoPlugin, set_seed
 
-from modeling_motionpatch.retrieval import RECALL_AT
+from modeling_motionpatch.apps.retrieval_metrics import RECALL_AT
 
 from .arguments import DataArguments, ModelArguments, TrainingArguments, parse_args
 from .checkpointing import CHECKPOINT_DIR, clean_partial_checkpoints, list_checkpoints, resolve_resume_path
 from .loop import (
     BEST_DIR,
-    HANG_ENV,
     LOG_FILE,
     SUMMARY_FILE,
-    JsonlLog,
     NonFiniteLossError,
     RunResult,
     build_run,
@@ -68,17 +66,7 @@ from .loop import (
 
 logger = logging.getLogger("motionpatch_training")
 
-__all__ = [
-    "BEST_DIR",
-    "HANG_ENV",
-    "LOG_FILE",
-    "SUMMARY_FILE",
-    "JsonlLog",
-    "NonFiniteLossError",
-    "RunResult",
-    "main",
-    "train",
-]
+__all__ = ["main", "train"]
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> RunResult:

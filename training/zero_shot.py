@@ -227,10 +227,7 @@ def label_phrases(labels: Sequence[str], mode: str) -> tuple[list[str], str]:
     if mode == "none":
         return list(labels), "labels verbatim"
     if mode == "auto":
-        from motionpatch_processing.bandai_namco import (
-            BANDAI_CONTENT_PHRASES,
-            BANDAI_STYLE_PHRASES,
-        )
+        from motionpatch_processing.bandai_labels import BANDAI_CONTENT_PHRASES, BANDAI_STYLE_PHRASES
 
         for table, what in ((BANDAI_CONTENT_PHRASES, "content"), (BANDAI_STYLE_PHRASES, "style")):
             if all(table.get(label) for label in labels):

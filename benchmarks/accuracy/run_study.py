@@ -35,7 +35,7 @@ Metrics on the test split of each (split, seed), for the model selected on valid
   dataset (70 for ds2, all unseen test pairs included) and the best caption's pair, content and style are
   compared with the truth (``pair`` / ``content`` / ``style`` top-1);
 * the ``strict`` and ``small_batches`` retrieval protocols (each motion with its caption) of
-  :func:`modeling_motionpatch.retrieval.compute_retrieval_metrics`;
+  :func:`modeling_motionpatch.apps.retrieval_metrics.compute_retrieval_metrics`;
 * chance rows (uniform guesses over the grid; Gaussian embeddings for retrieval) and an ``oracle`` row (a perfect
   caption classifier: the best any model can score when several motions share one caption).
 """
@@ -349,7 +349,7 @@ def evaluate(model, fe, table: CaptionTable, clips: Clips, idx: np.ndarray, seed
     import torch.nn.functional as F
     from motionpatch_training.evaluation import flatten_metrics
 
-    from modeling_motionpatch.retrieval_metrics import compute_retrieval_metrics
+    from modeling_motionpatch.apps.retrieval_metrics import compute_retrieval_metrics
 
     motion = embed_motions(model, fe, clips, idx)
     with torch.no_grad():
@@ -378,7 +378,7 @@ def reference_rows(clips: Clips, idx: np.ndarray, seed: int) -> dict[str, dict[s
     import torch
     from motionpatch_training.evaluation import chance_levels, flatten_metrics
 
-    from modeling_motionpatch.retrieval_metrics import compute_retrieval_metrics
+    from modeling_motionpatch.apps.retrieval_metrics import compute_retrieval_metrics
 
     captions = [clips.captions[int(i)] for i in idx]
     protocols = [pr for pr in PROTOCOLS if pr != "small_batches" or len(idx) >= 32]

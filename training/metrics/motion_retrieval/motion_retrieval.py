@@ -8,7 +8,7 @@ Load it by path::
         metric.add_batch(text_embeds=t, motion_embeds=m, captions=batch_captions)
     results = metric.compute(protocols=("all", "small_batches"), seed=0)
 
-The numbers come from :func:`modeling_motionpatch.retrieval.compute_retrieval_metrics` (one implementation for the
+The numbers come from :func:`modeling_motionpatch.apps.retrieval_metrics.compute_retrieval_metrics` (one implementation for the
 library, the training loop and this module); see that module for the protocols and the (pessimistic) tie rule.
 """
 
@@ -21,7 +21,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from modeling_motionpatch.retrieval import compute_retrieval_metrics
+from modeling_motionpatch.apps.retrieval_metrics import compute_retrieval_metrics
 
 _CITATION = """\
 @inproceedings{yu2024motionpatches,
@@ -87,7 +87,7 @@ Example:
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class MotionRetrieval(evaluate.Metric):
-    """Text-motion retrieval metrics as an `evaluate` module (wraps `modeling_motionpatch.retrieval`)."""
+    """Text-motion retrieval metrics as an `evaluate` module (wraps `modeling_motionpatch.apps.retrieval_metrics`)."""
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .modeling_motionpatch import MotionPatchOutput, paired_contrastive_loss, similarity_logits
+from ..modeling_motionpatch import MotionPatchOutput, paired_contrastive_loss, similarity_logits
 
 __all__ = ["MOTION_ENCODER_FILE", "ONNX_CONFIG_FILE", "TEXT_ENCODER_FILE", "MotionPatchOnnxModel", "projected_features"]
 
@@ -113,7 +113,7 @@ class MotionPatchOnnxModel:
         """
         from transformers import AutoConfig
 
-        from . import MotionPatchConfig  # noqa: F401  (registers the config classes with AutoConfig)
+        from .. import MotionPatchConfig  # noqa: F401  (registers the config classes with AutoConfig)
 
         ort = _import_onnxruntime()
         directory = Path(path)

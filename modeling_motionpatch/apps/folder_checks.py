@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from .configuration_motionpatch import NUM_PARTS, _pair
+from ..configuration_motionpatch import NUM_PARTS, _pair
 
 #: ``len(tokenizer) < vocab_size * MIN_VOCAB_FRACTION`` is a tokenizer that is not the model's (e.g. one rebuilt
 #: from ``tokenizer_config.json`` alone when ``tokenizer.json`` / ``vocab.txt`` is missing: only special tokens)
@@ -198,7 +198,7 @@ def check_folder_processor(processor, pretrained_model_name_or_path, **hub_kwarg
     config = folder_config(pretrained_model_name_or_path, **hub_kwargs)
     if config is None:
         return
-    from .configuration_motionpatch import _named_file
+    from ..configuration_motionpatch import _named_file
 
     where = f"{_named_file(pretrained_model_name_or_path, 'config.json')} and the processor files beside it"
     _raise(processor_problems(processor, config), where, _FIX)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
+from ..feature_extraction_motionpatch import MotionPatchFeatureExtractor
 
 if TYPE_CHECKING:  # datasets is imported when statistics are computed, not when the model is loaded
     import datasets

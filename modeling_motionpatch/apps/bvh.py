@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .skeletons import Skeleton
+from ..skeletons import Skeleton
 
 try:  # datasets depends on pyarrow, so it is always there in practice; numpy is the fallback
     import pyarrow as _pa
@@ -922,8 +922,8 @@ def motion_for_skeleton(
     given (a motion read with ``read_bvh(path, scale=0.01)`` is already in metres and is detected as such).
     ``info`` holds the rig, scale and up axis used.
     """
-    from .joint_maps import joint_map_matrix
-    from .skeletons import get_skeleton
+    from ..joint_maps import joint_map_matrix
+    from ..skeletons import get_skeleton
 
     if isinstance(motion, (str, os.PathLike)):
         if not os.path.isfile(motion):

@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from transformers import AutoModel, AutoProcessor
 
-    from . import MotionPatchConfig  # noqa: F401  (registers the Auto classes)
+    from .. import MotionPatchConfig  # noqa: F401  (registers the Auto classes)
 
     model = AutoModel.from_pretrained(args.model)
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .skeletons import CHAIN_NAMES, Skeleton, get_skeleton
+from ..skeletons import CHAIN_NAMES, Skeleton, get_skeleton
 
 #: one colour per body part, shared by the skeleton renders and the part band of :func:`render_motion_patches`
 CHAIN_COLORS: dict[str, tuple[int, int, int]] = {

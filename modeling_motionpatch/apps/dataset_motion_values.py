@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
+from ..feature_extraction_motionpatch import MotionPatchFeatureExtractor
 
 if TYPE_CHECKING:  # datasets is imported when the function runs, not when the model is loaded
     import datasets
