@@ -9,8 +9,6 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProces
 from .configuration_motionpatch import (
     MotionPatchConfig,
     MotionPatchInteractionConfig,
-    MotionPatchLoadError,
-    MotionPatchWeightsError,
 )
 from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
 from .modeling_motionpatch import (
@@ -21,10 +19,25 @@ from .modeling_motionpatch import (
     motion_text_contrastive_loss,
     similarity_logits,
 )
-from .motion_patches import MotionInputError, chain_interpolation_matrix, chain_sample_positions, resample_fps
-from .pipeline_zero_shot_motion import ZeroShotMotionClassificationPipeline, register_pipeline
+from .motion_patches import (
+    MotionInputError,
+    chain_interpolation_matrix,
+    chain_sample_positions,
+    resample_fps,
+)
+from .pipeline_zero_shot_motion import (
+    ZeroShotMotionClassificationPipeline,
+    register_pipeline,
+)
 from .processing_motionpatch import MotionPatchProcessor
-from .skeletons import CHAIN_NAMES, Skeleton, SkeletonError, available_skeletons, get_skeleton, register_skeleton
+from .skeletons import (
+    CHAIN_NAMES,
+    Skeleton,
+    SkeletonError,
+    available_skeletons,
+    get_skeleton,
+    register_skeleton,
+)
 
 __version__ = "0.1.0"
 
@@ -54,8 +67,6 @@ __all__ = [
     "MotionPatchFeatureExtractor",
     "MotionPatchInteractionConfig",
     "MotionPatchInteractionModel",
-    "MotionPatchLoadError",
-    "MotionPatchWeightsError",
     "MotionPatchModel",
     "MotionPatchOutput",
     "MotionPatchPreTrainedModel",

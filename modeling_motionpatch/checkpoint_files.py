@@ -1,8 +1,8 @@
 """Reading weight files without executing code, finding the state dict inside, and naming keys in messages.
 
-Shared by the converters (:mod:`modeling_motionpatch.convert_timm`, :mod:`modeling_motionpatch.convert_original`).
+Shared by the converters (:mod:`modeling_motionpatch.pretrained_towers`, :mod:`modeling_motionpatch.convert_original`).
 
-Copied with the remote code of saved folders (through :mod:`modeling_motionpatch.convert_timm`), so it imports
+Copied with the remote code of saved folders (through :mod:`modeling_motionpatch.pretrained_towers`), so it imports
 only torch, transformers, safetensors and huggingface_hub.
 """
 

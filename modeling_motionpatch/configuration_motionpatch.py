@@ -3,33 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
-
-class MotionPatchLoadError(OSError, ValueError):
-    """A saved model folder that cannot be loaded (another model type, truncated or pickle-only weights).
-
-    Both an ``OSError`` (what transformers raises for unloadable checkpoints) and a ``ValueError``; the message
-    names the file and says how to fix it.
-    """
-
-
-class MotionPatchWeightsError(MotionPatchLoadError):
-    """``model.safetensors`` lacks tensors the model needs, or holds tensors it does not use (the message names the
-    keys); loading would leave randomly initialised weights in the model."""
-
-
-def _named_file(pretrained_model_name_or_path, filename: str) -> str:
-    """``folder/filename`` for a local folder, else ``filename of 'org/name'``."""
-    folder = Path(str(pretrained_model_name_or_path)).expanduser()
-    if folder.is_dir():
-        return str(folder / filename)
-    return f"{filename} of {str(pretrained_model_name_or_path)!r}"
-
 
 #: ViT-B/16 over a (224 frames x 80 points) motion image: 14 x 5 patches of 16 x 16.
 DEFAULT_MOTION_CONFIG = {"image_size": [224, 80], "patch_size": 16, "num_channels": 3}
@@ -193,20 +171,6 @@ class MotionPatchConfig(PreTrainedConfig):
         if self.motion_config.num_channels != 3:
             raise ValueError(f"motion_config.num_channels must be 3 (x, y, z), got {self.motion_config.num_channels}.")
 
-    @classmethod
-    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
-        """`PreTrainedConfig.get_config_dict`, refusing a config of another ``model_type`` (transformers only warns
-        and then builds a default, untrained model from it)."""
-        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
-        found = config_dict.get("model_type")
-        if found is not None and found != cls.model_type:
-            raise MotionPatchLoadError(
-                f"{_named_file(pretrained_model_name_or_path, 'config.json')} is a {found!r} config, not a "
-                f"{cls.model_type!r} one, so {cls.__name__} cannot load it. Load the folder with "
-                "transformers.AutoModel / AutoConfig (which pick the class from model_type), or pass the folder of a "
-                f"model saved with {cls.__name__.replace('Config', 'Model')}.save_pretrained()."
-            )
-        return config_dict, kwargs
 
     # ------------------------------------------------------------ patch geometry (read-only, from motion_config)
     @property
@@ -277,4 +241,4 @@ class MotionPatchInteractionConfig(MotionPatchConfig):
             raise ValueError(f"num_persons must be at least 2 for an interaction model, got {self.num_persons}.")
 
 
-__all__ = ["MOTION_TOWER_TYPES", "NUM_PARTS", "PIPELINE_TASK", "geometry_problem", "motion_image_size", "MotionPatchConfig", "MotionPatchInteractionConfig", "MotionPatchLoadError", "MotionPatchWeightsError"]
+__all__ = ["MOTION_TOWER_TYPES", "NUM_PARTS", "PIPELINE_TASK", "geometry_problem", "motion_image_size", "MotionPatchConfig", "MotionPatchInteractionConfig"]

@@ -37,9 +37,8 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from .apps.atomic_folder import atomic_folder
-from .convert_timm import quiet_transformers
-from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
 from .apps.folder_checks import record_processor
+from .feature_extraction_motionpatch import MotionPatchFeatureExtractor
 from .modeling_motionpatch import MotionPatchModel
 from .original_checkpoint import (
     PRESETS,
@@ -50,6 +49,7 @@ from .original_checkpoint import (
     load_statistics_file,
     statistics_from_dataset,
 )
+from .pretrained_towers import quiet_transformers
 from .processing_motionpatch import MotionPatchProcessor
 from .skeletons import get_skeleton
 

@@ -9,24 +9,24 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
+from .joint_maps import JointMapError, map_joints
 from .motion_patches import (
     PATCH_ROWS,
     MotionInputError,
     MotionInputWarning,
     as_batch_array,
     as_motion_array,
-    check_finite,
-    is_nested_list_motion,
     chain_interpolation_matrix,
+    check_finite,
     check_joint_count,
+    check_skeleton_plausible,
     crop_starts,
+    is_nested_list_motion,
     motions_to_patches,
     patch_attention_mask,
-    check_skeleton_plausible,
     resample_fps,
     to_body_frame,
 )
-from .joint_maps import JointMapError, map_joints
 from .skeletons import REFERENCE_POSES, Skeleton, get_skeleton
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,9 +17,6 @@ from transformers.utils import ModelOutput, can_return_tuple
 from .configuration_motionpatch import (
     MotionPatchConfig,
     MotionPatchInteractionConfig,
-    MotionPatchLoadError,
-    MotionPatchWeightsError,
-    _named_file,
 )
 
 
@@ -125,60 +120,6 @@ def build_projection_head(config: MotionPatchConfig, in_dim: int) -> nn.Module:
     return cls(in_dim, config.projection_dim, config.projection_dropout)
 
 
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-def _local_folder(pretrained_model_name_or_path) -> Path | None:
-    folder = Path(str(pretrained_model_name_or_path)).expanduser()
-    return folder if folder.is_dir() else None
-
-
-def _unreadable_safetensors(pretrained_model_name_or_path) -> list[str]:
-    """The ``.safetensors`` files of a local folder whose header safetensors cannot read (truncated, corrupt)."""
-    from safetensors import SafetensorError, safe_open
-
-    folder = _local_folder(pretrained_model_name_or_path)
-    bad = []
-    for path in sorted(folder.glob("*.safetensors")) if folder else []:
-        try:
-            with safe_open(str(path), framework="pt"):
-                pass
-        except SafetensorError:
-            bad.append(str(path))
-    return bad
-
-
-def _pickle_only_weights(pretrained_model_name_or_path) -> list[str]:
-    """The pickled weight files of a local folder that has no ``.safetensors`` file (names only, never opened)."""
-    folder = _local_folder(pretrained_model_name_or_path)
-    if folder is None or any(folder.glob("*.safetensors")):
-        return []
-    return [str(p) for p in sorted(folder.iterdir()) if p.suffix in _PICKLE_SUFFIXES and p.is_file()]
-
-
-def _check_loading_info(info: dict, pretrained_model_name_or_path) -> None:
-    """Raise :class:`MotionPatchWeightsError` for the missing / unexpected keys of transformers' loading report."""
-    missing, unexpected = sorted(info.get("missing_keys") or ()), sorted(info.get("unexpected_keys") or ())
-    if not missing and not unexpected:
-        return
-
-    def keys(names):
-        return ", ".join(names[:10]) + (f" ... ({len(names)} in all)" if len(names) > 10 else "")
-
-    parts = []
-    if missing:
-        parts.append(f"it lacks {len(missing)} tensor(s) the model needs ({keys(missing)}), which would be left "
-                     "randomly initialised")  # fmt: skip
-    if unexpected:
-        parts.append(f"it holds {len(unexpected)} tensor(s) the model does not use ({keys(unexpected)})")
-    raise MotionPatchWeightsError(
-        f"{_named_file(pretrained_model_name_or_path, 'model.safetensors')} does not match config.json: "
-        + "; ".join(parts)
-        + ". Re-save the model with save_pretrained() (or re-download it), check that config.json is the one saved "
-        "with these weights, or pass allow_missing_weights=True to accept new, untrained weights (e.g. to fine-tune)."
-    )
-
-
 def _fix_position_grid(motion_model: nn.Module) -> None:
     """Make a DINOv2 tower add its position embeddings as they are (one per patch of the motion grid).
 
@@ -223,99 +164,26 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
         if isinstance(module, MotionPatchModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, reading safetensors only and failing clearly on a bad folder.
-
-        ``use_safetensors`` defaults to ``True``: a folder that holds only a pickle (``pytorch_model.bin``...) is
-        refused without being opened (a pickle can run code when loaded). A truncated or corrupt ``.safetensors``
-        file and a ``config.json`` of another model type raise :class:`MotionPatchLoadError` (an ``OSError`` and
-        a ``ValueError``) that names the file. ``use_safetensors=False`` restores transformers' fallback to
-        ``torch.load(weights_only=True)`` for pickles you trust.
-
-        Weights that the model needs but ``model.safetensors`` lacks (they would be left randomly initialised) and
-        tensors of the file that the model does not use raise :class:`MotionPatchWeightsError` naming the keys
-        (from transformers' own loading report). ``allow_missing_weights=True`` accepts them (transformers then only
-        warns), for instance to fine-tune a new head; ``ignore_mismatched_sizes=True`` accepts re-initialised
-        tensors of another shape, as in transformers. ``output_loading_info=True`` returns the report as usual.
-        """
-        from safetensors import SafetensorError
-
-        if kwargs.get("use_safetensors") is None:
-            kwargs["use_safetensors"] = True
-        allow_missing_weights = bool(kwargs.pop("allow_missing_weights", False))
-        output_loading_info = bool(kwargs.pop("output_loading_info", False))
-        try:
-            model, info = super().from_pretrained(
-                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-            )
-            if not allow_missing_weights:
-                _check_loading_info(info, pretrained_model_name_or_path)
-            return (model, info) if output_loading_info else model
-        except SafetensorError as e:
-            bad = _unreadable_safetensors(pretrained_model_name_or_path) or [
-                _named_file(pretrained_model_name_or_path, "model.safetensors")
-            ]
-            raise MotionPatchLoadError(
-                f"{', '.join(bad)}: the weights file is truncated or corrupt ({e}). Re-download it (for a Hub model "
-                "from_pretrained(..., force_download=True)) or re-save the model with save_pretrained()."
-            ) from e
-        except OSError as e:
-            pickles = [] if isinstance(e, MotionPatchLoadError) else _pickle_only_weights(pretrained_model_name_or_path)
-            if not kwargs["use_safetensors"] or not pickles:
-                raise
-            raise MotionPatchLoadError(
-                f"{', '.join(pickles)}: the folder holds only pickled weights, which MotionPatch does not load by "
-                "default (unpickling can run code) and which were not opened. Re-download the model in safetensors "
-                "format, or, if you trust the file, load it once with use_safetensors=False and re-save it with "
-                "save_pretrained() (which writes model.safetensors)."
-            ) from e
-
     #: save ``pipeline("zero-shot-motion-classification")`` with the model (``config.json``'s ``custom_pipelines``)
     _saves_zero_shot_pipeline = False
 
-    def save_pretrained(
-        self,
-        save_directory: str | os.PathLike,
-        is_main_process: bool = True,
-        push_to_hub: bool = False,
-        variant: str | None = None,
-        distributed_checkpoint: bool = False,
-        **kwargs,
-    ):
-        """`PreTrainedModel.save_pretrained`, written atomically and with the zero-shot pipeline's code.
-
-        The folder is written into a temporary sibling that then replaces it in one rename, so that an interrupted
-        save (even ``kill -9``) leaves the previous folder (or none), never a half-written one; files of an existing
-        folder that this save does not rewrite (a processor, a card) are kept, stale weight shards are not, as in
-        transformers. ``config.json`` gets a ``custom_pipelines`` entry and ``pipeline_zero_shot_motion.py`` is
-        saved beside the model code, so that ``pipeline("zero-shot-motion-classification", model=folder,
-        trust_remote_code=True)`` works from the folder alone; the same holds for :meth:`push_to_hub`, which saves
-        through this method. Distributed (DCP) checkpoints and non-main processes are written as transformers does.
-        """
-        from transformers.dynamic_module_utils import custom_object_save
-
-        from .apps.atomic_folder import save_atomically
-        from .pipeline_zero_shot_motion import ZeroShotMotionClassificationPipeline, custom_pipelines_config
-
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus the zero-shot pipeline's code and a ``custom_pipelines`` entry in
+        ``config.json``, so that ``pipeline("zero-shot-motion-classification", model=folder, trust_remote_code=True)``
+        works from the folder alone (:meth:`push_to_hub` saves through this method)."""
         if self._saves_zero_shot_pipeline:
+            from transformers.dynamic_module_utils import custom_object_save
+
+            from .pipeline_zero_shot_motion import (
+                ZeroShotMotionClassificationPipeline,
+                custom_pipelines_config,
+            )
+
             self.config.custom_pipelines = {**(getattr(self.config, "custom_pipelines", None) or {}),
                                             **custom_pipelines_config()}  # fmt: skip
-        save = super().save_pretrained
-        kwargs.update(is_main_process=is_main_process, variant=variant, distributed_checkpoint=distributed_checkpoint)
-        if distributed_checkpoint or not self.should_save_on_this_rank(is_main_process):
-            return save(save_directory, push_to_hub=push_to_hub, **kwargs)
-
-        def save_with_pipeline(folder, **save_kwargs):
-            if self._saves_zero_shot_pipeline:
-                custom_object_save(ZeroShotMotionClassificationPipeline, folder)
-            return save(folder, **save_kwargs)
-
-        # transformers removes the weight shards of an older save that the new one does not write
-        weights = "model" if variant is None else f"model.{variant}"
-        stale_shard = re.compile(re.escape(weights) + r"-\d{5}-of-\d{5}\.safetensors")
-        return save_atomically(save_with_pipeline, save_directory, push_to_hub=push_to_hub,
-                               keep=lambda name: not stale_shard.fullmatch(name), **kwargs)  # fmt: skip
+            os.makedirs(save_directory, exist_ok=True)
+            custom_object_save(ZeroShotMotionClassificationPipeline, save_directory)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
 
 class MotionPatchModel(MotionPatchPreTrainedModel):
@@ -569,101 +437,6 @@ class MotionPatchModel(MotionPatchPreTrainedModel):
             text_model_output=text_outputs,
         )
         return output if return_dict else output.to_tuple()
-
-    # ------------------------------------------------------ pretrained towers
-    @classmethod
-    def from_motion_text_pretrained(
-        cls,
-        motion_model_name_or_path: str,
-        text_model_name_or_path: str,
-        *,
-        motion_image_size: tuple[int, int] | None = None,
-        motion_num_attention_heads: int | None = None,
-        motion_kwargs: dict[str, Any] | None = None,
-        text_kwargs: dict[str, Any] | None = None,
-        **config_overrides,
-    ) -> "MotionPatchModel":
-        r"""Build a model from a pretrained ViT and a pretrained text encoder (like
-        ``VisionTextDualEncoderModel.from_vision_text_pretrained``); projections and logit scale are new.
-
-        Args:
-            motion_model_name_or_path: a transformers ViT or DINOv2 folder or Hub id
-                (``google/vit-base-patch16-224-in21k``, a folder of ``motionpatch-convert-dinov2-onnx``),
-                a timm Hub id (``timm/...``) or a timm checkpoint file (``.safetensors``/``.bin``/``.pth``). Its
-                position embeddings are resampled once to the motion grid (class position kept, bicubic with
-                antialiasing); ``layer_norm_eps`` and sizes come from the checkpoint.
-            text_model_name_or_path: any `AutoModel` text encoder folder or Hub id (DistilBERT, BERT, RoBERTa,
-                sentence-transformers MiniLM, or a CLIP folder whose `CLIPTextModel` is used).
-            motion_image_size: ``(max_frames, 5 * points_per_part)``; defaults to ``(224, 80)``.
-            motion_num_attention_heads: heads of a timm ViT whose hidden size is not 64 x heads.
-            motion_kwargs, text_kwargs: extra ``from_pretrained``/Hub options of each tower (``revision``, ``token``...).
-            config_overrides: `MotionPatchConfig` fields (``projection_dim``, ``motion_pooling``, ``text_pooling``...).
-                ``text_pooling`` defaults per family: the sentence-transformers Pooling module when present (MiniLM:
-                ``"mean"``), ``"pooler"`` for CLIP, ``"cls"`` otherwise.
-
-        Emits one warning listing the newly initialised weights (train them before use).
-        """
-        import warnings
-
-        from .configuration_motionpatch import DEFAULT_MOTION_CONFIG
-        from .convert_timm import load_motion_tower, load_text_tower
-        from .timm_vit_keys import patch_grid
-
-        image_size = tuple(motion_image_size or DEFAULT_MOTION_CONFIG["image_size"])
-        motion = load_motion_tower(
-            motion_model_name_or_path, image_size, motion_num_attention_heads, **(motion_kwargs or {})
-        )
-        text_model, text_pooling, pooling_note = load_text_tower(
-            text_model_name_or_path, config_overrides.pop("text_pooling", None), **(text_kwargs or {})
-        )
-        config = cls.config_class.from_motion_text_configs(
-            motion.config, text_model.config, text_pooling=text_pooling, **config_overrides
-        )
-        model = cls(config, text_model=text_model)
-        incompatible = model.motion_model.load_state_dict(motion.state_dict, strict=False)
-        final_keys = {"layernorm.weight", "layernorm.bias"}
-        if incompatible.unexpected_keys or set(incompatible.missing_keys) - final_keys - set(motion.missing):
-            raise ValueError(
-                f"{motion.source} does not fit the motion ViT: missing {incompatible.missing_keys}, unexpected "
-                f"{incompatible.unexpected_keys}."
-            )
-        norm_weights, norm_note = motion.final_norm_for(config.motion_pooling)
-        norm_module = model.motion_fc_norm if config.motion_pooling == "mean" else model.motion_model.layernorm
-        if norm_weights is not None:
-            with torch.no_grad():
-                norm_module.weight.copy_(norm_weights["weight"])
-                norm_module.bias.copy_(norm_weights["bias"])
-        head = "MLP" if config.projection_head == "mlp" else "linear"
-        new = [
-            f"motion_projection.*, text_projection.* ({head} heads, {config.projection_dim} dims)",
-            f"logit_scale (= {config.logit_scale_init_value:.4f}, learnable={config.learnable_logit_scale})",
-        ]
-        if norm_weights is None:
-            new.append("motion_fc_norm" if config.motion_pooling == "mean" else "motion_model.layernorm")
-        new += [f"motion_model.{k} (absent from the checkpoint)" for k in motion.missing]
-        grid = patch_grid(image_size, motion.config.patch_size)
-        resampled = (
-            f"resampled from a {motion.resampled_from[0]}x{motion.resampled_from[1]} to a {grid[0]}x{grid[1]} grid"
-            if motion.resampled_from
-            else f"kept (already a {grid[0]}x{grid[1]} grid)"
-        )
-        loaded = [
-            f"motion tower: {motion.source}; position embeddings {resampled}",
-            f"final LayerNorm ({'motion_fc_norm' if config.motion_pooling == 'mean' else 'layernorm'}): {norm_note}",
-            f"text tower: {type(text_model).__name__} from {str(text_model_name_or_path)!r}, "
-            f"text_pooling={text_pooling!r} ({pooling_note})",
-        ]
-        if motion.dropped:
-            loaded.append(f"checkpoint weights not used: {', '.join(motion.dropped)}")
-        warnings.warn(
-            "MotionPatchModel.from_motion_text_pretrained: newly initialised weights, train them before use:\n"
-            + "".join(f"  - {line}\n" for line in new)
-            + "Loaded:\n"
-            + "".join(f"  - {line}\n" for line in loaded),
-            UserWarning,
-            stacklevel=2,
-        )
-        return model
 
 
 class MotionPatchInteractionModel(MotionPatchModel):

@@ -23,11 +23,20 @@ import numpy as np
 import torch
 from transformers import AutoModel, DistilBertConfig, PreTrainedConfig
 
-from .checkpoint_files import StateDict, load_state_dict_file, preview_keys, unwrap_state_dict
+from .apps.motion_statistics import (
+    STATISTICS_FILE,
+    compute_dataset_statistics,
+    read_statistics,
+)
+from .checkpoint_files import (
+    StateDict,
+    load_state_dict_file,
+    preview_keys,
+    unwrap_state_dict,
+)
 from .configuration_motionpatch import MotionPatchConfig
-from .convert_timm import quiet_transformers
 from .modeling_motionpatch import MotionPatchModel
-from .apps.motion_statistics import STATISTICS_FILE, compute_dataset_statistics, read_statistics
+from .pretrained_towers import quiet_transformers
 from .timm_vit_keys import convert_timm_vit_state_dict
 
 MOTION_PREFIX = "motion_encoder.model."

@@ -12,8 +12,6 @@ import torch.nn.functional as F
 from transformers import Pipeline
 
 from .configuration_motionpatch import PIPELINE_TASK
-from .apps.folder_checks import check_model_processor
-from .modeling_motionpatch import similarity_logits
 from .motion_patches import as_motion_array, is_nested_list_motion
 
 DEFAULT_TEMPLATE = "A person {}."  # the paper's prompt
@@ -66,8 +64,8 @@ def is_bvh_motion(motion) -> bool:
 
 def load_motion(path: str | os.PathLike) -> np.ndarray:
     """The array stored in a motion file: a ``.npy``, or a ``.npz`` holding one array (or one named ``motion``,
-    ``joints`` or ``positions``). Never unpickles. ``.bvh`` files are read by the pipeline itself (``bvh.py``:
-    joints by name, units and up axis detected), not here."""
+    ``joints`` or ``positions``). Never unpickles. ``.bvh`` files are read by the package's
+    ``modeling_motionpatch.apps.bvh`` (joints by name, units and up axis detected), not here."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".npy", ".npz"):
@@ -170,7 +168,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
     ```
 
     Accepts one motion (a ``(frames, joints, 3)`` numpy array, torch tensor or nested list, or a path to a
-    ``.npy`` / ``.npz`` / ``.bvh`` file, or a loaded BVH motion) or a list, stacked ``(motions, frames, joints, 3)``
+    ``.npy`` / ``.npz`` / ``.bvh`` file (BVH needs the motionpatch package), or a loaded BVH motion) or a list, stacked ``(motions, frames, joints, 3)``
     array, torch ``Dataset`` or generator of them (returns a list of lists; an iterator for datasets and generators),
     with ``batch_size`` to run several
     motions per forward pass: batched and one-at-a-time calls give the same scores. A BVH file or motion is mapped
@@ -195,8 +193,11 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if getattr(self, "processor", None) is not None:
-            check_model_processor(self.model, self.processor)  # MotionPatchMismatchError when they do not fit
+        try:  # the package's pairing check (tokenizer, skeleton, patch geometry); remote code alone runs without it
+            from modeling_motionpatch.apps.folder_checks import check_model_processor
+        except ImportError:
+            return
+        check_model_processor(self.model, self.processor)  # MotionPatchMismatchError when they do not fit
 
     def __call__(self, motions, candidate_labels: Sequence[str] | str | None = None, **kwargs):
         persons = getattr(self.processor.feature_extractor, "num_persons", 1)
@@ -243,8 +244,14 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         labels = check_candidate_labels(candidate_labels)
         templates = check_templates(hypothesis_template)
         if is_bvh_motion(motion):  # joints by name, metres, Y up, the file's frame rate
-            from .apps.bvh import motion_for_skeleton
-
+            try:  # the BVH reader is the package's (modeling_motionpatch.apps.bvh), not part of the model's code
+                from modeling_motionpatch.apps.bvh import motion_for_skeleton
+            except ImportError:
+                raise ValueError(
+                    "reading a BVH file needs the motionpatch package (pip install motionpatch), which this "
+                    "environment lacks; or read it elsewhere and pass the (frames, joints, 3) positions in metres, "
+                    "Y up, with joint_names=[...] and input_fps=..."
+                ) from None
             skeleton = self.processor.feature_extractor.skeleton
             motion, fps, _ = motion_for_skeleton(motion, skeleton, scale=scale, up_axis=up_axis, joint_map=joint_map)
             input_fps, joint_names, joint_map = input_fps or fps, None, None
@@ -337,8 +344,8 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             pooled = torch.zeros(len(counts), motion.shape[1], device=motion.device).index_add_(0, owner, motion)
             motion = F.normalize(pooled, dim=-1)
         text = self.label_embeddings(labels, templates)
-        logits = similarity_logits(motion, text, self.model.logit_scale)  # (motions, labels), float32
-        similarity = motion @ text.to(motion.device).T
+        similarity = motion @ text.to(motion.device).T  # (motions, labels), float32
+        logits = self.model.logit_scale.float().exp() * similarity
         return {"logits": logits, "similarity": similarity, "candidate_labels": batch_labels}  # unbatched per motion
 
     def postprocess(self, model_outputs, top_k: int | None = None, threshold: float | None = None) -> list[dict[str, Any]]:

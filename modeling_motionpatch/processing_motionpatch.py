@@ -94,38 +94,5 @@ class MotionPatchProcessor(ProcessorMixin):
                 stacklevel=3,
             )
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """`ProcessorMixin.from_pretrained`, checked against the model ``config.json`` of the same folder (when
-        there is one): a tokenizer that does not fit the text tower's ``vocab_size`` (e.g. ``tokenizer.json`` lost,
-        so that only special tokens load), a feature extractor whose geometry does not make the motion tower's
-        ``image_size``, or another skeleton than the one the config records raise ``MotionPatchMismatchError``
-        (a ``ValueError``) that names what differs and how to fix it."""
-        from .apps.folder_checks import check_folder_processor
-
-        processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        check_folder_processor(processor, pretrained_model_name_or_path, **kwargs)
-        return processor
-
-    def batch_decode(self, *args, **kwargs):
-        """Forwarded to the tokenizer's `batch_decode`."""
-        return self.tokenizer.batch_decode(*args, **kwargs)
-
-    def decode(self, *args, **kwargs):
-        """Forwarded to the tokenizer's `decode`."""
-        return self.tokenizer.decode(*args, **kwargs)
-
-    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        """`ProcessorMixin.save_pretrained`, written atomically: an interrupted save leaves the previous folder (or
-        none), never a half-written one; the folder's other files (the model) are kept."""
-        from .apps.atomic_folder import save_atomically
-
-        return save_atomically(super().save_pretrained, save_directory, push_to_hub=push_to_hub, **kwargs)
-
-    @property
-    def model_input_names(self):
-        names = list(self.tokenizer.model_input_names) + list(self.feature_extractor.model_input_names)
-        return list(dict.fromkeys(names))
-
 
 __all__ = ["MotionPatchProcessor"]

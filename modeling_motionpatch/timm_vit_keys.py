@@ -23,7 +23,7 @@ timm key                                  transformers `ViTModel` key
 The transformers module names are probed at run time on a tiny `ViTModel`, so the mapping follows the
 installed transformers (``layers.{i}.attention.q_proj`` in transformers 5.24, ``encoder.layer.{i}.attention.
 
-Copied with the remote code of saved folders (through :mod:`modeling_motionpatch.convert_timm`), so it imports
+Copied with the remote code of saved folders (through :mod:`modeling_motionpatch.pretrained_towers`), so it imports
 only torch, transformers, safetensors and huggingface_hub.
 """
 

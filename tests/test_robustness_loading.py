@@ -1,4 +1,8 @@
-"""from_pretrained on bad folders: a clear MotionPatchLoadError naming the file, and no code execution."""
+"""from_pretrained on bad folders is transformers' own: it fails loudly and never runs code from a pickle.
+
+MotionPatch adds nothing to `PreTrainedModel.from_pretrained`; these tests pin the behaviour users rely on, so that a
+transformers upgrade that changed it would show here.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from modeling_motionpatch import MotionPatchInteractionModel, MotionPatchLoadError, MotionPatchModel
+from modeling_motionpatch import MotionPatchModel
 
 
 @pytest.fixture(scope="module")
@@ -27,23 +31,14 @@ def copy_of(saved: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def test_the_saved_folder_loads(saved):
-    model = MotionPatchModel.from_pretrained(saved)
-    assert isinstance(model, MotionPatchModel)
-
-
 @pytest.mark.parametrize("keep", [0.5, 0.99, 5])
-def test_truncated_safetensors_names_the_file(saved, tmp_path, keep):
+def test_truncated_safetensors_fail_to_load(saved, tmp_path, keep):
     folder = copy_of(saved, tmp_path)
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: int(len(data) * keep)] if keep < 1 else data[:keep])
-    with pytest.raises(MotionPatchLoadError) as info:
+    with pytest.raises(Exception, match="(?i)header|metadata|deserializ|truncat|incomplete"):
         MotionPatchModel.from_pretrained(folder)
-    message = str(info.value)
-    assert str(weights) in message and "truncated or corrupt" in message
-    assert "Re-download" in message and "save_pretrained" in message
-    assert isinstance(info.value, OSError) and isinstance(info.value, ValueError)  # as transformers, and ours
 
 
 class _WritesMarker:
@@ -56,7 +51,7 @@ class _WritesMarker:
         return (Path.touch, (self.marker,))
 
 
-def test_a_pickle_only_folder_is_refused_without_unpickling(saved, tmp_path):
+def test_a_pickle_only_folder_never_runs_its_code(saved, tmp_path):
     folder = copy_of(saved, tmp_path)
     (folder / "model.safetensors").unlink()
     marker = tmp_path / "code_ran"
@@ -68,30 +63,12 @@ def test_a_pickle_only_folder_is_refused_without_unpickling(saved, tmp_path):
     assert marker.exists()
     marker.unlink()
 
-    with pytest.raises(MotionPatchLoadError) as info:
+    with pytest.raises(Exception, match="(?i)weights_only|unpickl|pickle"):  # torch.load(weights_only=True) refuses it
         MotionPatchModel.from_pretrained(folder)
-    message = str(info.value)
-    assert str(folder / "pytorch_model.bin") in message and "pickle" in message and "save_pretrained" in message
     assert not marker.exists()
 
 
-def test_a_config_of_another_model_type_is_refused(tmp_path):
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path / "bert"
-    BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                         vocab_size=30)).save_pretrained(folder)  # fmt: skip
-    with pytest.raises(MotionPatchLoadError, match=r"config\.json is a 'bert' config, not a 'motionpatch' one"):
-        MotionPatchModel.from_pretrained(folder)
-
-
-def test_a_motionpatch_folder_is_refused_by_the_interaction_model(saved):
-    with pytest.raises(MotionPatchLoadError, match="not a 'motionpatch_interaction' one") as info:
-        MotionPatchInteractionModel.from_pretrained(saved)
-    assert str(saved / "config.json") in str(info.value)
-
-
-def test_transformers_auto_model_still_dispatches_by_model_type(saved):
+def test_auto_model_dispatches_by_model_type(saved):
     from transformers import AutoModel
 
     assert type(AutoModel.from_pretrained(saved)) is MotionPatchModel

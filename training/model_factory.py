@@ -4,7 +4,7 @@ Three ways to get a model:
 
 * ``model_name_or_path``: continue from a trained MotionPatch model (fine-tuning, e.g. HumanML3D -> KIT-ML);
 * ``motion_model_name_or_path`` + ``text_model_name_or_path``: pretrained towers joined by new projection heads,
-  through :meth:`MotionPatchModel.from_motion_text_pretrained` (timm or transformers ViT, any text encoder);
+  through :func:`modeling_motionpatch.pretrained_towers.from_motion_text_pretrained` (timm or transformers ViT, any text encoder);
 * ``text_model_name_or_path`` only: a randomly initialised ViT of the ``motion_*`` sizes and a pretrained (or,
   with ``text_from_scratch``, randomly initialised) text encoder.
 """
@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from modeling_motionpatch import MotionPatchConfig, MotionPatchModel
 from modeling_motionpatch.configuration_motionpatch import motion_image_size
+from modeling_motionpatch.pretrained_towers import from_motion_text_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
             overrides["text_pooling"] = model_args.text_pooling
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model = MotionPatchModel.from_motion_text_pretrained(
+            model = from_motion_text_pretrained(
                 motion_path, text_path, motion_image_size=tuple(image_size), **overrides
             )
         from .card import base_model_id
@@ -140,7 +141,7 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
         notes.append(f"text tower: {text_config.model_type} from the config at {model_args.text_model_name_or_path!r}, "
                      "random weights")  # fmt: skip
     else:
-        from modeling_motionpatch.convert_timm import load_text_tower
+        from modeling_motionpatch.pretrained_towers import load_text_tower
 
         from .card import base_model_id
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -83,6 +84,10 @@ def _remove_stale_siblings(folder: Path) -> None:
                 pass
 
 
+#: weight shards and their index, as transformers' ``save_pretrained`` names them
+_WEIGHT_SHARD = re.compile(r"model(\.[\w-]+)?(-\d{5}-of-\d{5}\.safetensors|\.safetensors\.index\.json)")
+
+
 @contextmanager
 def atomic_folder(
     folder: str | os.PathLike, keep: Callable[[str], bool] | None = lambda name: True
@@ -137,16 +142,21 @@ def save_atomically(
     save_directory: str | os.PathLike,
     *,
     push_to_hub: bool = False,
-    keep: Callable[[str], bool] | None = lambda name: True,
+    keep: Callable[[str], bool] | None = None,
     **kwargs,
 ):
     """``save(tmp, push_to_hub=..., **kwargs)`` (a transformers ``save_pretrained``) into :func:`atomic_folder`.
+
+    ``keep`` defaults to every file of an existing folder except weight shards (``model-00001-of-00003.safetensors``
+    and their index), which transformers also removes when a new save does not rewrite them.
 
     With ``push_to_hub=True`` the Hub repository defaults to the name of ``save_directory`` (not of the temporary
     folder), as transformers does.
     """
     if push_to_hub:
         kwargs.setdefault("repo_id", Path(os.path.realpath(save_directory)).name)
+    if keep is None:
+        keep = lambda name: not _WEIGHT_SHARD.fullmatch(name)  # noqa: E731
     with atomic_folder(save_directory, keep=keep) as tmp:
         return save(tmp, push_to_hub=push_to_hub, **kwargs)
 

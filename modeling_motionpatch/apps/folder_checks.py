@@ -13,6 +13,7 @@ not checked (the geometry and the tokenizer still are).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Mapping
 
 from ..configuration_motionpatch import NUM_PARTS, _pair
@@ -198,9 +199,9 @@ def check_folder_processor(processor, pretrained_model_name_or_path, **hub_kwarg
     config = folder_config(pretrained_model_name_or_path, **hub_kwargs)
     if config is None:
         return
-    from ..configuration_motionpatch import _named_file
-
-    where = f"{_named_file(pretrained_model_name_or_path, 'config.json')} and the processor files beside it"
+    folder = Path(str(pretrained_model_name_or_path)).expanduser()
+    named = str(folder / "config.json") if folder.is_dir() else f"config.json of {str(pretrained_model_name_or_path)!r}"
+    where = f"{named} and the processor files beside it"
     _raise(processor_problems(processor, config), where, _FIX)
 
 

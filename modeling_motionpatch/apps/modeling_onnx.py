@@ -22,7 +22,11 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from ..modeling_motionpatch import MotionPatchOutput, paired_contrastive_loss, similarity_logits
+from ..modeling_motionpatch import (
+    MotionPatchOutput,
+    paired_contrastive_loss,
+    similarity_logits,
+)
 
 __all__ = ["MOTION_ENCODER_FILE", "ONNX_CONFIG_FILE", "TEXT_ENCODER_FILE", "MotionPatchOnnxModel", "projected_features"]
 

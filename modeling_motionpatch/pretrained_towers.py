@@ -1,19 +1,20 @@
-"""Pretrained towers for :class:`MotionPatchModel`: a timm ViT checkpoint as the motion tower, a text encoder.
+"""A :class:`MotionPatchModel` from pretrained towers: a transformers or timm ViT (or DINOv2) and a text encoder.
 
 :func:`load_motion_tower` reads a timm checkpoint (a local file or folder, or a Hub repository) safely
 (:mod:`modeling_motionpatch.checkpoint_files`) and maps it into transformers' `ViTModel`
 (:mod:`modeling_motionpatch.timm_vit_keys`); :func:`load_text_tower` loads
 any transformers text encoder with its sentence pooling.
 
-This module is also copied next to ``modeling_motionpatch.py`` in saved folders (it is imported, lazily, by
-``MotionPatchModel.from_motion_text_pretrained``), so it imports only torch, transformers, safetensors and
-huggingface_hub.
+:func:`from_motion_text_pretrained` joins the two into a :class:`MotionPatchModel` (as transformers'
+``VisionTextDualEncoderModel.from_vision_text_pretrained`` does). The model files never import this module: it is
+not part of a saved folder's code.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -37,6 +38,8 @@ from .checkpoint_files import (
     strip_prefix,
     unwrap_state_dict,
 )
+from .configuration_motionpatch import DEFAULT_MOTION_CONFIG
+from .modeling_motionpatch import MotionPatchModel
 from .timm_vit_keys import (
     ViTConversion,
     convert_timm_vit_state_dict,
@@ -289,4 +292,96 @@ def load_text_tower(
     return model, pooling, f"default for model_type {model.config.model_type!r}"
 
 
-__all__ = ["default_text_pooling", "load_motion_tower", "load_text_tower", "load_timm_checkpoint", "quiet_transformers", "sentence_transformers_pooling"]
+# ---------------------------------------------------------------------------
+# a dual encoder from two pretrained towers
+# ---------------------------------------------------------------------------
+def from_motion_text_pretrained(
+    motion_model_name_or_path: str,
+    text_model_name_or_path: str,
+    *,
+    motion_image_size: tuple[int, int] | None = None,
+    motion_num_attention_heads: int | None = None,
+    motion_kwargs: dict[str, Any] | None = None,
+    text_kwargs: dict[str, Any] | None = None,
+    model_class: type[PreTrainedModel] | None = None,
+    **config_overrides,
+) -> PreTrainedModel:
+    r"""Build a :class:`MotionPatchModel` (or ``model_class``) from a pretrained ViT and a pretrained text encoder (like
+    ``VisionTextDualEncoderModel.from_vision_text_pretrained``); projections and logit scale are new.
+
+    Args:
+        motion_model_name_or_path: a transformers ViT or DINOv2 folder or Hub id
+            (``google/vit-base-patch16-224-in21k``, a folder of ``motionpatch-convert-dinov2-onnx``),
+            a timm Hub id (``timm/...``) or a timm checkpoint file (``.safetensors``/``.bin``/``.pth``). Its
+            position embeddings are resampled once to the motion grid (class position kept, bicubic with
+            antialiasing); ``layer_norm_eps`` and sizes come from the checkpoint.
+        text_model_name_or_path: any `AutoModel` text encoder folder or Hub id (DistilBERT, BERT, RoBERTa,
+            sentence-transformers MiniLM, or a CLIP folder whose `CLIPTextModel` is used).
+        motion_image_size: ``(max_frames, 5 * points_per_part)``; defaults to ``(224, 80)``.
+        motion_num_attention_heads: heads of a timm ViT whose hidden size is not 64 x heads.
+        motion_kwargs, text_kwargs: extra ``from_pretrained``/Hub options of each tower (``revision``, ``token``...).
+        config_overrides: `MotionPatchConfig` fields (``projection_dim``, ``motion_pooling``, ``text_pooling``...).
+            ``text_pooling`` defaults per family: the sentence-transformers Pooling module when present (MiniLM:
+            ``"mean"``), ``"pooler"`` for CLIP, ``"cls"`` otherwise.
+
+    Emits one warning listing the newly initialised weights (train them before use).
+    """
+    image_size = tuple(motion_image_size or DEFAULT_MOTION_CONFIG["image_size"])
+    motion = load_motion_tower(
+        motion_model_name_or_path, image_size, motion_num_attention_heads, **(motion_kwargs or {})
+    )
+    text_model, text_pooling, pooling_note = load_text_tower(
+        text_model_name_or_path, config_overrides.pop("text_pooling", None), **(text_kwargs or {})
+    )
+    cls = model_class or MotionPatchModel
+    config = cls.config_class.from_motion_text_configs(
+        motion.config, text_model.config, text_pooling=text_pooling, **config_overrides
+    )
+    model = cls(config, text_model=text_model)
+    incompatible = model.motion_model.load_state_dict(motion.state_dict, strict=False)
+    final_keys = {"layernorm.weight", "layernorm.bias"}
+    if incompatible.unexpected_keys or set(incompatible.missing_keys) - final_keys - set(motion.missing):
+        raise ValueError(
+            f"{motion.source} does not fit the motion ViT: missing {incompatible.missing_keys}, unexpected "
+            f"{incompatible.unexpected_keys}."
+        )
+    norm_weights, norm_note = motion.final_norm_for(config.motion_pooling)
+    norm_module = model.motion_fc_norm if config.motion_pooling == "mean" else model.motion_model.layernorm
+    if norm_weights is not None:
+        with torch.no_grad():
+            norm_module.weight.copy_(norm_weights["weight"])
+            norm_module.bias.copy_(norm_weights["bias"])
+    head = "MLP" if config.projection_head == "mlp" else "linear"
+    new = [
+        f"motion_projection.*, text_projection.* ({head} heads, {config.projection_dim} dims)",
+        f"logit_scale (= {config.logit_scale_init_value:.4f}, learnable={config.learnable_logit_scale})",
+    ]
+    if norm_weights is None:
+        new.append("motion_fc_norm" if config.motion_pooling == "mean" else "motion_model.layernorm")
+    new += [f"motion_model.{k} (absent from the checkpoint)" for k in motion.missing]
+    grid = patch_grid(image_size, motion.config.patch_size)
+    resampled = (
+        f"resampled from a {motion.resampled_from[0]}x{motion.resampled_from[1]} to a {grid[0]}x{grid[1]} grid"
+        if motion.resampled_from
+        else f"kept (already a {grid[0]}x{grid[1]} grid)"
+    )
+    loaded = [
+        f"motion tower: {motion.source}; position embeddings {resampled}",
+        f"final LayerNorm ({'motion_fc_norm' if config.motion_pooling == 'mean' else 'layernorm'}): {norm_note}",
+        f"text tower: {type(text_model).__name__} from {str(text_model_name_or_path)!r}, "
+        f"text_pooling={text_pooling!r} ({pooling_note})",
+    ]
+    if motion.dropped:
+        loaded.append(f"checkpoint weights not used: {', '.join(motion.dropped)}")
+    warnings.warn(
+        "from_motion_text_pretrained: newly initialised weights, train them before use:\n"
+        + "".join(f"  - {line}\n" for line in new)
+        + "Loaded:\n"
+        + "".join(f"  - {line}\n" for line in loaded),
+        UserWarning,
+        stacklevel=2,
+    )
+    return model
+
+
+__all__ = ["default_text_pooling", "from_motion_text_pretrained", "load_motion_tower", "load_text_tower", "load_timm_checkpoint", "quiet_transformers", "sentence_transformers_pooling"]
