@@ -9,7 +9,6 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
-from .joint_maps import JointMapError, map_joints
 from .motion_patches import (
     PATCH_ROWS,
     MotionInputError,
@@ -267,6 +266,14 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         return [as_motion_array(motions)]
 
     def _map_by_name(self, batch: list[np.ndarray], joint_names, joint_map) -> list[np.ndarray]:
+        try:  # mapping rigs by joint name is the package's (modeling_motionpatch.apps.joint_maps), not model code
+            from modeling_motionpatch.apps.joint_maps import JointMapError, map_joints
+        except ImportError:
+            raise ValueError(
+                "joint_names= / joint_map= (joints mapped by name) need the motionpatch package (pip install "
+                "motionpatch), which this environment lacks; or pass the joints in the skeleton's order: "
+                f"{list(self.skeleton['joint_names'])}."
+            ) from None
         if joint_names is None:
             raise JointMapError("joint_map= needs joint_names= (the input's joint names) to map the joints by name.")
         shared = not len(joint_names) or isinstance(joint_names[0], str)

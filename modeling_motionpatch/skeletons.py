@@ -6,15 +6,14 @@ body centre outward, as the original MotionPatches checkpoints expect):
     0 right leg, 1 left leg, 2 torso to head, 3 right arm, 4 left arm
 
 Built-in skeletons are registered by name (``humanml3d``, ``kit``); any other hierarchy is
-described by joint names and parent indices, and its chains are derived automatically
-(:meth:`Skeleton.from_hierarchy`) or given explicitly.
+described by joint names, parent indices and its five chains (which
+:func:`modeling_motionpatch.apps.skeleton_hierarchy.skeleton_from_hierarchy` derives from a hierarchy).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -137,224 +136,12 @@ class Skeleton:
         unknown = set(spec) - known
         if unknown:
             raise SkeletonError(f"Unknown skeleton fields {sorted(unknown)}; expected a subset of {sorted(known)}.")
-        if "chains" not in spec or spec["chains"] is None:
-            return cls.from_hierarchy(
-                spec.get("name", "custom"),
-                spec["joint_names"],
-                spec["parents"],
-                lateral_axis=spec.get("lateral_axis", 0),
-                up_axis=spec.get("up_axis", 1),
+        if spec.get("chains") is None:
+            raise SkeletonError(
+                f"skeleton {spec.get('name', 'custom')!r} has no chains; give the five body-part chains, or derive them "
+                "from the hierarchy with modeling_motionpatch.apps.skeleton_hierarchy.skeleton_from_hierarchy."
             )
         return cls(**dict(spec))
-
-    # ------------------------------------------------------------- derivation
-    @classmethod
-    def from_hierarchy(
-        cls,
-        name: str,
-        joint_names: Sequence[str],
-        parents: Sequence[int],
-        offsets: np.ndarray | Sequence[Sequence[float]] | None = None,
-        chains: Sequence[Sequence[int]] | None = None,
-        lateral_axis: int = 0,
-        up_axis: int = 1,
-    ) -> "Skeleton":
-        """Build a skeleton from a joint hierarchy, deriving the five chains when not given.
-
-        Rules (see :func:`derive_chains`): the pelvis is the first joint from the root that has three
-        branches (two legs and the spine); the spine runs from the pelvis to the head through the
-        first joint above it with three branches (the chest, where the arms start); left and right are
-        read from the joint names (``_L``, ``Left``, ``l_``, ``.L`` ...) or, failing that, from the sign
-        of the lateral coordinate of the rest-pose ``offsets`` (positive = left, the SMPL convention).
-        """
-        joint_names = [str(n) for n in joint_names]
-        parents = [int(p) for p in parents]
-        if chains is None:
-            chains = derive_chains(joint_names, parents, offsets, lateral_axis=lateral_axis, up_axis=up_axis)
-        pairs = derive_left_right_pairs(joint_names, chains)
-        return cls(
-            name=name,
-            joint_names=tuple(joint_names),
-            parents=tuple(parents),
-            chains=tuple(tuple(c) for c in chains),
-            left_right_pairs=tuple(pairs),
-            lateral_axis=lateral_axis,
-            up_axis=up_axis,
-        )
-
-
-# ---------------------------------------------------------------------------
-# chain derivation
-# ---------------------------------------------------------------------------
-_LEFT_RE = re.compile(r"(^|[^a-z])(l|left)([^a-z]|$)|left", re.IGNORECASE)
-_RIGHT_RE = re.compile(r"(^|[^a-z])(r|right)([^a-z]|$)|right", re.IGNORECASE)
-_HEAD_WORDS = ("head", "neck", "skull", "nose")
-
-
-def _split_camel(name: str) -> str:
-    # "LeftArm" -> "Left_Arm", "l_hand" stays; "UpperArm_L" -> "Upper_Arm_L"
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
-
-
-def side_of(name: str) -> str | None:
-    """'left', 'right' or None, read from a joint name (``Hand_L``, ``LeftHand``, ``l_wrist``, ``RightUpLeg``)."""
-    n = _split_camel(name)
-    left = bool(_LEFT_RE.search(n))
-    right = bool(_RIGHT_RE.search(n))
-    if left == right:
-        return None
-    return "left" if left else "right"
-
-
-def _children(parents: Sequence[int]) -> list[list[int]]:
-    kids: list[list[int]] = [[] for _ in parents]
-    for i, p in enumerate(parents):
-        if p >= 0:
-            kids[p].append(i)
-    return kids
-
-
-def _path_to_deepest_leaf(start: int, kids: list[list[int]]) -> list[int]:
-    """Joints from ``start`` down to the leaf with the most joints on the way (first child wins ties)."""
-
-    def depth(j: int) -> int:
-        return 1 + max((depth(c) for c in kids[j]), default=0)
-
-    path = [start]
-    while kids[path[-1]]:
-        path.append(max(kids[path[-1]], key=depth))  # max keeps the first of equal depths
-    return path
-
-
-def derive_chains(
-    joint_names: Sequence[str],
-    parents: Sequence[int],
-    offsets: np.ndarray | Sequence[Sequence[float]] | None = None,
-    lateral_axis: int = 0,
-    up_axis: int = 1,
-) -> list[list[int]]:
-    """Derive the five chains (right leg, left leg, torso, right arm, left arm) of a hierarchy.
-
-    Raises:
-        SkeletonError: when the pelvis, the chest, the head branch or the sides cannot be decided.
-    """
-    names = list(joint_names)
-    kids = _children(parents)
-    roots = [i for i, p in enumerate(parents) if p < 0]
-    if len(roots) != 1:
-        raise SkeletonError(f"A skeleton needs exactly one root joint (parent -1); found {len(roots)}.")
-    offs = None if offsets is None else np.asarray(offsets, dtype=np.float64)
-
-    # pelvis: first joint, walking down from the root, with >= 3 children
-    pelvis = roots[0]
-    while len(kids[pelvis]) < 3:
-        if len(kids[pelvis]) != 1:
-            raise SkeletonError(
-                f"Cannot find the pelvis: joint {names[pelvis]!r} has {len(kids[pelvis])} children before any "
-                "joint with three branches (two legs and the spine). Pass `chains=` explicitly."
-            )
-        pelvis = kids[pelvis][0]
-
-    def subtree(j: int) -> set[int]:
-        out, stack = set(), [j]
-        while stack:
-            k = stack.pop()
-            out.add(k)
-            stack.extend(kids[k])
-        return out
-
-    def first_branching(j: int) -> int | None:
-        while True:
-            if len(kids[j]) >= 3:
-                return j
-            if len(kids[j]) != 1:
-                return None
-            j = kids[j][0]
-
-    spine_children = [c for c in kids[pelvis] if first_branching(c) is not None]
-    if len(spine_children) != 1:
-        raise SkeletonError(
-            f"Cannot tell the spine from the legs at the pelvis {names[pelvis]!r}: {len(spine_children)} of its "
-            "branches contain a joint with three branches (the chest). Pass `chains=` explicitly."
-        )
-    spine_child = spine_children[0]
-    chest = first_branching(spine_child)
-    legs = [c for c in kids[pelvis] if c != spine_child]
-
-    # of the chest's children, the head branch: by name, else the most upward offset, else the shortest
-    chest_kids = kids[chest]
-    by_name = [c for c in chest_kids if any(w in n.lower() for n in (names[k] for k in subtree(c)) for w in _HEAD_WORDS)]
-    if len(by_name) == 1:
-        head_child = by_name[0]
-    elif offs is not None:
-        head_child = max(chest_kids, key=lambda c: offs[c, up_axis])
-    else:
-        sizes = sorted((len(subtree(c)), c) for c in chest_kids)
-        if sizes[0][0] == sizes[1][0]:
-            raise SkeletonError(
-                f"Cannot tell the head branch at the chest {names[chest]!r}: no joint is named like a neck or head, "
-                "no rest offsets were given and two branches are equally long. Pass `offsets=` or `chains=`."
-            )
-        head_child = sizes[0][1]
-    arms = [c for c in chest_kids if c != head_child]
-
-    def sides(branches: list[int], what: str, anchor: int) -> tuple[int, int]:
-        if len(branches) != 2:
-            raise SkeletonError(
-                f"Expected two {what} at {names[anchor]!r}, found {len(branches)} "
-                f"({[names[b] for b in branches]}). Pass `chains=` explicitly."
-            )
-        named = []
-        for b in branches:
-            side = None
-            for k in _path_to_deepest_leaf(b, kids):  # first joint of the branch that carries a side
-                side = side_of(names[k])
-                if side:
-                    break
-            named.append(side)
-        if sorted(s or "" for s in named) == ["left", "right"]:
-            left = branches[named.index("left")]
-        elif offs is not None:
-            # lateral coordinate of each branch's end in the rest pose, relative to the anchor
-            lat = [sum(offs[k, lateral_axis] for k in _path_to_deepest_leaf(b, kids)) for b in branches]
-            if np.isclose(lat[0], lat[1]):
-                raise SkeletonError(f"Cannot tell left from right {what} at {names[anchor]!r}: equal lateral offsets.")
-            left = branches[int(np.argmax(lat))]
-        else:
-            raise SkeletonError(
-                f"Cannot tell left from right {what} at {names[anchor]!r}: joint names "
-                f"{[names[b] for b in branches]} carry no side (_L/_R, Left/Right, l_/r_) and no rest offsets were "
-                "given. Rename the joints, pass `offsets=`, or pass `chains=` explicitly."
-            )
-        right = branches[0] if branches[1] == left else branches[1]
-        return left, right
-
-    left_leg, right_leg = sides(legs, "legs", pelvis)
-    left_arm, right_arm = sides(arms, "arms", chest)
-
-    spine = [pelvis]
-    j = spine_child
-    while j != chest:
-        spine.append(j)
-        j = kids[j][0]
-    torso = spine + _path_to_deepest_leaf(chest, kids)[:1] + _path_to_deepest_leaf(head_child, kids)
-    return [
-        [pelvis] + _path_to_deepest_leaf(right_leg, kids),
-        [pelvis] + _path_to_deepest_leaf(left_leg, kids),
-        torso,
-        [chest] + _path_to_deepest_leaf(right_arm, kids),
-        [chest] + _path_to_deepest_leaf(left_arm, kids),
-    ]
-
-
-def derive_left_right_pairs(joint_names: Sequence[str], chains: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
-    """Pair the joints of the left and right chains position by position (they mirror each other)."""
-    pairs: list[tuple[int, int]] = []
-    for right, left in ((chains[0], chains[1]), (chains[3], chains[4])):
-        for r, l in zip(right, left):
-            if r != l:
-                pairs.append((l, r))
-    return pairs
 
 
 # ---------------------------------------------------------------------------
@@ -433,7 +220,7 @@ def get_skeleton(spec: "str | Skeleton | Mapping[str, Any]") -> Skeleton:
         except KeyError:
             raise SkeletonError(
                 f"Unknown skeleton {spec!r}. Registered skeletons: {available_skeletons()}. Register a new one with "
-                "`register_skeleton(Skeleton.from_hierarchy(name, joint_names, parents))` or pass its dict spec."
+                "`register_skeleton(skeleton_from_hierarchy(name, joint_names, parents))` or pass its dict spec."
             ) from None
     if isinstance(spec, Mapping):
         return Skeleton.from_dict(spec)

@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from functools import lru_cache
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modeling_motionpatch.joint_maps import SMPL22, map_joints, rig_groups
+from modeling_motionpatch.apps.joint_maps import SMPL22, map_joints, rig_groups
 
 __all__ = [
     "BANDAI_CAPTION_TEMPLATE",
@@ -41,7 +41,7 @@ __all__ = [
 #: HumanML3D (SMPL-22) joint i = mean of these Bandai BVH joints (checked against ``ds2_h22_20fps.npz``: max
 #: difference 1.95e-3 m over the 70 sample clips, the npz's float16 rounding). The Bandai skeleton has no
 #: middle spine joint: spine2 = mean(Spine, Chest). The table lives in the library
-#: (``modeling_motionpatch.joint_maps.RIGS["bandai-namco"]``), which maps any named rig by name.
+#: (``modeling_motionpatch.apps.joint_maps.RIGS["bandai-namco"]``), which maps any named rig by name.
 BANDAI_TO_HUMANML3D: tuple[tuple[str, ...], ...] = rig_groups("bandai-namco")
 
 #: Verb phrase of each content label (datasets 1 and 2), as in the shared index files' ``caption_template``.

@@ -40,8 +40,20 @@ from typing import Any
 import datasets
 import numpy as np
 
+from modeling_motionpatch.apps.bvh import (
+    BVHData,
+    bvh_skip_reason,
+    forward_kinematics_batch,
+    parse_bvh,
+)
+from modeling_motionpatch.apps.skeleton_hierarchy import skeleton_from_hierarchy
 from modeling_motionpatch.motion_patches import resample_fps
-from modeling_motionpatch.skeletons import Skeleton, SkeletonError, get_skeleton, register_skeleton
+from modeling_motionpatch.skeletons import (
+    Skeleton,
+    SkeletonError,
+    get_skeleton,
+    register_skeleton,
+)
 
 from .bandai_labels import (
     BANDAI_CAPTION_TEMPLATE,
@@ -50,7 +62,6 @@ from .bandai_labels import (
     bandai_to_humanml3d,
     make_caption,
 )
-from modeling_motionpatch.apps.bvh import BVHData, bvh_skip_reason, forward_kinematics_batch, parse_bvh
 from .clip_splits import assign_splits
 from .io import write_arrow_splits
 from .schema import motion_features
@@ -345,7 +356,7 @@ def _register_native_skeleton(
     from modeling_motionpatch.apps.bvh import _check_up_axis, _convert_up
 
     offsets = _convert_up(np.asarray(reference.hierarchy.offsets * scale, dtype=np.float64), _check_up_axis(up_axis))
-    native = Skeleton.from_hierarchy(
+    native = skeleton_from_hierarchy(
         name,
         list(reference.hierarchy.names),
         [int(p) for p in reference.hierarchy.parents],
@@ -369,7 +380,7 @@ def register_bandai_skeleton(
     names: Sequence[str], parents: Sequence[int], offsets: np.ndarray | None = None
 ) -> Skeleton:
     """Derive and register the native ``bandai-namco`` skeleton (chains end at ``Hand_L``/``Toes_R`` ...)."""
-    return register_skeleton(Skeleton.from_hierarchy("bandai-namco", list(names), list(parents), offsets=offsets))
+    return register_skeleton(skeleton_from_hierarchy("bandai-namco", list(names), list(parents), offsets=offsets))
 
 
 def load_bandai_namco(

@@ -33,18 +33,18 @@ import datasets
 import numpy as np
 
 from modeling_motionpatch import get_skeleton
+from modeling_motionpatch.apps.motion_statistics import compute_dataset_statistics
 
 from .io import _OWNED as PREPARED_FILES
 from .io import (
     PrepareReport,
     SkippedSamplesWarning,
     push_prepared,
-    skeleton_row_counts,
     save_prepared,
+    skeleton_row_counts,
     source_info,
 )
 from .mirror import add_mirrored
-from modeling_motionpatch.apps.motion_statistics import compute_dataset_statistics
 
 SOURCES_HELP = {
     "humanml3d": "HumanML3D folder (new_joints/ or new_joint_vecs/, texts/, train/val/test.txt); 22 joints, 20 fps.",

@@ -35,15 +35,15 @@ import pyarrow as pa
 from datasets.table import InMemoryTable
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, Skeleton, get_skeleton
-
-from .schema import SPLITS
-from .statistics import statistics_markdown
 from modeling_motionpatch.apps.motion_statistics import (
     STATISTICS_FILE,
     MotionStatistics,
     load_statistics,
     save_statistics,
 )
+
+from .schema import SPLITS
+from .statistics import statistics_markdown
 
 SKELETON_FILE = "skeleton.json"
 REPORT_FILE = "prepare_report.json"

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import random_motions
 
 from modeling_motionpatch import (
     MotionInputError,
     MotionPatchFeatureExtractor,
     MotionPatchProcessor,
-    Skeleton,
     SkeletonError,
     get_skeleton,
 )
-
-from conftest import random_motions
+from modeling_motionpatch.apps.skeleton_hierarchy import skeleton_from_hierarchy
 
 
 def test_compute_statistics_streaming_equals_numpy():
@@ -26,7 +25,7 @@ def test_compute_statistics_streaming_equals_numpy():
 
 
 def test_save_and_load_keeps_skeleton_and_statistics(tmp_path):
-    skel = Skeleton.from_hierarchy(
+    skel = skeleton_from_hierarchy(
         "toy", ["hips", "spine", "chest", "neck", "head", "l_arm", "l_hand", "r_arm", "r_hand",
                 "l_leg", "l_foot", "r_leg", "r_foot"],
         [-1, 0, 1, 2, 3, 2, 5, 2, 7, 0, 9, 0, 11],
@@ -126,24 +125,24 @@ def test_processor_needs_an_input(tiny_processor):
 def test_skeleton_derivation_matches_the_registry_and_fails_clearly():
     for name in ("humanml3d", "kit"):
         ref = get_skeleton(name)
-        derived = Skeleton.from_hierarchy("x", ref.joint_names, ref.parents)
+        derived = skeleton_from_hierarchy("x", ref.joint_names, ref.parents)
         assert derived.chains == ref.chains
         assert set(derived.left_right_pairs) == set(ref.left_right_pairs)
     # no side in the names and no offsets: refuse to guess
     parents = [-1, 0, 1, 2, 2, 4, 2, 6, 0, 8, 0, 10]  # head = leaf 3; arms 4-5, 6-7; legs 8-9, 10-11
     names = [f"j{i}" for i in range(12)]
     with pytest.raises(SkeletonError, match="Cannot tell left from right"):
-        Skeleton.from_hierarchy("anon", names, parents)
+        skeleton_from_hierarchy("anon", names, parents)
     # ... but rest offsets decide it (positive lateral axis = left)
     offsets = np.zeros((12, 3))
     offsets[[4, 8], 0], offsets[[6, 10], 0] = 0.2, -0.2
-    skel = Skeleton.from_hierarchy("anon", names, parents, offsets)
+    skel = skeleton_from_hierarchy("anon", names, parents, offsets)
     assert skel.chains == ((0, 10, 11), (0, 8, 9), (0, 1, 2, 3), (2, 6, 7), (2, 4, 5))
     # two equally long branches at the chest and nothing named like a head: refuse to guess
     with pytest.raises(SkeletonError, match="Cannot tell the head branch"):
-        Skeleton.from_hierarchy("anon", [f"j{i}" for i in range(13)], [-1, 0, 1, 2, 3, 2, 5, 2, 7, 0, 9, 0, 11])
+        skeleton_from_hierarchy("anon", [f"j{i}" for i in range(13)], [-1, 0, 1, 2, 3, 2, 5, 2, 7, 0, 9, 0, 11])
     with pytest.raises(SkeletonError, match="Cannot find the pelvis"):
-        Skeleton.from_hierarchy("chain", ["a", "b", "c"], [-1, 0, 1])
+        skeleton_from_hierarchy("chain", ["a", "b", "c"], [-1, 0, 1])
 
 
 def test_processor_round_trip(tmp_path, tiny_processor):

@@ -16,7 +16,7 @@ from conftest import tiny_config
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchModel, MotionPatchProcessor, get_skeleton
 from modeling_motionpatch.apps.bvh import motion_for_skeleton, parse_bvh_string, read_bvh
-from modeling_motionpatch.joint_maps import RIGS, SMPL22, JointMapError, joint_map_matrix, map_joints
+from modeling_motionpatch.apps.joint_maps import RIGS, SMPL22, JointMapError, joint_map_matrix, map_joints
 from modeling_motionpatch.motion_patches import resample_fps
 
 BANDAI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bandai-namco"

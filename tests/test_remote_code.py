@@ -107,7 +107,7 @@ def mixamo_bvh(frames: int = 30) -> str:
     pipeline must map it by name, detect the units and read its 30 fps without the package."""
     from motionpatch_processing.synthetic_motion import rest_offsets
 
-    from modeling_motionpatch.joint_maps import RIGS
+    from modeling_motionpatch.apps.joint_maps import RIGS
 
     skel = modeling_motionpatch.get_skeleton("humanml3d")
     names = ["mixamorig:" + RIGS["mixamo"][n][0] for n in skel.joint_names]
@@ -198,7 +198,7 @@ def test_saved_config_names_the_pipeline_and_the_folder_holds_its_code(folders):
 #: the model's code, which every saved folder carries (and trust_remote_code=True runs): nothing else
 MODEL_CODE = {
     "configuration_motionpatch.py", "modeling_motionpatch.py", "feature_extraction_motionpatch.py",
-    "processing_motionpatch.py", "pipeline_zero_shot_motion.py", "skeletons.py", "motion_patches.py", "joint_maps.py",
+    "processing_motionpatch.py", "pipeline_zero_shot_motion.py", "skeletons.py", "motion_patches.py",
 }  # fmt: skip
 #: lines of Python a saved folder may hold (the model as a reader audits it)
 MAX_MODEL_CODE_LINES = 2100
@@ -239,7 +239,7 @@ def test_pipeline_reads_a_bvh_with_the_package_and_says_what_is_missing_without(
     from modeling_motionpatch.apps.bvh import motion_for_skeleton
 
     root = folders[0]
-    assert (root / "model" / "joint_maps.py").exists() and not (root / "model" / "bvh.py").exists()
+    assert not (root / "model" / "joint_maps.py").exists() and not (root / "model" / "bvh.py").exists()
     error = marked(remote, "BVH_ERROR:")
     assert "needs the motionpatch package" in error and "joint_names=[...]" in error
     classify = pipeline(TASK, model=str(root / "model"))

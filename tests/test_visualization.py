@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("matplotlib", reason="skeleton rendering needs matplotlib (pip install 'motionpatch[viz]')")
 
 from modeling_motionpatch import Skeleton, get_skeleton  # noqa: E402
-from modeling_motionpatch.skeletons import CHAIN_NAMES  # noqa: E402
+from modeling_motionpatch.apps.skeleton_hierarchy import skeleton_from_hierarchy  # noqa: E402
 from modeling_motionpatch.apps.visualization import (  # noqa: E402
     CHAIN_COLORS,
     SkeletonRenderer,
@@ -16,6 +16,7 @@ from modeling_motionpatch.apps.visualization import (  # noqa: E402
     render_motion_patches,
     save_animation,
 )
+from modeling_motionpatch.skeletons import CHAIN_NAMES  # noqa: E402
 
 
 def _clip(action: str = "raise both arms", seed: int = 0) -> np.ndarray:
@@ -97,7 +98,7 @@ def test_animation_has_the_requested_frame_count(tmp_path):
 
 def test_keyframe_strip_and_derived_skeleton(tmp_path):
     base = get_skeleton("humanml3d")
-    derived = Skeleton.from_hierarchy("derived-smpl", base.joint_names, base.parents)  # chains derived, not given
+    derived = skeleton_from_hierarchy("derived-smpl", base.joint_names, base.parents)  # chains derived, not given
     motion = _clip("squat")
     image = render_keyframes(motion, derived, num_keyframes=4, size=(120, 160), path=tmp_path / "strip.png")
     assert image.size == (480, 160)
@@ -138,7 +139,7 @@ def _with_floor_root(motion: np.ndarray) -> tuple[np.ndarray, Skeleton]:
     root[..., 1] = floor
     parents = [-1] + [p + 1 for p in skel.parents]
     parents[1] = 0
-    return np.concatenate([root, motion], axis=1), Skeleton.from_hierarchy("floor-root", ["joint_Root", *skel.joint_names], parents)
+    return np.concatenate([root, motion], axis=1), skeleton_from_hierarchy("floor-root", ["joint_Root", *skel.joint_names], parents)
 
 
 def test_a_static_floor_root_is_not_drawn_and_the_camera_follows_the_body():

@@ -124,7 +124,7 @@ def _bvh_units(files: Sequence[Path], skeleton, scale: float | None, up_axis: st
     """``(scale, up_axis, how)`` of a BVH collection: as given, else detected on its first readable file (joints
     mapped by name onto ``skeleton`` when they map, else the file's own pelvis and head)."""
     from modeling_motionpatch.apps.bvh import detect_scale_and_up, motion_for_skeleton, read_bvh
-    from modeling_motionpatch.joint_maps import JointMapError
+    from modeling_motionpatch.apps.joint_maps import JointMapError
 
     if scale is not None and up_axis is not None:
         return float(scale), up_axis, "given"
@@ -147,7 +147,7 @@ def _bvh_library(root: Path, scale: float | None, up_axis: str | None, model_ske
     from motionpatch_processing.bandai_labels import BANDAI_CAPTION_TEMPLATE, BANDAI_PHRASES
     from motionpatch_processing.bandai_namco import load_bvh_collection
 
-    from modeling_motionpatch.joint_maps import JointMapError, joint_map_matrix
+    from modeling_motionpatch.apps.joint_maps import JointMapError, joint_map_matrix
 
     labels, bandai = _bvh_labels(root)
     scale, up_axis, how = _bvh_units(sorted(root.rglob("*.bvh")), model_skeleton, scale, up_axis)
@@ -435,7 +435,7 @@ class MotionLibraryApp:
         """
         from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcessor, resample_fps
         from modeling_motionpatch.apps.bvh import motion_for_skeleton, read_bvh
-        from modeling_motionpatch.joint_maps import JointMapError
+        from modeling_motionpatch.apps.joint_maps import JointMapError
 
         path = Path(path)
         fe = self.processor.feature_extractor

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..skeletons import Skeleton
+from .skeleton_hierarchy import skeleton_from_hierarchy
 
 try:  # datasets depends on pyarrow, so it is always there in practice; numpy is the fallback
     import pyarrow as _pa
@@ -202,7 +203,7 @@ class BVHMotion(_JointCount, _FrameCount):
         Left/right are read from the joint names, else from the rest offsets (positive X = left).
         The skeleton is not registered; call ``modeling_motionpatch.register_skeleton`` for that.
         """
-        return Skeleton.from_hierarchy(
+        return skeleton_from_hierarchy(
             name, list(self.names), [int(p) for p in self.parents], offsets=self.offsets, chains=chains
         )
 
@@ -916,13 +917,13 @@ def motion_for_skeleton(
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     """A ``.bvh`` path or a loaded motion (``.positions``, ``.joint_names`` or ``.names``, ``.fps``; e.g. what
     :func:`read_bvh` returns) -> ``(positions, fps, info)`` on the model's skeleton: joints mapped by name
-    (:func:`modeling_motionpatch.joint_maps.joint_map_matrix`), metres, Y up, at the file's frame rate.
+    (:func:`modeling_motionpatch.apps.joint_maps.joint_map_matrix`), metres, Y up, at the file's frame rate.
 
     ``scale`` / ``up_axis`` override the detection (:func:`detect_scale_and_up`); they apply to the positions as
     given (a motion read with ``read_bvh(path, scale=0.01)`` is already in metres and is detected as such).
     ``info`` holds the rig, scale and up axis used.
     """
-    from ..joint_maps import joint_map_matrix
+    from .joint_maps import joint_map_matrix
     from ..skeletons import get_skeleton
 
     if isinstance(motion, (str, os.PathLike)):

@@ -25,8 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .motion_patches import MotionInputError
-from .skeletons import Skeleton, get_skeleton
+from ..motion_patches import MotionInputError
+from ..skeletons import Skeleton, get_skeleton
 
 __all__ = ["DERIVED", "RIGS", "JointMapError", "joint_map_matrix", "map_joints", "normalize_joint_name", "rig_groups"]
 
