@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from modeling_motionpatch import MotionPatchFeatureExtractor
+from modeling_motionpatch.apps.motion_statistics import compute_statistics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def main() -> None:
     with np.load(args.data / "bandai-namco" / "ds2_h22_20fps.npz") as z:
         joints, offsets, lengths = z["joints"].astype(np.float32), z["offsets"], z["lengths"]
     clips = [joints[o : o + n] for o, n in zip(offsets, lengths)]
-    mean, std = MotionPatchFeatureExtractor.compute_statistics([joints])
+    mean, std = compute_statistics([joints])
     engines = {
         "defaults (body frame + skeleton check)": MotionPatchFeatureExtractor(mean=mean, std=std),
         "both off": MotionPatchFeatureExtractor(mean=mean, std=std, body_frame=False, check_skeleton=False),

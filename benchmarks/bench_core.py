@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling_motionpatch import MotionPatchConfig, MotionPatchFeatureExtractor, MotionPatchModel, get_skeleton
+from modeling_motionpatch.apps.motion_statistics import compute_statistics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +47,7 @@ def bench_feature_extractor(data_dir: Path, batch_size: int = 256, repeats: int 
     npz = np.load(data_dir / "bandai-namco" / "ds2_h22_20fps.npz")
     joints = npz["joints"].astype(np.float32)
     motions = [joints[o : o + n] for o, n in zip(npz["offsets"], npz["lengths"])]
-    mean, std = MotionPatchFeatureExtractor.compute_statistics(motions)
+    mean, std = compute_statistics(motions)
     fe = MotionPatchFeatureExtractor("humanml3d", mean=mean, std=std)
     batches = [motions[i : i + batch_size] for i in range(0, len(motions), batch_size)]
 

@@ -42,6 +42,7 @@ def main() -> None:
     from motionpatch_processing.bandai_npz import dataset_from_npz
 
     from modeling_motionpatch import MotionPatchFeatureExtractor
+    from modeling_motionpatch.apps.motion_statistics import compute_statistics
     from modeling_motionpatch.apps.dataset_motion_values import add_motion_values
     from modeling_motionpatch.motion_patches import MotionInputWarning
 
@@ -60,7 +61,7 @@ def main() -> None:
         ds = dd["train"]
         motions = [np.asarray(m, dtype=np.float32) for m in ds.with_format("numpy")["motion"]]
         frames = int(sum(len(m) for m in motions))
-        mean, std = MotionPatchFeatureExtractor.compute_statistics(motions)
+        mean, std = compute_statistics(motions)
         fe = MotionPatchFeatureExtractor(skeleton.to_dict(), mean=mean, std=std)
         b = args.batch_size
         print(json.dumps({"clips": len(motions), "frames": frames, "max_frames": fe.max_frames,

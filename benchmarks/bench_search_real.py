@@ -54,7 +54,7 @@ def main() -> None:
     from transformers import AutoModel, AutoProcessor
 
     import modeling_motionpatch  # noqa: F401  (registers the Auto classes)
-    from modeling_motionpatch import MotionPatchFeatureExtractor
+    from modeling_motionpatch.apps.motion_statistics import compute_statistics
     from modeling_motionpatch.motion_patches import MotionInputWarning
     from modeling_motionpatch.apps.search_index import MotionSearchIndex
 
@@ -81,7 +81,7 @@ def main() -> None:
     model = AutoModel.from_pretrained(args.model).eval()
     processor = AutoProcessor.from_pretrained(args.model)
     fe = processor.feature_extractor
-    mean, std = MotionPatchFeatureExtractor.compute_statistics(motions)
+    mean, std = compute_statistics(motions)
     fe.set_statistics(mean, std)
     t = time.perf_counter()
     exact = MotionSearchIndex.from_model(model, processor, motions, ids, batch_size=64)

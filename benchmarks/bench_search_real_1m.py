@@ -110,7 +110,7 @@ def main() -> None:
     from transformers import AutoModel, AutoProcessor
 
     import modeling_motionpatch  # noqa: F401  (registers the Auto classes)
-    from modeling_motionpatch import MotionPatchFeatureExtractor
+    from modeling_motionpatch.apps.motion_statistics import compute_statistics
     from modeling_motionpatch.motion_patches import MotionInputWarning
     from modeling_motionpatch.apps.search_index import IVFPQ_DEFAULTS, MotionSearchIndex
 
@@ -151,7 +151,7 @@ def main() -> None:
         torch.set_num_threads(args.embed_threads)
         gallery_src, query_src = load_takes(root / "ds2_h22_20fps.npz"), load_takes(root / "ds1_h22_20fps.npz")
         takes = [gallery_src[0][o : o + n] for o, n in zip(gallery_src[1], gallery_src[2])]
-        processor.feature_extractor.set_statistics(*MotionPatchFeatureExtractor.compute_statistics(takes))
+        processor.feature_extractor.set_statistics(*compute_statistics(takes))
 
         def mirror(x):
             return mirror_motion(x, "humanml3d")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
@@ -200,37 +200,6 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         out["mean"] = np.asarray(self.mean).tolist()
         out["std"] = np.asarray(self.std).tolist()
         return out
-
-    # ------------------------------------------------------------ statistics
-    @staticmethod
-    def compute_statistics(motions: Iterable) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and std per (joint, axis) over all frames of an iterable of ``(T, J, 3)`` motions, in one pass.
-
-        Uses float64 sums per motion (Chan et al.'s parallel update), so memory stays at one motion at a time.
-        Returns ``(mean, std)`` as float32 arrays of shape ``(J, 3)`` (population std).
-        """
-        count = 0
-        mean = m2 = None
-        for i, motion in enumerate(motions):
-            arr = as_motion_array(motion, i).astype(np.float64)
-            if not np.isfinite(arr).all():
-                raise MotionInputError(f"motion {i} contains NaN or Inf values; clean it before computing statistics.")
-            n = arr.shape[0]
-            m = arr.mean(axis=0)
-            s = ((arr - m) ** 2).sum(axis=0)
-            if mean is None:
-                count, mean, m2 = n, m, s
-                continue
-            if m.shape != mean.shape:
-                raise MotionInputError(f"motion {i} has {m.shape[0]} joints; earlier motions had {mean.shape[0]}.")
-            total = count + n
-            delta = m - mean
-            mean = mean + delta * (n / total)
-            m2 = m2 + s + delta**2 * (count * n / total)
-            count = total
-        if mean is None:
-            raise ValueError("compute_statistics got no motions.")
-        return mean.astype(np.float32), np.sqrt(m2 / count).astype(np.float32)
 
     def _flatten_groups(self, motions) -> list:
         """``[(a, b), ...]`` or a ``(persons, T, J, 3)`` array per sample -> a flat list of motions."""

@@ -21,6 +21,7 @@ from conftest import random_motions
 from torch import nn
 
 from modeling_motionpatch import MotionPatchModel
+from modeling_motionpatch.apps.motion_statistics import compute_statistics
 from modeling_motionpatch.convert_original import convert_original_checkpoint, main
 from modeling_motionpatch.timm_vit_keys import (
     convert_timm_vit_state_dict,
@@ -318,9 +319,10 @@ def test_original_checkpoint_parity_through_the_console_script(backend, tmp_path
         "README.md",
         "processor_config.json",
         "tokenizer.json",
-        "convert_timm.py",
+        "modeling_motionpatch.py",
     ):
         assert (out / name).exists(), name
+    assert not (out / "pretrained_towers.py").exists() and not (out / "convert_original.py").exists()
 
     model = AutoModel.from_pretrained(out).eval()
     processor = AutoProcessor.from_pretrained(out)
@@ -397,7 +399,6 @@ def test_kit_preset_flattened_statistics_and_a_text_config(tmp_path, tokenizer_d
 
 def test_statistics_from_a_prepared_dataset_folder(tmp_path, tokenizer_dir):
     datasets = pytest.importorskip("datasets")
-    from modeling_motionpatch import MotionPatchFeatureExtractor
 
     motions = random_motions(3, seed=4)
     features = datasets.Features({
@@ -417,13 +418,14 @@ def test_statistics_from_a_prepared_dataset_folder(tmp_path, tokenizer_dir):
     from transformers import AutoFeatureExtractor
 
     fe = AutoFeatureExtractor.from_pretrained(out)
-    mean, std = MotionPatchFeatureExtractor.compute_statistics(motions)
+    mean, std = compute_statistics(motions)
     np.testing.assert_allclose(fe.mean, mean, rtol=1e-6)
     np.testing.assert_allclose(fe.std, std, rtol=1e-6)
     assert "`train` split (3 motions" in (out / "README.md").read_text()
 
-    # statistics.json saved with the prepared dataset (motionpatch_processing) is used when it covers the split
-    statistics = pytest.importorskip("motionpatch_processing.statistics", reason="motionpatch_processing absent")
+    # statistics.json saved with the prepared dataset is used when it covers the split
+    from modeling_motionpatch.apps import motion_statistics as statistics
+
     saved = statistics.MotionStatistics(mean + 1.0, std * 2.0, splits=["train"], num_motions=3, num_frames=9)
     statistics.save_statistics(saved, tmp_path / "prepared")
     out = convert_original_checkpoint(

@@ -13,12 +13,13 @@ from modeling_motionpatch import (
     SkeletonError,
     get_skeleton,
 )
+from modeling_motionpatch.apps.motion_statistics import compute_statistics
 from modeling_motionpatch.apps.skeleton_hierarchy import skeleton_from_hierarchy
 
 
 def test_compute_statistics_streaming_equals_numpy():
     motions = random_motions(7, lengths=(3, 50), seed=3)
-    mean, std = MotionPatchFeatureExtractor.compute_statistics(iter(motions))
+    mean, std = compute_statistics(iter(motions))
     cat = np.concatenate(motions).astype(np.float64)
     np.testing.assert_allclose(mean, cat.mean(0), atol=1e-6)
     np.testing.assert_allclose(std, cat.std(0), atol=1e-6)

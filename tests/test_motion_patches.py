@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, get_skeleton
+from modeling_motionpatch.apps.motion_statistics import compute_statistics
 from modeling_motionpatch.motion_patches import (
     chain_interpolation_matrix,
     chain_sample_positions,
@@ -148,7 +149,7 @@ def test_all_bandai_ds1_clips_become_finite_patches():
     joints, offsets, lengths = data["joints"].astype(np.float32), data["offsets"], data["lengths"]
     motions = [joints[o : o + n] for o, n in zip(offsets, lengths)]
     assert len(motions) == 174
-    mean, std = MotionPatchFeatureExtractor.compute_statistics(motions)
+    mean, std = compute_statistics(motions)
     out = MotionPatchFeatureExtractor("humanml3d", mean=mean, std=std)(motions)
     assert out["motion_values"].shape == (174, 3, 224, 80)
     assert np.isfinite(out["motion_values"]).all()

@@ -258,11 +258,12 @@ def test_dataset_dict_splits_schema_and_stability():
 
 def test_motion_patches_have_no_nan():
     from modeling_motionpatch import MotionPatchFeatureExtractor
+    from modeling_motionpatch.apps.motion_statistics import compute_statistics
 
     ds = S.generate_synthetic_dataset(len(M.ACTIONS), seed=1).with_format("numpy")
     motions = [np.asarray(m, dtype=np.float32) for m in ds["motion"]]
     fe = MotionPatchFeatureExtractor("humanml3d")
-    fe.set_statistics(*MotionPatchFeatureExtractor.compute_statistics(motions))
+    fe.set_statistics(*compute_statistics(motions))
     out = fe(motions, return_tensors="np")
     assert out["motion_values"].shape == (len(motions), 3, 224, 80)
     assert np.isfinite(out["motion_values"]).all()

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from modeling_motionpatch.apps.motion_statistics import compute_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +94,7 @@ def _rows_of_dataset(dataset, name: str, skeleton, fps: float, mean, std, folder
 
 
 def _library_statistics(motions: Sequence[np.ndarray]):
-    from modeling_motionpatch import MotionPatchFeatureExtractor
-
-    return MotionPatchFeatureExtractor.compute_statistics(motions)
+    return compute_statistics(motions)
 
 
 def _bvh_labels(root: Path):
@@ -458,7 +457,7 @@ class MotionLibraryApp:
                 skeleton = bvh.skeleton(f"upload-{path.stem}")
                 if not np.isfinite(motion).all():
                     raise AppError(f"{path.name}: the BVH motion contains NaN or Inf values.")
-                mean, std = MotionPatchFeatureExtractor.compute_statistics([motion])
+                mean, std = compute_statistics([motion])
                 fe_new = MotionPatchFeatureExtractor(
                     skeleton=skeleton.to_dict(), mean=mean, std=std, max_frames=fe.max_frames,
                     points_per_part=fe.points_per_part, frames_per_patch=fe.frames_per_patch,

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcessor, Skeleton, get_skeleton
+from modeling_motionpatch.apps.motion_statistics import compute_statistics
 from modeling_motionpatch.motion_patches import PATCH_ROWS, MotionInputWarning, resample_fps, to_body_frame
 from modeling_motionpatch.skeletons import SkeletonError, available_skeletons
 
@@ -597,7 +598,7 @@ def build_feature_extractor(
         if train_store is None or len(train_store) == 0:
             raise ValueError("cannot compute statistics: the training split is empty.")
         # one vectorised pass over every training frame (the flat array is a single "motion")
-        mean, std = MotionPatchFeatureExtractor.compute_statistics([train_store.flat])
+        mean, std = compute_statistics([train_store.flat])
         note = f"statistics computed once over the {len(train_store)} training motions ({train_store.num_frames} frames)"
     model_fps = float(fps) if fps else float(input_fps)
     fe = MotionPatchFeatureExtractor(

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling_motionpatch.pipeline_zero_shot_motion import window_starts
+from modeling_motionpatch.apps.motion_statistics import compute_statistics
 
 from .data import MotionStore, split_fps
 
@@ -417,7 +418,7 @@ def match_skeleton(processor, data: EvalData, motion_joints: int, skeleton_from_
             store, source = MotionStore.from_dataset(data.splits["train"], column), "computed over the dataset's train split"
         else:
             store, source = MotionStore.from_dataset(data.dataset, column), "computed over the evaluated rows (no train split)"
-        mean, std = MotionPatchFeatureExtractor.compute_statistics([store.flat])
+        mean, std = compute_statistics([store.flat])
     new_fe = MotionPatchFeatureExtractor(
         skeleton=data_skel.to_dict(), mean=mean, std=std, max_frames=fe.max_frames, points_per_part=fe.points_per_part,
         frames_per_patch=fe.frames_per_patch, points_per_patch=fe.points_per_patch, fps=fe.fps, fps_mode=fe.fps_mode, min_frames=fe.min_frames, std_epsilon=fe.std_epsilon,

@@ -60,6 +60,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from modeling_motionpatch.apps.motion_statistics import compute_statistics
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
@@ -426,7 +427,7 @@ def run_one(task: tuple[str, str, int, str], cfg: StudyConfig, data_dir: Path) -
     from torch.utils.data import DataLoader
     from transformers import get_scheduler
 
-    from modeling_motionpatch import MotionPatchFeatureExtractor, get_skeleton
+    from modeling_motionpatch import get_skeleton
 
     dataset, rule, seed, variant = task
     dinov2 = variant in DINOV2_VARIANTS
@@ -438,7 +439,7 @@ def run_one(task: tuple[str, str, int, str], cfg: StudyConfig, data_dir: Path) -
     split_arr = np.asarray(split)
     idx = {name: np.flatnonzero(split_arr == name) for name in ("train", "validation", "test")}
     train_store = MotionStore.from_list([clips.store[int(i)] for i in idx["train"]])
-    mean, std = MotionPatchFeatureExtractor.compute_statistics([train_store.flat])
+    mean, std = compute_statistics([train_store.flat])
     fe = feature_extractor(variant, mean, std, cfg, seed)
 
     model, tower_params = build_variant_model(variant, cfg, seed)

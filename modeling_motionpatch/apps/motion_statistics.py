@@ -3,7 +3,7 @@
 The mean and std that :class:`~modeling_motionpatch.MotionPatchFeatureExtractor` uses for its z-score are
 computed over every frame of the training split (default) or of all splits (``splits="all"``, what the
 reference MotionPatches code did), in one streaming pass: motions are read from Arrow in batches and fed to
-:meth:`MotionPatchFeatureExtractor.compute_statistics` (a one-pass Chan et al. update in float64), so memory
+:func:`compute_statistics` (a one-pass Chan et al. update in float64), so memory
 holds one batch at a time. Two-person datasets pool both people (``motion_a`` and ``motion_b``).
 
 Saved as ``statistics.json`` next to a prepared dataset (:func:`save_statistics`), read back with
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..feature_extraction_motionpatch import MotionPatchFeatureExtractor
+from ..motion_patches import MotionInputError, as_motion_array
 
 if TYPE_CHECKING:  # datasets is imported when statistics are computed, not when the model is loaded
     import datasets
@@ -63,6 +63,36 @@ class MotionStatistics:
         )
 
 
+def compute_statistics(motions: Iterable) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std per (joint, axis) over all frames of an iterable of ``(T, J, 3)`` motions, in one pass.
+
+    Uses float64 sums per motion (Chan et al.'s parallel update), so memory stays at one motion at a time.
+    Returns ``(mean, std)`` as float32 arrays of shape ``(J, 3)`` (population std).
+    """
+    count = 0
+    mean = m2 = None
+    for i, motion in enumerate(motions):
+        arr = as_motion_array(motion, i).astype(np.float64)
+        if not np.isfinite(arr).all():
+            raise MotionInputError(f"motion {i} contains NaN or Inf values; clean it before computing statistics.")
+        n = arr.shape[0]
+        m = arr.mean(axis=0)
+        s = ((arr - m) ** 2).sum(axis=0)
+        if mean is None:
+            count, mean, m2 = n, m, s
+            continue
+        if m.shape != mean.shape:
+            raise MotionInputError(f"motion {i} has {m.shape[0]} joints; earlier motions had {mean.shape[0]}.")
+        total = count + n
+        delta = m - mean
+        mean = mean + delta * (n / total)
+        m2 = m2 + s + delta**2 * (count * n / total)
+        count = total
+    if mean is None:
+        raise ValueError("compute_statistics got no motions.")
+    return mean.astype(np.float32), np.sqrt(m2 / count).astype(np.float32)
+
+
 def _motion_columns(features: Mapping[str, Any]) -> list[str]:
     return [k for k in ("motion", "motion_a", "motion_b") if k in features]
 
@@ -93,7 +123,7 @@ def compute_dataset_statistics(
     columns: Sequence[str] | None = None,
     batch_size: int = 64,
 ) -> MotionStatistics:
-    """Stream the motions of ``splits`` through ``MotionPatchFeatureExtractor.compute_statistics``.
+    """Stream the motions of ``splits`` through :func:`compute_statistics`.
 
     Args:
         dataset: a ``DatasetDict`` (or a single ``Dataset``, then ``splits`` is ignored).
@@ -119,7 +149,7 @@ def compute_dataset_statistics(
 
     if sum(len(d) for d in parts.values()) == 0:
         raise ValueError(f"splits {list(parts)} are empty; cannot compute statistics. Use --statistics all.")
-    mean, std = MotionPatchFeatureExtractor.compute_statistics(motions())
+    mean, std = compute_statistics(motions())
     return MotionStatistics(mean, std, splits=list(parts), num_motions=counter["motions"],
                             num_frames=counter["frames"], columns=cols)
 
@@ -149,6 +179,7 @@ def load_statistics(dataset_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndar
 
 
 __all__ = [
+    "compute_statistics",
     "STATISTICS_FILE",
     "MotionStatistics",
     "compute_dataset_statistics",
