@@ -153,37 +153,25 @@ def check_top_k(top_k) -> int | None:
 class ZeroShotMotionClassificationPipeline(Pipeline):
     """Zero-shot motion classification with a :class:`MotionPatchModel`.
 
-    Each candidate label is put into one or several hypothesis templates (``"A person {}."`` by default, the
-    paper's prompt); with several templates the normalised text embeddings of a label are averaged and
-    re-normalised (prompt ensembling). Scores are the softmax over labels of the scaled cosine similarities.
-
-    Example:
+    Each candidate label goes into one or several hypothesis templates (``"A person {}."``, the paper's prompt, by
+    default; several are averaged: prompt ensembling); scores are the softmax over labels of the scaled cosines.
 
     ```python
     >>> from transformers import pipeline
     >>> import modeling_motionpatch  # registers the task
     >>> classify = pipeline("zero-shot-motion-classification", model="path/to/motionpatch")
     >>> classify(joints, candidate_labels=["walks", "runs", "jumps"])
-    [{'label': 'walks', 'score': 0.91}, ...]
+    [{'label': 'walks', 'score': 0.91, 'similarity': 0.63, 'match': True}, ...]
     ```
 
-    Accepts one motion (a ``(frames, joints, 3)`` numpy array, torch tensor or nested list, or a path to a
-    ``.npy`` / ``.npz`` / ``.bvh`` file (BVH needs the motionpatch package), or a loaded BVH motion) or a list, stacked ``(motions, frames, joints, 3)``
-    array, torch ``Dataset`` or generator of them (returns a list of lists; an iterator for datasets and generators),
-    with ``batch_size`` to run several
-    motions per forward pass: batched and one-at-a-time calls give the same scores. A BVH file or motion is mapped
-    onto the model's skeleton by joint name, its units and up axis detected (``scale=``, ``up_axis=`` override them)
-    and its frame rate read from the file (see ``bvh.motion_for_skeleton``); an array with ``joint_names=[...]`` is
-    mapped by name; ``joint_map={model joint: input joint(s)}`` completes either mapping. ``candidate_labels`` is a list or
-    a comma-separated string; ``top_k`` keeps the best ``k`` labels.
-
-    Each result also gives ``similarity`` (the cosine between the motion and the label's prompt embedding) and
-    ``match``: whether that cosine reaches the model's calibrated ``config.match_threshold`` (or ``threshold=``), so a
-    motion that none of the labels describes says so (every ``match`` False) instead of handing the best of bad
-    labels a high softmax score; ``match`` is None for a model without a threshold. Motions longer than the
-    processor's ``max_frames`` are read in windows of ``max_frames`` frames, half a window apart, each put in the
-    body frame from its own first frame; their embeddings are averaged (``windows=False``: the first ``max_frames``
-    frames only, the reference behaviour).
+    Inputs: see :data:`ACCEPTED_INPUTS`; a batch (list, stacked array, ``Dataset``, generator) gives a list of results
+    and ``batch_size`` runs several motions per forward pass with the same scores. BVH files and ``joint_names=[...]``
+    are mapped onto the model's skeleton by joint name (``joint_map=`` completes the mapping; ``scale=`` / ``up_axis=``
+    override what is detected in a BVH). ``top_k`` keeps the best ``k`` labels. ``similarity`` is the cosine of the
+    motion and the label's prompt embedding, ``match`` whether it reaches ``config.match_threshold`` (or
+    ``threshold=``; None without one), so that a motion no label describes says so. Motions longer than
+    ``max_frames`` are read in windows half a window apart, each in its own body frame, and their embeddings averaged
+    (``windows=False``: the first ``max_frames`` frames only, the reference behaviour).
     """
 
     _load_processor = True
