@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from modeling_motionpatch.pipeline_zero_shot_motion import window_starts
 from modeling_motionpatch.apps.motion_statistics import compute_statistics
+from modeling_motionpatch.apps.folder_checks import check_model_processor
 
 from .data import MotionStore, split_fps
 
@@ -113,6 +114,7 @@ def load_model_and_processor(
         if not hasattr(model, name):
             raise ValueError(f"{model_name_or_path!r} loads a {type(model).__name__}, which has no {name}(); "
                              "expected a MotionPatchModel.")  # fmt: skip
+    check_model_processor(model, processor)  # MotionPatchMismatchError: a tokenizer / skeleton / geometry mismatch
     model.eval()
     return model, processor
 
