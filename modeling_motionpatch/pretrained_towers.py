@@ -46,6 +46,7 @@ from .timm_vit_keys import (
     find_timm_vit_prefix,
     patch_grid,
     resample_position_embeddings,
+    resize_patch_embedding,
 )
 
 #: file names tried, in order, for a timm checkpoint on the Hub
@@ -138,6 +139,7 @@ def load_motion_tower(
     name_or_path: str | os.PathLike,
     image_size: Sequence[int] = (224, 80),
     num_attention_heads: int | None = None,
+    patch_size: int | None = None,
     **kwargs,
 ) -> ViTConversion:
     """Load a pretrained ViT as a motion tower whose position embeddings fit ``image_size``.
@@ -153,7 +155,8 @@ def load_motion_tower(
       ``weights_only=True``), e.g. an original MotionPatches checkpoint (the ViT is found by its keys).
 
     Position embeddings are resampled once from the checkpoint's grid to the motion grid (class position kept);
-    a grid that already matches is left untouched. ``kwargs`` are Hub options (``revision``, ``token``,
+    a grid that already matches is left untouched. ``patch_size`` (transformers towers) resizes the patch embedding
+    first (:func:`~.timm_vit_keys.resize_patch_embedding`, e.g. DINOv2's 14 to 16). ``kwargs`` are Hub options (``revision``, ``token``,
     ``cache_dir``, ``local_files_only``, ``subfolder``).
     """
     name_or_path = os.fspath(name_or_path)
@@ -190,8 +193,12 @@ def load_motion_tower(
         vit, info = tower_class.from_pretrained(name_or_path, output_loading_info=True, **tower_kwargs, **load_kwargs)
     ckpt_config: ViTConfig = vit.config
     old_grid = patch_grid(ckpt_config.image_size, ckpt_config.patch_size, "the checkpoint's ")
-    new_grid = patch_grid(image_size, ckpt_config.patch_size, "the motion ")
     state = dict(vit.state_dict())
+    if patch_size is not None and int(patch_size) != ckpt_config.patch_size:
+        key = "embeddings.patch_embeddings.projection.weight"
+        state[key] = resize_patch_embedding(state[key], (int(patch_size), int(patch_size)))
+        ckpt_config.patch_size = int(patch_size)
+    new_grid = patch_grid(image_size, ckpt_config.patch_size, "the motion ")
     state["embeddings.position_embeddings"] = resample_position_embeddings(
         state["embeddings.position_embeddings"], new_grid, old_grid
     )
@@ -301,6 +308,7 @@ def from_motion_text_pretrained(
     *,
     motion_image_size: tuple[int, int] | None = None,
     motion_num_attention_heads: int | None = None,
+    motion_patch_size: int | None = None,
     motion_kwargs: dict[str, Any] | None = None,
     text_kwargs: dict[str, Any] | None = None,
     model_class: type[PreTrainedModel] | None = None,
@@ -319,6 +327,8 @@ def from_motion_text_pretrained(
             sentence-transformers MiniLM, or a CLIP folder whose `CLIPTextModel` is used).
         motion_image_size: ``(max_frames, 5 * points_per_part)``; defaults to ``(224, 80)``.
         motion_num_attention_heads: heads of a timm ViT whose hidden size is not 64 x heads.
+        motion_patch_size: resize a transformers tower's patch embedding to this patch size (pseudo-inverse resize),
+            e.g. 16 for a DINOv2 ViT-S/14 read as 16-point parts and 16-frame rows.
         motion_kwargs, text_kwargs: extra ``from_pretrained``/Hub options of each tower (``revision``, ``token``...).
         config_overrides: `MotionPatchConfig` fields (``projection_dim``, ``motion_pooling``, ``text_pooling``...).
             ``text_pooling`` defaults per family: the sentence-transformers Pooling module when present (MiniLM:
@@ -327,9 +337,8 @@ def from_motion_text_pretrained(
     Emits one warning listing the newly initialised weights (train them before use).
     """
     image_size = tuple(motion_image_size or DEFAULT_MOTION_CONFIG["image_size"])
-    motion = load_motion_tower(
-        motion_model_name_or_path, image_size, motion_num_attention_heads, **(motion_kwargs or {})
-    )
+    motion = load_motion_tower(motion_model_name_or_path, image_size, motion_num_attention_heads,
+                               patch_size=motion_patch_size, **(motion_kwargs or {}))  # fmt: skip
     text_model, text_pooling, pooling_note = load_text_tower(
         text_model_name_or_path, config_overrides.pop("text_pooling", None), **(text_kwargs or {})
     )

@@ -58,6 +58,25 @@ def find_timm_vit_prefix(state_dict: Mapping[str, Tensor]) -> str:
 # ---------------------------------------------------------------------------
 # position embeddings
 # ---------------------------------------------------------------------------
+def resize_patch_embedding(weight: Tensor, new_size: Sequence[int]) -> Tensor:
+    """Resize a patch-embedding convolution ``(out, channels, h, w)`` to ``new_size`` patches, keeping its response.
+
+    FlexiViT's pseudo-inverse resize (Beyer et al., CVPR 2023): with ``B`` the bilinear resize of an ``h x w`` patch
+    to ``new_size`` (a linear map), the new filters ``w'`` solve ``B^T w' = w`` with the least norm, so that a
+    patch upsampled to the new size gives the token the old filters gave the original patch. Computed in float64.
+    """
+    old = tuple(int(s) for s in weight.shape[-2:])
+    new = tuple(int(s) for s in new_size)
+    if old == new:
+        return weight
+    basis = torch.eye(old[0] * old[1], dtype=torch.float64).reshape(-1, 1, *old)
+    resize = torch.nn.functional.interpolate(basis, size=new, mode="bilinear", align_corners=False, antialias=False)
+    resize = resize.reshape(old[0] * old[1], -1)  # B^T: (old pixels, new pixels)
+    flat = weight.double().reshape(-1, old[0] * old[1]).T  # (old pixels, out * channels)
+    resized = torch.linalg.pinv(resize) @ flat  # (new pixels, out * channels)
+    return resized.T.reshape(*weight.shape[:2], *new).to(weight.dtype)
+
+
 def resample_position_embeddings(
     position_embeddings: Tensor,
     new_grid: Sequence[int],
@@ -406,5 +425,6 @@ __all__ = [
     "hf_vit_layer_names",
     "patch_grid",
     "resample_position_embeddings",
+    "resize_patch_embedding",
     "timm_vit_config",
 ]

@@ -241,3 +241,22 @@ def test_the_committed_table_is_what_the_committed_runs_give():
     readme = (STUDY.parent / "README.md").read_text()
     for row in [line for line in table.splitlines() if line.startswith("| patches − raw-joints")]:
         assert row in readme  # the README's paired differences are the table's
+
+
+@pytest.mark.skipif(not (DATA / "ds2_h22_20fps.npz").is_file(),
+                    reason="the Bandai-Namco arrays are not at ../shared/data/bandai-namco (they are not shipped)")  # fmt: skip
+def test_quick_transfer_study_runs_the_dinov2_variants(tmp_path):
+    """The image-pretraining rows (--quick: a tiny random DINOv2 stands in for the converted weights): 14-point
+    parts and 14-frame rows, the 16 x 16 resized variant, and the transfer table."""
+    proc = subprocess.run([sys.executable, str(STUDY), "--quick", "--output", str(tmp_path), "--workers", "1",
+                           "--datasets", "ds2", "--variants", "dinov2-pretrained", "dinov2-scratch",
+                           "dinov2-pretrained-p16"], check=False, capture_output=True, text=True, timeout=300, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert {(r["split"], r["variant"]) for r in runs} == {
+        (s, v) for s in ("held-out-takes", "held-out-combinations")
+        for v in ("dinov2-pretrained", "dinov2-scratch", "dinov2-pretrained-p16")}  # fmt: skip
+    tower = {r["variant"]: r["motion_tower_parameters"] for r in runs}
+    assert tower["dinov2-pretrained"] == tower["dinov2-scratch"] < tower["dinov2-pretrained-p16"]  # 16 x 16 filters
+    table = (tmp_path / "table.md").read_text()
+    assert "dinov2-pretrained − dinov2-scratch" in table and "dinov2-pretrained − dinov2-pretrained-p16" in table

@@ -348,3 +348,22 @@ def test_real_minilm_ranks_paraphrases_closer(vit_14x14, minilm_dir):
     assert sim_pooled[0, 1] > sim_pooled[0, 2] + 0.2
     assert sim[0, 1] > sim[0, 2]
     assert math.isclose(feats.norm(dim=-1)[0].item(), 1.0, rel_tol=1e-5)
+
+
+def test_a_resized_patch_embedding_gives_an_upsampled_patch_the_original_token():
+    """FlexiViT's pseudo-inverse resize: the 16 x 16 filters read a bilinearly upsampled 14 x 14 patch as the 14 x 14
+    filters read the patch itself (exactly, up to float rounding), and a no-op size returns the same tensor."""
+    from modeling_motionpatch.timm_vit_keys import resize_patch_embedding
+
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(8, 3, 14, 14, generator=g)
+    patches = torch.randn(5, 3, 14, 14, generator=g)
+    resized = resize_patch_embedding(weight, (16, 16))
+    assert resized.shape == (8, 3, 16, 16) and resize_patch_embedding(weight, (14, 14)) is weight
+    upsampled = torch.nn.functional.interpolate(patches.double(), size=(16, 16), mode="bilinear", align_corners=False)
+    before = torch.einsum("bchw,ochw->bo", patches.double(), weight.double())
+    after = torch.einsum("bchw,ochw->bo", upsampled, resized.double())
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-4)
+    # a plain interpolation of the filters would not keep the response
+    naive = torch.nn.functional.interpolate(weight, size=(16, 16), mode="bilinear", align_corners=False)
+    assert (torch.einsum("bchw,ochw->bo", upsampled.float(), naive) - before.float()).abs().max() > 1.0

@@ -71,6 +71,10 @@ class ModelArguments:
         16, "ViT patch size (random-init motion tower only): patches of patch_size frames x patch_size points; "
         "max_frames and points_per_part must be multiples of it (16: the reference 16 x 16).",
     )
+    motion_patch_size: Optional[int] = arg(
+        None, "Pretrained motion tower only: resize its patch embedding to this patch size (pseudo-inverse resize), "
+        "e.g. 16 to read a DINOv2 ViT-S/14 as 16-point parts and 16-frame rows. Empty: the tower's own patch size.",
+    )
     points_per_part: int = arg(16, "Points each body-part chain is resampled to.")
     projection_dim: int = arg(256, "Size of the joint embedding space.")
     projection_head: Literal["mlp", "linear"] = arg("mlp", "Projection head type.")

@@ -109,7 +109,8 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model = from_motion_text_pretrained(
-                motion_path, text_path, motion_image_size=tuple(image_size), **overrides
+                motion_path, text_path, motion_image_size=tuple(image_size),
+                motion_patch_size=model_args.motion_patch_size, **overrides
             )
         from .card import base_model_id
 

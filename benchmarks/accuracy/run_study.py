@@ -72,7 +72,10 @@ VARIANTS = ("patches", "raw-joints", "patches-shuffled", "patches-no-mirror")
 #: opt-in variants (``--variants ... --append``): motion patches trained for 3.5x the steps, the training time per run
 #: of the raw-joints transformer (161 frame tokens against 51 patch tokens) - a compute-matched comparison
 #: and the image-pretrained transfer study: a DINOv2 ViT-S/14 tower from image-pretrained weights or from random init
-DINOV2_VARIANTS = ("dinov2-pretrained", "dinov2-scratch")
+DINOV2_VARIANTS = ("dinov2-pretrained", "dinov2-scratch", "dinov2-pretrained-p16")
+#: patch size (= points per part = frames per patch row) of each DINOv2 variant (``-p16``: the 14 x 14 patch
+#: embedding resized to 16 x 16 by the pseudo-inverse resize, read as the reference's 16-point parts, 160-frame crops)
+DINOV2_GEOMETRY = {"dinov2-pretrained": 14, "dinov2-scratch": 14, "dinov2-pretrained-p16": 16}
 EXTRA_VARIANTS = ("patches-3.5x-steps",) + DINOV2_VARIANTS
 STEP_FACTOR = {"patches-3.5x-steps": 3.5}
 ALL_VARIANTS = VARIANTS + EXTRA_VARIANTS
@@ -240,13 +243,20 @@ def feature_extractor(variant: str, mean, std, cfg: StudyConfig, seed: int):
 
     kwargs = {"mean": mean, "std": std, "max_frames": cfg.max_frames, "fps": 20.0}
     if variant in DINOV2_VARIANTS:
-        return MotionPatchFeatureExtractor(skeleton="humanml3d", points_per_part=14, frames_per_patch=14,
-                                           **{**kwargs, "max_frames": cfg.dinov2_max_frames})
+        patch = DINOV2_GEOMETRY[variant]
+        return MotionPatchFeatureExtractor(skeleton="humanml3d", points_per_part=patch, frames_per_patch=patch,
+                                           **{**kwargs, "max_frames": dinov2_frames(cfg, variant)})
     if variant == "raw-joints":
         return RawJointsFeatureExtractor(skeleton="humanml3d", **kwargs)
     if variant == "patches-shuffled":
         return MotionPatchFeatureExtractor(skeleton=shuffled_chains_skeleton("humanml3d", seed), **kwargs)
     return MotionPatchFeatureExtractor(skeleton="humanml3d", **kwargs)
+
+
+def dinov2_frames(cfg: StudyConfig, variant: str) -> int:
+    """Crop length of a DINOv2 variant: ``dinov2_max_frames`` (whole 14-frame rows) with 14 x 14 patches, the other
+    variants' ``max_frames`` with the resized 16 x 16 ones."""
+    return cfg.dinov2_max_frames if DINOV2_GEOMETRY[variant] == 14 else cfg.max_frames
 
 
 def build_variant_model(variant: str, cfg: StudyConfig, seed: int):
@@ -265,11 +275,13 @@ def build_variant_model(variant: str, cfg: StudyConfig, seed: int):
         freeze_text_tower=True, text_max_length=cfg.text_max_length,
     )  # fmt: skip
     if variant in DINOV2_VARIANTS:
-        args = replace(args, motion_model_name_or_path=cfg.dinov2_weights, points_per_part=14)
+        patch = DINOV2_GEOMETRY[variant]
+        args = replace(args, motion_model_name_or_path=cfg.dinov2_weights, points_per_part=patch,
+                       motion_patch_size=patch)  # fmt: skip
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model, _ = build_model(args, cfg.dinov2_max_frames if variant in DINOV2_VARIANTS else cfg.max_frames)
+        model, _ = build_model(args, dinov2_frames(cfg, variant) if variant in DINOV2_VARIANTS else cfg.max_frames)
     if variant == "dinov2-scratch":  # the same tower and geometry, every weight from the seeded initialisation
         from transformers import Dinov2Model
 
@@ -616,7 +628,7 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[str, str, int], dict[
                 lines.append("")
             transfer = {}
             pre = {r["seed"]: r for r in group if r["variant"] == "dinov2-pretrained"}
-            for variant in ("dinov2-scratch", "raw-joints", "patches"):
+            for variant in ("dinov2-scratch", "raw-joints", "patches", "dinov2-pretrained-p16"):
                 other = {r["seed"]: r for r in group if r["variant"] == variant}
                 common = sorted(set(pre) & set(other))
                 if common:
