@@ -106,7 +106,7 @@ def naive_read(path: Path, scale: float = 0.01) -> np.ndarray:
 # measurements
 # ---------------------------------------------------------------------------
 def _clear_caches() -> None:
-    from modeling_motionpatch import bvh
+    from modeling_motionpatch.apps import bvh
 
     bvh._HIERARCHY_CACHE.clear()
     bvh._PLANS.clear()

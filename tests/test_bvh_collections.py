@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from modeling_motionpatch import bvh as bvh_module
+from modeling_motionpatch.apps import bvh as bvh_module
 from motionpatch_processing.bandai_namco import (
     OTHER_JOINT_COUNT_REASON,
     TOO_SHORT_REASON,

@@ -91,6 +91,83 @@ def _path_to_deepest_leaf(start: int, kids: list[list[int]]) -> list[int]:
     return path
 
 
+def _subtree(j: int, kids: list[list[int]]) -> set[int]:
+    out, stack = set(), [j]
+    while stack:
+        k = stack.pop()
+        out.add(k)
+        stack.extend(kids[k])
+    return out
+
+
+def _first_branching(j: int, kids: list[list[int]]) -> int | None:
+    """The first joint from ``j`` down a single-child path that has three or more children (``None``: none)."""
+    while True:
+        if len(kids[j]) >= 3:
+            return j
+        if len(kids[j]) != 1:
+            return None
+        j = kids[j][0]
+
+
+def _find_pelvis(root: int, kids: list[list[int]], names: list[str]) -> int:
+    """The first joint, walking down from the root, with three branches (two legs and the spine)."""
+    pelvis = root
+    while len(kids[pelvis]) < 3:
+        if len(kids[pelvis]) != 1:
+            raise SkeletonError(
+                f"Cannot find the pelvis: joint {names[pelvis]!r} has {len(kids[pelvis])} children before any "
+                "joint with three branches (two legs and the spine). Pass `chains=` explicitly."
+            )
+        pelvis = kids[pelvis][0]
+    return pelvis
+
+
+def _head_branch(chest: int, kids: list[list[int]], names: list[str], offs: np.ndarray | None, up_axis: int) -> int:
+    """Of the chest's children, the head branch: by name, else the most upward offset, else the shortest."""
+    chest_kids = kids[chest]
+    by_name = [c for c in chest_kids
+               if any(w in names[k].lower() for k in _subtree(c, kids) for w in _HEAD_WORDS)]  # fmt: skip
+    if len(by_name) == 1:
+        return by_name[0]
+    if offs is not None:
+        return max(chest_kids, key=lambda c: offs[c, up_axis])
+    sizes = sorted((len(_subtree(c, kids)), c) for c in chest_kids)
+    if sizes[0][0] == sizes[1][0]:
+        raise SkeletonError(
+            f"Cannot tell the head branch at the chest {names[chest]!r}: no joint is named like a neck or head, "
+            "no rest offsets were given and two branches are equally long. Pass `offsets=` or `chains=`."
+        )
+    return sizes[0][1]
+
+
+def _left_right(branches: list[int], what: str, anchor: int, kids: list[list[int]], names: list[str],
+                offs: np.ndarray | None, lateral_axis: int) -> tuple[int, int]:  # fmt: skip
+    """``(left, right)`` of two branches at ``anchor``: from the joint names, else the rest-pose lateral offsets."""
+    if len(branches) != 2:
+        raise SkeletonError(
+            f"Expected two {what} at {names[anchor]!r}, found {len(branches)} "
+            f"({[names[b] for b in branches]}). Pass `chains=` explicitly."
+        )
+    named = [next((side for k in _path_to_deepest_leaf(b, kids) if (side := side_of(names[k]))), None)
+             for b in branches]  # the first joint of each branch that carries a side  # fmt: skip
+    if sorted(s or "" for s in named) == ["left", "right"]:
+        left = branches[named.index("left")]
+    elif offs is not None:
+        # lateral coordinate of each branch's end in the rest pose, relative to the anchor
+        lat = [sum(offs[k, lateral_axis] for k in _path_to_deepest_leaf(b, kids)) for b in branches]
+        if np.isclose(lat[0], lat[1]):
+            raise SkeletonError(f"Cannot tell left from right {what} at {names[anchor]!r}: equal lateral offsets.")
+        left = branches[int(np.argmax(lat))]
+    else:
+        raise SkeletonError(
+            f"Cannot tell left from right {what} at {names[anchor]!r}: joint names "
+            f"{[names[b] for b in branches]} carry no side (_L/_R, Left/Right, l_/r_) and no rest offsets were "
+            "given. Rename the joints, pass `offsets=`, or pass `chains=` explicitly."
+        )
+    return left, branches[0] if branches[1] == left else branches[1]
+
+
 def derive_chains(
     joint_names: Sequence[str],
     parents: Sequence[int],
@@ -109,94 +186,20 @@ def derive_chains(
     if len(roots) != 1:
         raise SkeletonError(f"A skeleton needs exactly one root joint (parent -1); found {len(roots)}.")
     offs = None if offsets is None else np.asarray(offsets, dtype=np.float64)
-
-    # pelvis: first joint, walking down from the root, with >= 3 children
-    pelvis = roots[0]
-    while len(kids[pelvis]) < 3:
-        if len(kids[pelvis]) != 1:
-            raise SkeletonError(
-                f"Cannot find the pelvis: joint {names[pelvis]!r} has {len(kids[pelvis])} children before any "
-                "joint with three branches (two legs and the spine). Pass `chains=` explicitly."
-            )
-        pelvis = kids[pelvis][0]
-
-    def subtree(j: int) -> set[int]:
-        out, stack = set(), [j]
-        while stack:
-            k = stack.pop()
-            out.add(k)
-            stack.extend(kids[k])
-        return out
-
-    def first_branching(j: int) -> int | None:
-        while True:
-            if len(kids[j]) >= 3:
-                return j
-            if len(kids[j]) != 1:
-                return None
-            j = kids[j][0]
-
-    spine_children = [c for c in kids[pelvis] if first_branching(c) is not None]
+    pelvis = _find_pelvis(roots[0], kids, names)
+    spine_children = [c for c in kids[pelvis] if _first_branching(c, kids) is not None]
     if len(spine_children) != 1:
         raise SkeletonError(
             f"Cannot tell the spine from the legs at the pelvis {names[pelvis]!r}: {len(spine_children)} of its "
             "branches contain a joint with three branches (the chest). Pass `chains=` explicitly."
         )
     spine_child = spine_children[0]
-    chest = first_branching(spine_child)
+    chest = _first_branching(spine_child, kids)
+    head_child = _head_branch(chest, kids, names, offs, up_axis)
     legs = [c for c in kids[pelvis] if c != spine_child]
-
-    # of the chest's children, the head branch: by name, else the most upward offset, else the shortest
-    chest_kids = kids[chest]
-    by_name = [c for c in chest_kids if any(w in n.lower() for n in (names[k] for k in subtree(c)) for w in _HEAD_WORDS)]
-    if len(by_name) == 1:
-        head_child = by_name[0]
-    elif offs is not None:
-        head_child = max(chest_kids, key=lambda c: offs[c, up_axis])
-    else:
-        sizes = sorted((len(subtree(c)), c) for c in chest_kids)
-        if sizes[0][0] == sizes[1][0]:
-            raise SkeletonError(
-                f"Cannot tell the head branch at the chest {names[chest]!r}: no joint is named like a neck or head, "
-                "no rest offsets were given and two branches are equally long. Pass `offsets=` or `chains=`."
-            )
-        head_child = sizes[0][1]
-    arms = [c for c in chest_kids if c != head_child]
-
-    def sides(branches: list[int], what: str, anchor: int) -> tuple[int, int]:
-        if len(branches) != 2:
-            raise SkeletonError(
-                f"Expected two {what} at {names[anchor]!r}, found {len(branches)} "
-                f"({[names[b] for b in branches]}). Pass `chains=` explicitly."
-            )
-        named = []
-        for b in branches:
-            side = None
-            for k in _path_to_deepest_leaf(b, kids):  # first joint of the branch that carries a side
-                side = side_of(names[k])
-                if side:
-                    break
-            named.append(side)
-        if sorted(s or "" for s in named) == ["left", "right"]:
-            left = branches[named.index("left")]
-        elif offs is not None:
-            # lateral coordinate of each branch's end in the rest pose, relative to the anchor
-            lat = [sum(offs[k, lateral_axis] for k in _path_to_deepest_leaf(b, kids)) for b in branches]
-            if np.isclose(lat[0], lat[1]):
-                raise SkeletonError(f"Cannot tell left from right {what} at {names[anchor]!r}: equal lateral offsets.")
-            left = branches[int(np.argmax(lat))]
-        else:
-            raise SkeletonError(
-                f"Cannot tell left from right {what} at {names[anchor]!r}: joint names "
-                f"{[names[b] for b in branches]} carry no side (_L/_R, Left/Right, l_/r_) and no rest offsets were "
-                "given. Rename the joints, pass `offsets=`, or pass `chains=` explicitly."
-            )
-        right = branches[0] if branches[1] == left else branches[1]
-        return left, right
-
-    left_leg, right_leg = sides(legs, "legs", pelvis)
-    left_arm, right_arm = sides(arms, "arms", chest)
-
+    arms = [c for c in kids[chest] if c != head_child]
+    left_leg, right_leg = _left_right(legs, "legs", pelvis, kids, names, offs, lateral_axis)
+    left_arm, right_arm = _left_right(arms, "arms", chest, kids, names, offs, lateral_axis)
     spine = [pelvis]
     j = spine_child
     while j != chest:

@@ -161,6 +161,23 @@ def detached_bones(skeleton: Skeleton, positions: np.ndarray, up_axis: int | Non
     return bones[hide]
 
 
+def _checked_positions(motion, skel: Skeleton) -> np.ndarray:
+    """``motion`` as a float64 ``(frames, joints, 3)`` array of the skeleton's joint count, finite and non-empty."""
+    positions = np.asarray(motion.detach().cpu() if hasattr(motion, "detach") else motion, dtype=np.float64)
+    if positions.ndim != 3 or positions.shape[-1] != 3:
+        raise ValueError(f"expected a motion of shape (frames, joints, 3), got {positions.shape}.")
+    if positions.shape[1] != skel.num_joints:
+        raise ValueError(
+            f"the motion has {positions.shape[1]} joints but skeleton {skel.name!r} has {skel.num_joints}; "
+            "render it with its own skeleton."
+        )
+    if positions.shape[0] == 0:
+        raise ValueError("the motion has no frames.")
+    if not np.isfinite(positions).all():
+        raise ValueError("the motion contains NaN or Inf positions; clean it before rendering.")
+    return positions
+
+
 class SkeletonRenderer:
     """Renders the frames of one motion: bones coloured by chain, the root's ground path as a trace, and a camera that
     keeps the body a readable size.
@@ -204,35 +221,29 @@ class SkeletonRenderer:
         follow: bool | None = None,
     ) -> None:
         skel = skeleton if isinstance(skeleton, Skeleton) else get_skeleton(skeleton)
-        positions = np.asarray(motion.detach().cpu() if hasattr(motion, "detach") else motion, dtype=np.float64)
-        if positions.ndim != 3 or positions.shape[-1] != 3:
-            raise ValueError(f"expected a motion of shape (frames, joints, 3), got {positions.shape}.")
-        if positions.shape[1] != skel.num_joints:
-            raise ValueError(
-                f"the motion has {positions.shape[1]} joints but skeleton {skel.name!r} has {skel.num_joints}; "
-                "render it with its own skeleton."
-            )
-        if positions.shape[0] == 0:
-            raise ValueError("the motion has no frames.")
-        if not np.isfinite(positions).all():
-            raise ValueError("the motion contains NaN or Inf positions; clean it before rendering.")
+        positions = _checked_positions(motion, skel)
         width, height = int(size[0]), int(size[1])
         if width < 16 or height < 16:
             raise ValueError(f"size must be at least 16 x 16 pixels, got {size}.")
-        _, Figure, FigureCanvasAgg, LineCollection = _import_matplotlib()
         self.skeleton, self.fps, self.num_frames = skel, float(fps), positions.shape[0]
-
         # canonical axes: x = lateral (the body's left), y = up, z = forward
         forward_axis = 3 - skel.lateral_axis - skel.up_axis
         canon = positions[..., [skel.lateral_axis, skel.up_axis, forward_axis]]
         right, up = _camera_axes(azimuth, elevation)
         view = np.stack([right, up], axis=1)  # (3, 2)
         self._points = canon @ view  # (T, J, 2): every frame projected at once
+        self._select_bones(canon)
+        grid2d, corners2d = self._ground(canon, view)
+        self._place_camera(width / height, corners2d, follow)
+        self._draw_static((width, height), grid2d, corners2d, trace, title, linewidth)
+
+    def _select_bones(self, canon: np.ndarray) -> None:
+        """The bones drawn (not :func:`detached_bones`), the joints of the body and its root."""
+        skel = self.skeleton
         parents = np.asarray(skel.parents)
         self.hidden_bones = detached_bones(skel, canon, up_axis=1)
         bones = np.array([j for j in np.flatnonzero(parents >= 0) if j not in set(self.hidden_bones.tolist())], np.int64)
         self._bones, self._bone_parents = bones, parents[bones]
-        colors = bone_colors(skel)[self._bones] / 255.0
         # the joints of the body (a root whose every bone is hidden is not), and its root for the trace and camera
         visible = np.zeros(skel.num_joints, dtype=bool)
         visible[self._bones] = visible[self._bone_parents] = True
@@ -244,7 +255,9 @@ class SkeletonRenderer:
             root = int(np.flatnonzero(parents == root)[0])
         self.body_root = root
 
-        # ground plane: the lowest point of the clip, spanning the horizontal extent plus a margin
+    def _ground(self, canon: np.ndarray, view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ground grid and its corners on screen (the clip's lowest point, its horizontal extent plus a margin),
+        and the root's ground trace."""
         body = canon[:, self._visible]
         ground = canon[..., 1].min()
         lo = body[..., [0, 2]].reshape(-1, 2).min(0) - 0.3
@@ -253,20 +266,20 @@ class SkeletonRenderer:
         xs = np.arange(np.floor(lo[0] / step) * step, hi[0] + step, step)
         zs = np.arange(np.floor(lo[1] / step) * step, hi[1] + step, step)
         grid = [[(x, ground, zs[0]), (x, ground, zs[-1])] for x in xs] + [[(xs[0], ground, z), (xs[-1], ground, z)] for z in zs]
-        grid2d = np.asarray(grid) @ view
         corners = np.array([(xs[0], ground, zs[0]), (xs[-1], ground, zs[0]), (xs[-1], ground, zs[-1]), (xs[0], ground, zs[-1])])
-        root_ground = canon[:, root].copy()
+        root_ground = canon[:, self.body_root].copy()
         root_ground[:, 1] = ground
         self._trace = root_ground @ view  # (T, 2)
+        return np.asarray(grid) @ view, corners @ view
 
-        # camera: a fixed box over the whole clip, or a fixed-size box centred on the body's root every frame
-        aspect = width / height
+    def _place_camera(self, aspect: float, corners2d: np.ndarray, follow: bool | None) -> None:
+        """A fixed box over the whole clip, or a fixed-size box centred on the body's root every frame."""
         pts2d = self._points[:, self._visible]
         centre = self._trace  # the root's ground point: the box holds the body and its footing
         offsets = np.concatenate([pts2d - centre[:, None], np.zeros((len(centre), 1, 2))], axis=1)
         near, far = offsets.min(axis=(0, 1)), offsets.max(axis=(0, 1))  # the body around its root, over the clip
         box = (far - near) / 2 * np.array([1.15, 1.1]) + 0.05
-        pts = np.concatenate([pts2d.reshape(-1, 2), corners @ view])
+        pts = np.concatenate([pts2d.reshape(-1, 2), corners2d])
         (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
         travel = np.ptp(centre, axis=0)  # how far the root's ground point moves on the screen
         self.follow = bool((travel > box).any()) if follow is None else bool(follow)
@@ -279,20 +292,26 @@ class SkeletonRenderer:
             self._centres = np.tile([(x0 + x1) / 2, (y0 + y1) / 2], (self.num_frames, 1))
         self._half = (half_w, half_h)
 
+    def _draw_static(self, size: tuple[int, int], grid2d: np.ndarray, corners2d: np.ndarray, trace: bool,
+                     title: str | None, linewidth: float) -> None:  # fmt: skip
+        """The figure, the ground, the trace and the title, drawn once; the animated artists (bones, joints, path so
+        far, clock) are blitted per frame over the saved background."""
+        _, Figure, FigureCanvasAgg, LineCollection = _import_matplotlib()
         dpi = 100
-        self._fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
+        self._fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi, facecolor="white")
         self._canvas = FigureCanvasAgg(self._fig)
         ax = self._fig.add_axes((0, 0, 1, 1))
         ax.set_axis_off()
         self._ax = ax
         self._set_view(0)
-        ax.fill(*(corners @ view).T, color=(0.93, 0.93, 0.93), zorder=0)
+        ax.fill(*corners2d.T, color=(0.93, 0.93, 0.93), zorder=0)
         ax.add_collection(LineCollection(grid2d, colors=[(0.8, 0.8, 0.8)], linewidths=0.8, zorder=1))
         if trace:
             ax.plot(*self._trace.T, color=(0.75, 0.75, 0.75), linewidth=1.2, zorder=2)
         if title:
             ax.text(0.02, 0.98, str(title), transform=ax.transAxes, ha="left", va="top", fontsize=9)
         self._path = ax.plot([], [], color=(0.2, 0.2, 0.2), linewidth=1.5, zorder=3, animated=True)[0] if trace else None
+        colors = bone_colors(self.skeleton)[self._bones] / 255.0
         self._lines = LineCollection([], colors=colors, linewidths=linewidth, capstyle="round", zorder=4, animated=True)
         ax.add_collection(self._lines)
         self._joints = ax.plot([], [], "o", color=(0.15, 0.15, 0.15), markersize=2.5, zorder=5, animated=True)[0]
