@@ -214,9 +214,33 @@ def load_bvh_collection(
         _report_skips(skipped, len(files), root)
         raise ValueError(f"none of the {len(files)} BVH files under {root} could be imported; see the warning.")
 
-    base = skeleton_name or f"bvh-{root.name}"
     groups = _group_by_hierarchy(parsed)  # primary first: most files, ties broken by the hierarchy digest
-    skeleton_of: dict[str, Skeleton] = {}  # hierarchy digest -> the skeleton of its rows
+    skeleton_of = _hierarchy_skeletons(groups, skeleton_name or f"bvh-{root.name}", skeleton_name, scale, up_axis,
+                                       chains, output_skeleton, rels, skipped)  # fmt: skip
+    digest_of = {i: digest for digest, members in groups.items() for i, _, _ in members}
+    parsed = [item for item in parsed if digest_of[item[0]] in skeleton_of]
+    skeleton = skeleton_of[next(iter(groups))]
+    positions = forward_kinematics_batch([d for _, d, _ in parsed], scale=scale, up_axis=up_axis)
+    split_of = dict(zip(ids, assign_splits(ids, splits, seed, fractions)))
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for (i, data, fields), pos in zip(parsed, positions):
+        row = _collection_row(data, fields, pos, rels[i], skeleton, convert, target_fps, min_frames, skipped)
+        if row is not None:
+            captions = [make_caption(caption_template, fields, phrases)] if caption_template and fields else []
+            rows.append((split_of[ids[i]], {"id": ids[i], **row, "skeleton": skeleton_of[digest_of[i]].name,
+                                            "captions": captions}))  # fmt: skip
+    _report_skips(skipped, len(files), root)
+    if not rows:
+        raise ValueError(f"none of the {len(files)} BVH files under {root} could be imported; see the warning.")
+    return write_arrow_splits(rows, motion_features(skeleton.num_joints), cache_dir, batch_size), skeleton
+
+
+def _hierarchy_skeletons(groups, base: str, skeleton_name, scale, up_axis, chains, output_skeleton, rels,
+                         skipped: list) -> dict[str, Skeleton]:  # fmt: skip
+    """Hierarchy digest -> the skeleton of its rows: the primary hierarchy's (registered as ``skeleton_name`` or
+    ``base``), each other one registered as ``<base>-<digest>`` when it has the primary's joint count and derivable
+    chains (else its files are counted skips), or ``output_skeleton`` for all when ``convert`` maps them onto it."""
+    skeleton_of: dict[str, Skeleton] = {}
     native = None
     for k, (digest, members) in enumerate(groups.items()):
         reference = members[0][1]
@@ -240,53 +264,33 @@ def load_bvh_collection(
                 reason, why = "hierarchy without derivable chains", f"its body-part chains cannot be derived ({err})"
         if reason is not None:
             skipped.extend((rels[i], reason, why) for i, _, _ in members)
-    digest_of = {i: digest for digest, members in groups.items() for i, _, _ in members}
-    parsed = [item for item in parsed if digest_of[item[0]] in skeleton_of]
-    skeleton = skeleton_of[next(iter(groups))]
+    return skeleton_of
 
-    positions = forward_kinematics_batch([d for _, d, _ in parsed], scale=scale, up_axis=up_axis)
-    split_of = dict(zip(ids, assign_splits(ids, splits, seed, fractions)))
-    rows: list[tuple[str, dict[str, Any]]] = []
-    for (i, data, fields), pos in zip(parsed, positions):
-        row_skeleton = skeleton_of[digest_of[i]]
-        if convert is not None:
-            pos = convert(pos, data.hierarchy.names)
-        fps = data.fps
-        if not np.isfinite(pos).all():  # finite channels whose forward kinematics overflow float32
-            skipped.append((rels[i], "non-finite joint positions", "forward kinematics gives NaN/Inf positions"))
-            continue
-        if target_fps is not None:
-            pos = resample_fps(pos, fps, target_fps, mode="linear")
-            fps = float(target_fps)
-        if pos.shape[0] < min_frames:
-            skipped.append((rels[i], TOO_SHORT_REASON, f"{data.num_frames} frame(s) at {data.fps:g} fps give "
-                            f"{pos.shape[0]} at {fps:g} fps; at least {min_frames} are needed"))  # fmt: skip
-            continue
-        if pos.shape[1] != skeleton.num_joints:
-            raise ValueError(
-                f"{rels[i]}: {pos.shape[1]} joints after conversion but skeleton {skeleton.name!r} has "
-                f"{skeleton.num_joints}; `convert` and `output_skeleton` do not match."
-            )
-        captions = [make_caption(caption_template, fields, phrases)] if caption_template and fields else []
-        rows.append(
-            (
-                split_of[ids[i]],
-                {
-                    "id": ids[i],
-                    "motion": np.asarray(pos, dtype=np.float32),
-                    "fps": fps,
-                    "skeleton": row_skeleton.name,
-                    "captions": captions,
-                    "labels": list(fields.values()),
-                    "source": rels[i],
-                    "mirrored": False,
-                },
-            )
+
+def _collection_row(data, fields, pos: np.ndarray, rel: str, skeleton: Skeleton, convert, target_fps, min_frames: int,
+                    skipped: list) -> dict[str, Any] | None:  # fmt: skip
+    """One take's row fields (``motion``, ``fps``, ``labels``, ``source``, ``mirrored``) after ``convert`` and the
+    frame-rate change, or ``None`` when it is a counted skip (non-finite positions, too short)."""
+    if convert is not None:
+        pos = convert(pos, data.hierarchy.names)
+    fps = data.fps
+    if not np.isfinite(pos).all():  # finite channels whose forward kinematics overflow float32
+        skipped.append((rel, "non-finite joint positions", "forward kinematics gives NaN/Inf positions"))
+        return None
+    if target_fps is not None:
+        pos = resample_fps(pos, fps, target_fps, mode="linear")
+        fps = float(target_fps)
+    if pos.shape[0] < min_frames:
+        skipped.append((rel, TOO_SHORT_REASON, f"{data.num_frames} frame(s) at {data.fps:g} fps give "
+                        f"{pos.shape[0]} at {fps:g} fps; at least {min_frames} are needed"))  # fmt: skip
+        return None
+    if pos.shape[1] != skeleton.num_joints:
+        raise ValueError(
+            f"{rel}: {pos.shape[1]} joints after conversion but skeleton {skeleton.name!r} has "
+            f"{skeleton.num_joints}; `convert` and `output_skeleton` do not match."
         )
-    _report_skips(skipped, len(files), root)
-    if not rows:
-        raise ValueError(f"none of the {len(files)} BVH files under {root} could be imported; see the warning.")
-    return write_arrow_splits(rows, motion_features(skeleton.num_joints), cache_dir, batch_size), skeleton
+    return {"motion": np.asarray(pos, dtype=np.float32), "fps": fps, "labels": list(fields.values()), "source": rel,
+            "mirrored": False}  # fmt: skip
 
 
 def _parse_collection(
