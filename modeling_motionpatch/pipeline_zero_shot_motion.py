@@ -188,7 +188,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         check_model_processor(self.model, self.processor)  # MotionPatchMismatchError when they do not fit
 
     def __call__(self, motions, candidate_labels: Sequence[str] | str | None = None, **kwargs):
-        persons = getattr(self.processor.feature_extractor, "num_persons", 1)
+        persons = self.processor.feature_extractor.num_persons
         if persons > 1:  # an interaction model: one input is a pair (a tuple, or a (persons, T, J, 3) array)
             if isinstance(motions, (np.ndarray, torch.Tensor)) and motions.ndim == 5:
                 motions = [tuple(pair) for pair in motions]  # a stacked batch of pairs
@@ -341,7 +341,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         scores = model_outputs["logits"][0].softmax(-1).tolist()
         cosines = model_outputs["similarity"][0].tolist()
         if threshold is None:
-            threshold = getattr(self.model.config, "match_threshold", None)
+            threshold = self.model.config.match_threshold
         result = [
             {"label": label, "score": score, "similarity": cosine,
              "match": None if threshold is None else cosine >= threshold}
