@@ -24,7 +24,9 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from modeling_motionpatch import MotionPatchConfig, MotionPatchModel
 from modeling_motionpatch.configuration_motionpatch import motion_image_size
-from modeling_motionpatch.pretrained_towers import from_motion_text_pretrained
+from modeling_motionpatch.pretrained_towers import from_motion_text_pretrained, load_text_tower
+
+from .card import base_model_id
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +113,6 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
             model = from_motion_text_pretrained(
                 motion_path, text_path, motion_image_size=tuple(image_size), **overrides
             )
-        from .card import base_model_id
-
         def named(value: str) -> str:
             hub_id = base_model_id(value)
             return f"{hub_id} ({value!r})" if hub_id and hub_id != value else repr(value)
@@ -141,10 +141,6 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
         notes.append(f"text tower: {text_config.model_type} from the config at {model_args.text_model_name_or_path!r}, "
                      "random weights")  # fmt: skip
     else:
-        from modeling_motionpatch.pretrained_towers import load_text_tower
-
-        from .card import base_model_id
-
         text_model, pooling, note = load_text_tower(text_path, model_args.text_pooling, **_attn_kwargs(model_args))
         hub_id = base_model_id(model_args.text_model_name_or_path)
         where = repr(model_args.text_model_name_or_path)
