@@ -32,7 +32,11 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.arrow_writer import ArrowWriter
 from datasets.table import InMemoryTable
+import huggingface_hub
+from huggingface_hub import DatasetCard, HfApi, constants
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, Skeleton, get_skeleton
 from modeling_motionpatch.apps.motion_statistics import (
@@ -41,6 +45,7 @@ from modeling_motionpatch.apps.motion_statistics import (
     load_statistics,
     save_statistics,
 )
+from motionpatch_hub_cards.render import markdown_table, render_card
 
 from .schema import SPLITS
 from .sources import SourceInfo, source_info
@@ -204,8 +209,6 @@ class PrepareReport:
 def skeleton_row_counts(dataset_dict: datasets.DatasetDict) -> dict[str, int]:
     """Rows per value of the ``skeleton`` column over all splits (Arrow ``value_counts``, no Python loop over
     rows), most rows first, ties by name."""
-    import pyarrow.compute as pc
-
     counts: dict[str, int] = {}
     for ds in dataset_dict.values():
         if "skeleton" not in ds.column_names or not len(ds):
@@ -310,8 +313,6 @@ def write_arrow_splits(
 
     The files go into a new folder under ``cache_dir`` (a new temporary folder by default).
     """
-    from datasets.arrow_writer import ArrowWriter
-
     out_dir = _output_dir(cache_dir)
     paths = {split: out_dir / f"{split}.arrow" for split in SPLITS}
     writers = {split: ArrowWriter(features=features, path=str(p)) for split, p in paths.items()}
@@ -408,8 +409,6 @@ def build_dataset_card(
     pretty_name: str | None = None,
 ):
     """Render ``hub_cards/dataset_card.md`` for a prepared dataset (returns a ``huggingface_hub.DatasetCard``)."""
-    from motionpatch_hub_cards.render import markdown_table, render_card
-
     info = report.info
     splits = list(splits if splits is not None else report.counts)
     configs = [{"config_name": "default", "data_files": [{"split": s, "path": f"{PARQUET_DIR}/{s}-*"} for s in splits]}]
@@ -594,9 +593,8 @@ def load_prepared(path_or_hub_id: str | Path, revision: str | None = None, token
     if not path.exists():
         if str(path_or_hub_id).count("/") != 1:
             raise ValueError(f"{path_or_hub_id!r} is neither an existing folder nor a Hub dataset id 'user/name'.")
-        from huggingface_hub import snapshot_download
-
-        path = Path(snapshot_download(str(path_or_hub_id), repo_type="dataset", revision=revision, token=token))
+        path = Path(huggingface_hub.snapshot_download(str(path_or_hub_id), repo_type="dataset", revision=revision,
+                                                      token=token))  # fmt: skip
     dataset = _load_local(path)
     if not (path / SKELETON_FILE).exists():
         raise ValueError(f"{path} has no {SKELETON_FILE}; it was not written by save_prepared / motionpatch-prepare.")
@@ -607,8 +605,6 @@ def load_prepared(path_or_hub_id: str | Path, revision: str | None = None, token
     report = json.loads((path / REPORT_FILE).read_text()) if (path / REPORT_FILE).exists() else None
     card = None
     if (path / CARD_FILE).exists():
-        from huggingface_hub import DatasetCard
-
         card = DatasetCard.load(path / CARD_FILE)
     return PreparedDataset(dataset=dataset, skeleton=skeleton, mean=mean, std=std, path=path, report=report, card=card)
 
@@ -631,8 +627,6 @@ def push_prepared(
         RestrictedDatasetError: the report marks the source as not redistributable (HumanML3D, KIT-ML,
             BABEL, InterHuman) and ``private`` is not ``True``.
     """
-    from huggingface_hub import DatasetCard, HfApi, constants
-
     prepared = source if isinstance(source, PreparedDataset) else load_prepared(source)
     report = prepared.report or {}
     if report.get("redistributable") is False and private is not True:
