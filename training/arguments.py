@@ -117,6 +117,12 @@ class ModelArguments:
         if self.freeze_motion_tower and self.freeze_text_tower and self.model_name_or_path is None:
             pass  # allowed: trains the heads only (a linear probe)
 
+    @property
+    def logit_scale_init_value(self) -> float:
+        """``--temperature`` as the model config holds it (``MotionPatchConfig.logit_scale_init_value``): the log of
+        the inverse temperature. The one place the flag is converted."""
+        return math.log(1.0 / self.temperature)
+
 
 @dataclass
 class DataArguments:

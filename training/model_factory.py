@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,7 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
         projection_dim=model_args.projection_dim,
         projection_head=model_args.projection_head,
         projection_dropout=model_args.projection_dropout,
-        logit_scale_init_value=math.log(1.0 / model_args.temperature),
+        logit_scale_init_value=model_args.logit_scale_init_value,
         learnable_logit_scale=model_args.learnable_temperature,
         max_logit_scale=model_args.max_logit_scale,
         motion_pooling=model_args.motion_pooling,
