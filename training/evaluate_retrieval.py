@@ -70,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", help="load a model saved with its code (auto_map)")
     p.add_argument(
         "--dataset", required=True,
-        help="'synthetic', 'bandai-namco:PATH' (npz or BVH folder, 22 SMPL joints), 'bandai-namco-native:PATH' (BVH, "
-        "native skeleton), a folder from motionpatch-prepare, or a Hub dataset id user/name",
+        help="NAME[:ARG] as in motionpatch-train: 'synthetic', 'bandai-namco[:PATH]' (npz or BVH folder, 22 SMPL "
+        "joints), 'bandai-namco-native:PATH' (BVH, native skeleton), 'embedded[:ds1|ds2]'; or a folder from "
+        "motionpatch-prepare, or a Hub dataset id user/name",
     )  # fmt: skip
     p.add_argument("--dataset-revision", default=None, help="revision of a Hub dataset")
     p.add_argument("--split", default="test", help="split to evaluate: a name, several joined by '+', or 'all'")

@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="model revision on the Hub")
     p.add_argument("--trust-remote-code", action="store_true", help="load a model saved with its code (auto_map)")
     p.add_argument("--dataset", default=None,
-                   help="(or --motion) 'synthetic', 'bandai-namco:PATH', 'bandai-namco-native:PATH', a motionpatch-prepare folder or "
-                   "a Hub dataset id")  # fmt: skip
+                   help="(or --motion) NAME[:ARG] as in motionpatch-train: 'synthetic', 'bandai-namco[:PATH]', "
+                   "'bandai-namco-native:PATH', 'embedded[:ds1|ds2]'; or a motionpatch-prepare folder or a Hub "
+                   "dataset id")  # fmt: skip
     p.add_argument("--motion", action="append", default=None, metavar="FILE",
                    help="score this .bvh / .npy / .npz file with the pipeline instead of a dataset (repeatable)")
     p.add_argument("--scale", type=float, default=None,
