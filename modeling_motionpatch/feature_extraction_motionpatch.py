@@ -150,7 +150,8 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
             if arr.shape != (j, 3):
                 raise ValueError(
                     f"{what} has shape {arr.shape}; expected ({j}, 3) for skeleton {self.skeleton['name']!r} "
-                    f"({j} joints x 3 axes). Compute it with `MotionPatchFeatureExtractor.compute_statistics`."
+                    f"({j} joints x 3 axes). Compute it with "
+                    "`modeling_motionpatch.apps.motion_statistics.compute_statistics`."
                 )
             if not np.isfinite(arr).all():
                 raise ValueError(f"{what} contains NaN or Inf values.")

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ import numpy as np
 from modeling_motionpatch import get_skeleton
 from modeling_motionpatch.apps.motion_statistics import compute_dataset_statistics
 
+from .babel import load_babel, read_class_names
+from .bandai_namco import load_bandai_namco, load_bvh_collection
+from .bandai_npz import dataset_from_npz
+from .humanml3d import load_humanml3d, load_kit_ml
+from .interhuman import load_interhuman
 from .io import _OWNED as PREPARED_FILES
 from .io import (
     PrepareReport,
@@ -42,19 +48,10 @@ from .io import (
     push_prepared,
     save_prepared,
     skeleton_row_counts,
-    source_info,
 )
 from .mirror import add_mirrored
-
-SOURCES_HELP = {
-    "humanml3d": "HumanML3D folder (new_joints/ or new_joint_vecs/, texts/, train/val/test.txt); 22 joints, 20 fps.",
-    "kit": "KIT-ML in the HumanML3D layout; 21 joints, 12.5 fps converted to 20 fps, millimetres to metres.",
-    "bvh": "a folder of BVH files (forward kinematics to joint positions; skeleton derived from the hierarchy).",
-    "bandai-namco": "the Bandai-Namco Research Motion Dataset (BVH or its converted npz); label-derived captions.",
-    "babel": "BABEL annotation JSONs + joint arrays you provide: an action-classification dataset.",
-    "interhuman": "InterHuman two-person folder (motions/person1|2, annots/, split/): motion_a/motion_b.",
-    "synthetic": "the embedded procedural dataset (no download, no real motion; demos and tests).",
-}
+from .sources import SOURCES, source_info
+from .synthetic import build_synthetic_dataset_dict
 
 
 def _common(parser: argparse.ArgumentParser, needs_root: bool = True) -> None:
@@ -86,7 +83,8 @@ def _common(parser: argparse.ArgumentParser, needs_root: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of ``motionpatch-prepare`` (one subcommand per source)."""
+    """The argparse parser of ``motionpatch-prepare``: one subcommand per source of :data:`PREPARERS`, described
+    by its entry in the registry of sources (:data:`~.sources.SOURCES`)."""
     parser = argparse.ArgumentParser(
         prog="motionpatch-prepare",
         description="Prepare a motion dataset for motionpatch: joint positions in the common schema, mirrored "
@@ -95,21 +93,34 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `motionpatch-prepare SOURCE --help` for the options of a source.",
     )
     sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    for name, preparer in PREPARERS.items():
+        info = SOURCES[name]
+        p = sub.add_parser(name, help=info.description, description=info.description, epilog=preparer.epilog)
+        _common(p, needs_root=preparer.needs_root)
+        preparer.options(p)
+    return parser
 
-    p = sub.add_parser("humanml3d", help=SOURCES_HELP["humanml3d"], description=SOURCES_HELP["humanml3d"])
-    _common(p)
-    _text_motion_options(p)
 
-    p = sub.add_parser("kit", help=SOURCES_HELP["kit"], description=SOURCES_HELP["kit"])
-    _common(p)
+# ---------------------------------------------------------------------------
+# options and loading per source
+# ---------------------------------------------------------------------------
+def _text_motion_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--motion-dir", choices=("auto", "new_joints", "new_joint_vecs"), default="auto",
+                   help="auto (default): new_joints/{id}.npy, else new_joint_vecs/{id}.npy converted to joints")
+    p.add_argument("--min-segment-frames", type=int, default=1,
+                   help="skip (and count) caption segments shorter than this many source frames (default 1 = only "
+                   "empty ones; 40 for HumanML3D / 24 for KIT-ML reproduces the T2M evaluators' minimum)")
+
+
+def _kit_options(p: argparse.ArgumentParser) -> None:
     _text_motion_options(p)
     p.add_argument("--fps-mode", choices=("nearest", "linear"), default="nearest",
                    help="12.5 -> 20 fps conversion: nearest (repeat frames, the reference behaviour) or linear")
     p.add_argument("--length-scale", type=float, default=0.001,
                    help="factor applied to positions; 0.001 (default) turns KIT-ML's millimetres into metres")
 
-    p = sub.add_parser("bvh", help=SOURCES_HELP["bvh"], description=SOURCES_HELP["bvh"])
-    _common(p)
+
+def _bvh_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pattern", default="**/*.bvh", help="glob of the BVH files under --root (default **/*.bvh)")
     p.add_argument("--scale", type=float, default=1.0, help="length factor to metres (e.g. 0.01 for centimetres)")
     p.add_argument("--up-axis", choices=("y", "z"), default="y", help="vertical axis of the BVH files (default y)")
@@ -124,16 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--caption-template", default="a person {content} {style}",
                    help="str.format template over the label fields (with --sidecar-labels)")
 
-    p = sub.add_parser("bandai-namco", help=SOURCES_HELP["bandai-namco"], description=SOURCES_HELP["bandai-namco"])
-    _common(p)
+
+def _bandai_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", choices=("humanml3d", "native"), default="humanml3d",
                    help="humanml3d: reordered into the 22 SMPL joints (default); native: the 22 BVH joints")
     p.add_argument("--target-fps", type=float, default=20.0, help="frame rate of the output (BVH input only; default 20)")
-    p.epilog = ("--root is a Bandai-Namco folder (data/*.bvh + *.json, cfg/) or a prepared ds*_h22_20fps.npz "
-                "(+ ds*_index.jsonl beside it).")
 
-    p = sub.add_parser("babel", help=SOURCES_HELP["babel"], description=SOURCES_HELP["babel"])
-    _common(p)
+
+def _babel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--motions", type=Path, default=None,
                    help="folder of joint arrays: {sid}.npy or {feat_p}.npy (default ROOT/motions)")
     p.add_argument("--motion-fps", type=float, default=20.0, help="frame rate of the joint arrays (default 20)")
@@ -149,111 +158,102 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip sequences without frame annotations instead of labelling them with seq_ann")
     p.add_argument("--min-segment-frames", type=int, default=1, help="skip (and count) shorter segments (default 1)")
 
-    p = sub.add_parser("interhuman", help=SOURCES_HELP["interhuman"], description=SOURCES_HELP["interhuman"])
-    _common(p)
+
+def _interhuman_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--motion-fps", type=float, default=30.0, help="frame rate of the motion files (default 30)")
     p.add_argument("--fps-mode", choices=("nearest", "linear"), default="linear", help="conversion to 20 fps")
     p.add_argument("--z-up", action="store_true", help="files are Z-up: rotate to Y-up ((x, y, z) -> (x, z, -y))")
 
-    p = sub.add_parser("synthetic", help=SOURCES_HELP["synthetic"], description=SOURCES_HELP["synthetic"])
-    _common(p, needs_root=False)
+
+def _synthetic_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-train", type=int, default=2000, help="training clips (default 2000)")
     p.add_argument("--num-validation", type=int, default=250, help="validation clips (default 250)")
     p.add_argument("--num-test", type=int, default=250, help="test clips (default 250)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    return parser
 
 
-def _text_motion_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--motion-dir", choices=("auto", "new_joints", "new_joint_vecs"), default="auto",
-                   help="auto (default): new_joints/{id}.npy, else new_joint_vecs/{id}.npy converted to joints")
-    p.add_argument("--min-segment-frames", type=int, default=1,
-                   help="skip (and count) caption segments shorter than this many source frames (default 1 = only "
-                   "empty ones; 40 for HumanML3D / 24 for KIT-ML reproduces the T2M evaluators' minimum)")
+Loaded = tuple[datasets.DatasetDict, PrepareReport]
 
 
-# ---------------------------------------------------------------------------
-# loading per source
-# ---------------------------------------------------------------------------
-def _load(args: argparse.Namespace) -> tuple[datasets.DatasetDict, PrepareReport]:
-    source = args.source
-    if source == "humanml3d":
-        from .humanml3d import load_humanml3d
-
-        return load_humanml3d(args.root, motion_dir=args.motion_dir, min_segment_frames=args.min_segment_frames)
-    if source == "kit":
-        from .humanml3d import load_kit_ml
-
-        return load_kit_ml(args.root, fps_mode=args.fps_mode, length_scale=args.length_scale,
-                           motion_dir=args.motion_dir, min_segment_frames=args.min_segment_frames)
-    if source == "babel":
-        from .babel import load_babel, read_class_names
-
-        return load_babel(
-            args.root, args.motions, motion_fps=args.motion_fps, fps_mode=args.fps_mode, skeleton=args.skeleton,
-            label_field=args.label_field, captions_from=None if args.no_captions else "proc_label",
-            class_names=read_class_names(args.class_names) if args.class_names else None, top_k=args.top_k,
-            use_seq_ann=not args.no_seq_ann, min_segment_frames=args.min_segment_frames,
-        )
-    if source == "interhuman":
-        from .interhuman import load_interhuman
-
-        return load_interhuman(args.root, motion_fps=args.motion_fps, fps_mode=args.fps_mode, z_up=args.z_up)
-    if source == "synthetic":
-        synthetic = _optional_module("synthetic", "build_synthetic_dataset_dict")
-        dd = synthetic.build_synthetic_dataset_dict(
-            num_train=args.num_train, num_validation=args.num_validation, num_test=args.num_test, seed=args.seed
-        )
-        report = PrepareReport(source="synthetic", root="(generated)", skeleton=get_skeleton("humanml3d"), fps=20.0,
-                               parameters={"num_train": args.num_train, "num_validation": args.num_validation,
-                                           "num_test": args.num_test, "seed": args.seed})
-        return dd, report
-    if source == "bvh":
-        loader = _optional_module("bandai_namco", "load_bvh_collection")
-        kwargs = {"pattern": args.pattern, "scale": args.scale, "up_axis": args.up_axis,
-                  "skeleton_name": args.skeleton_name, "target_fps": args.target_fps or None,
-                  "min_frames": args.min_frames,
-                  "labels": "sidecar" if args.sidecar_labels else None,
-                  "caption_template": args.caption_template if args.sidecar_labels else None}
-        return _with_report("bvh", args.root, _call(loader.load_bvh_collection, args.root, kwargs), kwargs)
-    if source == "bandai-namco":
-        bandai = _optional_module("bandai_namco", "load_bandai_namco")
-        if args.root.suffix == ".npz":
-            return _with_report("bandai-namco", args.root, bandai.dataset_from_npz(args.root), {})
-        kwargs = {"variant": args.variant, "target_fps": args.target_fps}
-        return _with_report("bandai-namco", args.root, bandai.load_bandai_namco(args.root, **kwargs), kwargs)
-    raise ValueError(f"unknown source {source!r}")
+def _load_humanml3d(args: argparse.Namespace) -> Loaded:
+    return load_humanml3d(args.root, motion_dir=args.motion_dir, min_segment_frames=args.min_segment_frames)
 
 
-def _optional_module(name: str, attr: str):
-    """Import ``.{name}`` (written by other modules of the project) and check it provides ``attr``."""
-    import importlib
-
-    try:
-        module = importlib.import_module(f"{__package__}.{name}")
-    except ImportError as exc:
-        raise SystemExit(f"motionpatch-prepare: processing/{name}.py is not available in this installation ({exc}).")
-    if not hasattr(module, attr):
-        raise SystemExit(f"motionpatch-prepare: processing/{name}.py has no {attr}(); this subcommand cannot run.")
-    return module
+def _load_kit(args: argparse.Namespace) -> Loaded:
+    return load_kit_ml(args.root, fps_mode=args.fps_mode, length_scale=args.length_scale,
+                       motion_dir=args.motion_dir, min_segment_frames=args.min_segment_frames)  # fmt: skip
 
 
-def _call(fn: Callable[..., Any], root: Path, kwargs: dict[str, Any]) -> Any:
-    """Call ``fn(root, **kwargs)``, exiting with a clear message when ``fn`` lacks one of the options."""
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return fn(root, **kwargs)
-    unsupported = sorted(set(kwargs) - set(params))
-    if unsupported:
-        raise SystemExit(f"motionpatch-prepare: {fn.__name__}() does not accept option(s) {unsupported}.")
-    return fn(root, **kwargs)
+def _load_babel(args: argparse.Namespace) -> Loaded:
+    return load_babel(
+        args.root, args.motions, motion_fps=args.motion_fps, fps_mode=args.fps_mode, skeleton=args.skeleton,
+        label_field=args.label_field, captions_from=None if args.no_captions else "proc_label",
+        class_names=read_class_names(args.class_names) if args.class_names else None, top_k=args.top_k,
+        use_seq_ann=not args.no_seq_ann, min_segment_frames=args.min_segment_frames,
+    )
 
 
-def _with_report(
-    source: str, root: Path, result: Any, parameters: dict[str, Any]
-) -> tuple[datasets.DatasetDict, PrepareReport]:
+def _load_interhuman(args: argparse.Namespace) -> Loaded:
+    return load_interhuman(args.root, motion_fps=args.motion_fps, fps_mode=args.fps_mode, z_up=args.z_up)
+
+
+def _load_synthetic(args: argparse.Namespace) -> Loaded:
+    dd = build_synthetic_dataset_dict(
+        num_train=args.num_train, num_validation=args.num_validation, num_test=args.num_test, seed=args.seed
+    )
+    report = PrepareReport(source="synthetic", root="(generated)", skeleton=get_skeleton("humanml3d"), fps=20.0,
+                           parameters={"num_train": args.num_train, "num_validation": args.num_validation,
+                                       "num_test": args.num_test, "seed": args.seed})  # fmt: skip
+    return dd, report
+
+
+def _load_bvh(args: argparse.Namespace) -> Loaded:
+    kwargs = {"pattern": args.pattern, "scale": args.scale, "up_axis": args.up_axis,
+              "skeleton_name": args.skeleton_name, "target_fps": args.target_fps or None,
+              "min_frames": args.min_frames,
+              "labels": "sidecar" if args.sidecar_labels else None,
+              "caption_template": args.caption_template if args.sidecar_labels else None}  # fmt: skip
+    return _with_report("bvh", args.root, load_bvh_collection(args.root, **kwargs), kwargs)
+
+
+def _load_bandai(args: argparse.Namespace) -> Loaded:
+    if args.root.suffix == ".npz":
+        return _with_report("bandai-namco", args.root, dataset_from_npz(args.root), {})
+    kwargs = {"variant": args.variant, "target_fps": args.target_fps}
+    return _with_report("bandai-namco", args.root, load_bandai_namco(args.root, **kwargs), kwargs)
+
+
+@dataclass(frozen=True)
+class Preparer:
+    """How ``motionpatch-prepare SOURCE`` reads a source: its own options and its loader."""
+
+    options: Callable[[argparse.ArgumentParser], None]
+    load: Callable[[argparse.Namespace], Loaded]
+    needs_root: bool = True
+    epilog: str | None = None
+
+
+#: the sources ``motionpatch-prepare`` builds (keys of :data:`~.sources.SOURCES`), in the order of ``--help``
+PREPARERS: dict[str, Preparer] = {
+    "humanml3d": Preparer(_text_motion_options, _load_humanml3d),
+    "kit": Preparer(_kit_options, _load_kit),
+    "bvh": Preparer(_bvh_options, _load_bvh),
+    "bandai-namco": Preparer(
+        _bandai_options, _load_bandai,
+        epilog="--root is a Bandai-Namco folder (data/*.bvh + *.json, cfg/) or a prepared ds*_h22_20fps.npz "
+        "(+ ds*_index.jsonl beside it).",
+    ),
+    "babel": Preparer(_babel_options, _load_babel),
+    "interhuman": Preparer(_interhuman_options, _load_interhuman),
+    "synthetic": Preparer(_synthetic_options, _load_synthetic, needs_root=False),
+}
+
+
+def _load(args: argparse.Namespace) -> Loaded:
+    return PREPARERS[args.source].load(args)
+
+
+def _with_report(source: str, root: Path, result: Any, parameters: dict[str, Any]) -> Loaded:
     """Adapt loaders that return ``(DatasetDict, Skeleton)`` (or a report already) to ``(DatasetDict, report)``."""
     dd, second = result
     if isinstance(second, PrepareReport):

@@ -29,15 +29,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import datasets
 import numpy as np
 
 from .bandai_labels import paraphrase_captions
 from .clip_splits import split_of_take, take_number
-
-if TYPE_CHECKING:
-    import datasets
+from .io import write_arrow_splits
+from .schema import motion_features
 
 __all__ = [
     "DS1_TEST_STYLES",
@@ -176,16 +175,13 @@ def embedded_dataset_dict(
     path: str | os.PathLike = EMBEDDED_FILE,
     splits: Mapping[str, str] | None = None,
     cache_dir: str | os.PathLike | None = None,
-) -> "datasets.DatasetDict":
+) -> datasets.DatasetDict:
     """The embedded clips of ``datasets_`` as a dataset in motionpatch's schema (22 SMPL joints, 20 fps), with the
     file's splits, labels ``[content, style]`` and every phrasing of the label-derived caption
     (:func:`~.bandai_labels.paraphrase_captions`; the first is the template sentence that evaluation uses).
 
     ``splits`` remaps whole parts, e.g. ``{"ds1": "test"}`` makes every dataset-1 clip a test clip (the
     cross-source benchmark: train on dataset 2, test on dataset 1)."""
-    from .io import write_arrow_splits
-    from .schema import motion_features
-
     clips = load_embedded_clips(path)
     unknown = sorted(set(datasets_) - set(clips.dataset.tolist()))
     if unknown:

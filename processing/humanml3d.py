@@ -43,6 +43,7 @@ from typing import TypeVar
 
 import datasets
 import numpy as np
+import torch
 
 from modeling_motionpatch import Skeleton, get_skeleton, resample_fps
 
@@ -129,8 +130,6 @@ def recover_from_ric(features: ArrayT, num_joints: int | None = None) -> ArrayT:
         )
     is_torch = hasattr(features, "detach")
     if is_torch:
-        import torch
-
         f = features
         cat = lambda xs, axis: torch.cat(xs, dim=axis)
         cumsum = lambda x, axis: torch.cumsum(x, dim=axis)

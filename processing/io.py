@@ -32,7 +32,11 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.arrow_writer import ArrowWriter
 from datasets.table import InMemoryTable
+import huggingface_hub
+from huggingface_hub import DatasetCard, HfApi, constants
 
 from modeling_motionpatch import MotionPatchFeatureExtractor, Skeleton, get_skeleton
 from modeling_motionpatch.apps.motion_statistics import (
@@ -41,6 +45,11 @@ from modeling_motionpatch.apps.motion_statistics import (
     load_statistics,
     save_statistics,
 )
+from motionpatch_hub_cards.render import markdown_table, render_card
+
+from .schema import SPLITS
+from .sources import SourceInfo, source_info
+from .statistics import statistics_markdown
 
 from .schema import SPLITS
 from .statistics import statistics_markdown
@@ -58,188 +67,6 @@ class SkippedSamplesWarning(UserWarning):
 
 class RestrictedDatasetError(ValueError):
     """A dataset whose licence forbids public redistribution was about to be pushed publicly."""
-
-
-# ---------------------------------------------------------------------------
-# sources: licence, citation, redistribution
-# ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SourceInfo:
-    """What the dataset card says about a data source, and whether it may be pushed publicly."""
-
-    name: str
-    pretty_name: str
-    license: str  # Hub YAML licence id ("other" when there is none)
-    license_text: str
-    citation: str
-    homepage: str = ""
-    redistributable: bool = True
-    restriction: str = ""  # why it may not be pushed publicly
-    task_categories: tuple[str, ...] = ("feature-extraction",)
-    tags: tuple[str, ...] = ()
-    license_name: str | None = None
-    label_derived_captions: bool = False
-    synthetic: bool = False
-
-
-_AMASS_BIB = """@inproceedings{mahmood2019amass,
-  title={{AMASS}: Archive of Motion Capture as Surface Shapes},
-  author={Mahmood, Naureen and Ghorbani, Nima and Troje, Nikolaus F. and Pons-Moll, Gerard and Black, Michael J.},
-  booktitle={ICCV}, year={2019}}"""
-_MOTIONPATCH_BIB = """@inproceedings{yu2024motionpatches,
-  title={Exploring Vision Transformers for 3D Human Motion-Language Models with Motion Patches},
-  author={Yu, Qing and Tanaka, Mikihiro and Fujiwara, Kent},
-  booktitle={CVPR}, year={2024}}"""
-_AMASS_RESTRICTION = (
-    "motions derive from AMASS, whose licence allows non-commercial research use only and forbids "
-    "redistributing the data; share it only in a private repository (or share the preparation command)"
-)
-
-def _amass_source(name: str, short: str, *, citation: str, tags: tuple[str, ...], **info: Any) -> SourceInfo:
-    """A source whose motions derive from AMASS: research-only, never pushed publicly, AMASS cited too."""
-    return SourceInfo(
-        name=name,
-        license="other",
-        citation=citation + _AMASS_BIB,
-        redistributable=False,
-        restriction=f"{short}'s " + _AMASS_RESTRICTION,
-        tags=("motion", "3d-human-motion") + tags,
-        **info,
-    )
-
-
-SOURCES: dict[str, SourceInfo] = {
-    "humanml3d": _amass_source(
-        "humanml3d",
-        "HumanML3D",
-        pretty_name="HumanML3D (joint positions)",
-        license_name="amass-derived-research-only",
-        license_text=(
-            "HumanML3D's code is MIT-licensed; its motions derive from AMASS (and HumanAct12), which allow "
-            "non-commercial research use only and forbid redistribution. Obtain the data from the original "
-            "sources and agree to their licences."
-        ),
-        citation="""@inproceedings{guo2022humanml3d,
-  title={Generating Diverse and Natural 3D Human Motions from Text},
-  author={Guo, Chuan and Zou, Shihao and Zuo, Xinxin and Wang, Sen and Ji, Wei and Li, Xingyu and Cheng, Li},
-  booktitle={CVPR}, year={2022}}\n""",
-        homepage="https://github.com/EricGuo5513/HumanML3D",
-        task_categories=("feature-extraction", "text-retrieval"),
-        tags=("text-to-motion", "humanml3d"),
-    ),
-    "kit": _amass_source(
-        "kit",
-        "KIT-ML",
-        pretty_name="KIT Motion-Language (joint positions, 20 fps)",
-        license_name="amass-derived-research-only",
-        license_text=(
-            "KIT-ML as distributed with HumanML3D's processing derives from the KIT Whole-Body Human Motion "
-            "Database via AMASS: non-commercial research use only, no redistribution."
-        ),
-        citation="""@article{plappert2016kit,
-  title={The {KIT} Motion-Language Dataset},
-  author={Plappert, Matthias and Mandery, Christian and Asfour, Tamim},
-  journal={Big Data}, volume={4}, number={4}, year={2016}}\n""",
-        homepage="https://motion-annotation.humanoids.kit.edu/dataset/",
-        task_categories=("feature-extraction", "text-retrieval"),
-        tags=("text-to-motion", "kit-ml"),
-    ),
-    "babel": _amass_source(
-        "babel",
-        "BABEL",
-        pretty_name="BABEL action segments",
-        license_name="babel-amass-research-only",
-        license_text=(
-            "BABEL's labels are released for non-commercial research under its own licence; the motions are "
-            "AMASS sequences (non-commercial research only, no redistribution)."
-        ),
-        citation="""@inproceedings{punnakkal2021babel,
-  title={{BABEL}: Bodies, Action and Behavior with English Labels},
-  author={Punnakkal, Abhinanda R. and Chandrasekaran, Arjun and Athanasiou, Nikos and Quir{\\'o}s-Ram{\\'i}rez, Alejandra and Black, Michael J.},
-  booktitle={CVPR}, year={2021}}\n""",
-        homepage="https://babel.is.tue.mpg.de/",
-        task_categories=("feature-extraction",),
-        tags=("action-recognition", "babel"),
-        label_derived_captions=True,
-    ),
-    "interhuman": SourceInfo(
-        name="interhuman",
-        pretty_name="InterHuman two-person interactions",
-        license="other",
-        license_name="interhuman-research-only",
-        license_text=(
-            "InterHuman is distributed by its authors on request for non-commercial research; check the "
-            "agreement you signed before sharing anything derived from it."
-        ),
-        citation="""@article{liang2024intergen,
-  title={InterGen: Diffusion-based Multi-human Motion Generation under Complex Interactions},
-  author={Liang, Han and Zhang, Wenqian and Li, Wenxuan and Yu, Jingyi and Xu, Lan},
-  journal={International Journal of Computer Vision}, year={2024}}""",
-        homepage="https://tr3e.github.io/intergen-page/",
-        redistributable=False,
-        restriction="InterHuman is shared by its authors on request under a research-only agreement",
-        task_categories=("feature-extraction", "text-retrieval"),
-        tags=("motion", "3d-human-motion", "two-person", "interaction", "interhuman"),
-    ),
-    "bandai-namco": SourceInfo(
-        name="bandai-namco",
-        pretty_name="Bandai-Namco Research Motion Dataset",
-        license="cc-by-nc-4.0",
-        license_text="Creative Commons Attribution-NonCommercial 4.0 (CC BY-NC 4.0).",
-        citation="""@article{kobayashi2023bandai,
-  title={Motion Capture Dataset for Practical Use of AI-based Motion Editing and Stylization},
-  author={Kobayashi, Makito and Liao, Chen-Chieh and Inoue, Keito and Yojima, Sentaro and Takahashi, Masafumi},
-  journal={arXiv preprint arXiv:2306.08861}, year={2023}}""",
-        homepage="https://github.com/BandaiNamcoResearchInc/Bandai-Namco-Research-Motiondataset",
-        task_categories=("feature-extraction", "text-retrieval"),
-        tags=("motion", "3d-human-motion", "motion-style", "bandai-namco"),
-        label_derived_captions=True,
-    ),
-    "bvh": SourceInfo(
-        name="bvh",
-        pretty_name="BVH motion collection",
-        license="other",
-        license_name="source-licence",
-        license_text="The licence of the source BVH files applies; set it in this card before sharing.",
-        citation="",
-        tags=("motion", "3d-human-motion", "bvh"),
-    ),
-    "synthetic": SourceInfo(
-        name="synthetic",
-        pretty_name="motionpatch synthetic motions",
-        license="apache-2.0",
-        license_text="Generated by motionpatch (Apache-2.0); contains no recorded human motion.",
-        citation="",
-        tags=("motion", "synthetic"),
-        label_derived_captions=True,
-        synthetic=True,
-    ),
-}
-
-
-SOURCES["embedded"] = SourceInfo(
-    name="embedded",
-    pretty_name="motionpatch embedded data: a Bandai-Namco motion-capture subset + synthetic motions",
-    license="cc-by-nc-4.0",
-    license_text=(
-        "The real clips are a subset of the Bandai-Namco Research Motion Dataset, Creative Commons "
-        "Attribution-NonCommercial 4.0 (CC BY-NC 4.0); the synthetic clips are generated by motionpatch (Apache-2.0). "
-        "Models trained on them derive from CC BY-NC data: non-commercial use only."
-    ),
-    citation=SOURCES["bandai-namco"].citation,
-    homepage=SOURCES["bandai-namco"].homepage,
-    task_categories=("feature-extraction", "text-retrieval"),
-    tags=("motion", "3d-human-motion", "bandai-namco", "synthetic"),
-    label_derived_captions=True,
-)
-
-
-def source_info(name: str) -> SourceInfo:
-    """The :class:`SourceInfo` of a registered source, or a neutral one for unknown names."""
-    if name in SOURCES:
-        return SOURCES[name]
-    return SourceInfo(name=name, pretty_name=name, license="other", license_name="unknown",
-                      license_text="Unknown: set the licence of the source data before sharing.", citation="")
 
 
 # ---------------------------------------------------------------------------
@@ -293,7 +120,7 @@ class PrepareReport:
     """Everything the dataset card needs to say about how a dataset was made.
 
     Args:
-        source: key of :data:`SOURCES` (``"humanml3d"``, ``"kit"``, ``"babel"``, ...).
+        source: key of :data:`~.sources.SOURCES` (``"humanml3d"``, ``"kit"``, ``"babel"``, ...).
         root: the source folder.
         skeleton: skeleton of the motions.
         fps: frame rate of the prepared motions.
@@ -385,8 +212,6 @@ class PrepareReport:
 def skeleton_row_counts(dataset_dict: datasets.DatasetDict) -> dict[str, int]:
     """Rows per value of the ``skeleton`` column over all splits (Arrow ``value_counts``, no Python loop over
     rows), most rows first, ties by name."""
-    import pyarrow.compute as pc
-
     counts: dict[str, int] = {}
     for ds in dataset_dict.values():
         if "skeleton" not in ds.column_names or not len(ds):
@@ -491,8 +316,6 @@ def write_arrow_splits(
 
     The files go into a new folder under ``cache_dir`` (a new temporary folder by default).
     """
-    from datasets.arrow_writer import ArrowWriter
-
     out_dir = _output_dir(cache_dir)
     paths = {split: out_dir / f"{split}.arrow" for split in SPLITS}
     writers = {split: ArrowWriter(features=features, path=str(p)) for split, p in paths.items()}
@@ -589,8 +412,6 @@ def build_dataset_card(
     pretty_name: str | None = None,
 ):
     """Render ``hub_cards/dataset_card.md`` for a prepared dataset (returns a ``huggingface_hub.DatasetCard``)."""
-    from motionpatch_hub_cards.render import markdown_table, render_card
-
     info = report.info
     splits = list(splits if splits is not None else report.counts)
     configs = [{"config_name": "default", "data_files": [{"split": s, "path": f"{PARQUET_DIR}/{s}-*"} for s in splits]}]
@@ -669,7 +490,7 @@ def save_prepared(
         output_dir: target folder; must be empty or absent unless ``overwrite`` (which replaces only the
             files this function writes).
         skeleton: skeleton of the motions (written to ``skeleton.json``).
-        statistics: a :class:`~.statistics.MotionStatistics`, a ``(mean, std)`` pair, or ``None``.
+        statistics: a :class:`~modeling_motionpatch.apps.motion_statistics.MotionStatistics`, a ``(mean, std)`` pair, or ``None``.
         card: a ``DatasetCard`` / markdown string; built from ``report`` when omitted.
         format: ``"arrow"`` (``save_to_disk``, reload with ``datasets.load_from_disk``) or ``"parquet"``
             (``data/{split}-00000-of-00001.parquet``, the Hub layout).
@@ -775,9 +596,8 @@ def load_prepared(path_or_hub_id: str | Path, revision: str | None = None, token
     if not path.exists():
         if str(path_or_hub_id).count("/") != 1:
             raise ValueError(f"{path_or_hub_id!r} is neither an existing folder nor a Hub dataset id 'user/name'.")
-        from huggingface_hub import snapshot_download
-
-        path = Path(snapshot_download(str(path_or_hub_id), repo_type="dataset", revision=revision, token=token))
+        path = Path(huggingface_hub.snapshot_download(str(path_or_hub_id), repo_type="dataset", revision=revision,
+                                                      token=token))  # fmt: skip
     dataset = _load_local(path)
     if not (path / SKELETON_FILE).exists():
         raise ValueError(f"{path} has no {SKELETON_FILE}; it was not written by save_prepared / motionpatch-prepare.")
@@ -788,8 +608,6 @@ def load_prepared(path_or_hub_id: str | Path, revision: str | None = None, token
     report = json.loads((path / REPORT_FILE).read_text()) if (path / REPORT_FILE).exists() else None
     card = None
     if (path / CARD_FILE).exists():
-        from huggingface_hub import DatasetCard
-
         card = DatasetCard.load(path / CARD_FILE)
     return PreparedDataset(dataset=dataset, skeleton=skeleton, mean=mean, std=std, path=path, report=report, card=card)
 
@@ -812,8 +630,6 @@ def push_prepared(
         RestrictedDatasetError: the report marks the source as not redistributable (HumanML3D, KIT-ML,
             BABEL, InterHuman) and ``private`` is not ``True``.
     """
-    from huggingface_hub import DatasetCard, HfApi, constants
-
     prepared = source if isinstance(source, PreparedDataset) else load_prepared(source)
     report = prepared.report or {}
     if report.get("redistributable") is False and private is not True:
@@ -858,13 +674,11 @@ def dataset_dict_from_builders(
 
 
 __all__ = [
-    "SOURCES",
     "CountedLog",
     "PrepareReport",
     "PreparedDataset",
     "RestrictedDatasetError",
     "SkippedSamplesWarning",
-    "SourceInfo",
     "SplitBuilder",
     "build_dataset_card",
     "check_not_empty",
@@ -876,6 +690,5 @@ __all__ = [
     "rows_table",
     "save_prepared",
     "segment_id",
-    "source_info",
     "write_arrow_splits",
 ]

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import datasets
 import numpy as np
+import torch
 
 from modeling_motionpatch import Skeleton, get_skeleton
 
@@ -95,8 +96,6 @@ def mirror_motion(motion: ArrayT, skeleton: Skeleton | str) -> ArrayT:
     sign = np.ones(3, dtype=np.float32)
     sign[skel.lateral_axis] = -1.0
     if hasattr(motion, "detach"):  # torch tensor
-        import torch
-
         index = torch.as_tensor(perm, device=motion.device)
         return motion.index_select(-2, index) * torch.as_tensor(sign, dtype=motion.dtype, device=motion.device)
     arr = np.asarray(motion)

@@ -28,10 +28,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import datasets
 import numpy as np
 
+from .schema import motion_features
 from .synthetic_motion import (
     _ACTION_TABLE,
     ACTIONS,
@@ -40,12 +42,6 @@ from .synthetic_motion import (
     SKELETON,
     generate_motion,
 )
-
-if TYPE_CHECKING:  # datasets is imported lazily: generating motions does not need it
-    import datasets
-
-if TYPE_CHECKING:  # datasets is imported lazily: generating motions does not need it
-    import datasets
 
 __all__ = ["SPLIT_OFFSETS", "build_synthetic_dataset_dict", "generate_synthetic_dataset", "synthetic_sample"]
 
@@ -104,10 +100,6 @@ def generate_synthetic_dataset(
     ``params`` (``style``, ``noise``, ``stature``, ...) go to :func:`generate_motion` for every clip.
     Synthetic, procedural data for demos and tests only (see the module docstring).
     """
-    import datasets
-
-    from .schema import motion_features
-
     if num_samples < 0 or start_index < 0:
         raise ValueError(
             f"num_samples and start_index must be non-negative, got {num_samples}, {start_index}."
@@ -125,28 +117,28 @@ SPLIT_OFFSETS = {"train": 0, "validation": 800_000, "test": 900_000}
 
 
 def build_synthetic_dataset_dict(
-    num_train: int = 2000,
-    num_validation: int = 250,
-    num_test: int = 250,
+    num_train: int | None = 2000,
+    num_validation: int | None = 250,
+    num_test: int | None = 250,
     seed: int = 0,
     **kwargs: Any,
 ) -> datasets.DatasetDict:
     """Train/validation/test splits of the synthetic dataset, with disjoint sample indices.
 
     Split ``s`` holds samples ``SPLIT_OFFSETS[s] + i`` (train from 0, validation from 800000, test from
-    900000), so ids never collide and each split stays the same when another one changes size.
-    ``kwargs`` (``actions``, ``style``, ``noise``, ...) go to :func:`generate_synthetic_dataset`.
+    900000), so ids never collide and each split stays the same when another one changes size; a split whose
+    size is None is left out (not generated). ``kwargs`` (``actions``, ``style``, ``noise``, ...) go to
+    :func:`generate_synthetic_dataset`.
     """
-    import datasets
-
     sizes = {"train": num_train, "validation": num_validation, "test": num_test}
     limits = {"train": 800_000, "validation": 100_000, "test": 100_000}
     for split, n in sizes.items():
-        if not 0 <= n <= limits[split]:
+        if n is not None and not 0 <= n <= limits[split]:
             raise ValueError(f"num_{split} must be between 0 and {limits[split]}, got {n}.")
     return datasets.DatasetDict(
         {
             split: generate_synthetic_dataset(n, seed, start_index=SPLIT_OFFSETS[split], **kwargs)
             for split, n in sizes.items()
+            if n is not None
         }
     )

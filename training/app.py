@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -37,7 +38,47 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from motionpatch_processing.bandai_labels import (
+    BANDAI_CAPTION_TEMPLATE,
+    BANDAI_PHRASES,
+    bandai_labels,
+)
+from motionpatch_processing.bandai_namco import load_bvh_collection
+from motionpatch_processing.humanml3d import read_joint_file
+from motionpatch_processing.io import load_prepared
+from motionpatch_processing.loading import parse_spec
+from tqdm.auto import tqdm
+
+from modeling_motionpatch import (
+    MotionPatchFeatureExtractor,
+    MotionPatchProcessor,
+    ZeroShotMotionClassificationPipeline,
+    get_skeleton,
+    resample_fps,
+)
+from modeling_motionpatch.apps.bvh import (
+    detect_scale_and_up,
+    motion_for_skeleton,
+    read_bvh,
+)
+from modeling_motionpatch.apps.joint_maps import JointMapError, joint_map_matrix
 from modeling_motionpatch.apps.motion_statistics import compute_statistics
+from modeling_motionpatch.apps.search_index import MotionSearchIndex
+from modeling_motionpatch.apps.visualization import (
+    render_motion_patches,
+    save_animation,
+)
+
+from .data import MotionStore
+from .demo import main as demo_main
+from .encode import (
+    EvalData,
+    input_fps_of,
+    load_eval_data,
+    load_model_and_processor,
+    match_skeleton,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +123,6 @@ class Library:
 
 
 def _rows_of_dataset(dataset, name: str, skeleton, fps: float, mean, std, folder, notes) -> Library:
-    from .data import MotionStore
-
     store = MotionStore.from_dataset(dataset, "motion")
     cols = dataset.column_names
     ids = [str(x) for x in dataset["id"]] if "id" in cols else [f"{i:06d}" for i in range(len(dataset))]
@@ -101,8 +140,6 @@ def _bvh_labels(root: Path):
     """Labels of a BVH file: Bandai-Namco ids of ``<file>.json`` as names from ``../cfg/*_label.txt`` when the folder
     has them (``bow, angry``, not ``6, 3``), else the sidecar's own fields; ``None`` without a sidecar. Returns
     ``(reader, bandai)``, ``bandai`` telling whether any folder has Bandai label files (captions are then filled)."""
-    from motionpatch_processing.bandai_labels import bandai_labels
-
     def has_cfg(folder: Path) -> bool:
         return all((folder.parent / "cfg" / f"{kind}_label.txt").is_file() for kind in ("content", "style"))
 
@@ -122,9 +159,6 @@ def _bvh_labels(root: Path):
 def _bvh_units(files: Sequence[Path], skeleton, scale: float | None, up_axis: str | None) -> tuple[float, str, str]:
     """``(scale, up_axis, how)`` of a BVH collection: as given, else detected on its first readable file (joints
     mapped by name onto ``skeleton`` when they map, else the file's own pelvis and head)."""
-    from modeling_motionpatch.apps.bvh import detect_scale_and_up, motion_for_skeleton, read_bvh
-    from modeling_motionpatch.apps.joint_maps import JointMapError
-
     if scale is not None and up_axis is not None:
         return float(scale), up_axis, "given"
     for path in files:
@@ -143,11 +177,6 @@ def _bvh_units(files: Sequence[Path], skeleton, scale: float | None, up_axis: st
 
 
 def _bvh_library(root: Path, scale: float | None, up_axis: str | None, model_skeleton, fps: float) -> Library:
-    from motionpatch_processing.bandai_labels import BANDAI_CAPTION_TEMPLATE, BANDAI_PHRASES
-    from motionpatch_processing.bandai_namco import load_bvh_collection
-
-    from modeling_motionpatch.apps.joint_maps import JointMapError, joint_map_matrix
-
     labels, bandai = _bvh_labels(root)
     scale, up_axis, how = _bvh_units(sorted(root.rglob("*.bvh")), model_skeleton, scale, up_axis)
     with warnings.catch_warnings(record=True) as caught:
@@ -171,8 +200,6 @@ def _bvh_library(root: Path, scale: float | None, up_axis: str | None, model_ske
 
 
 def _npy_library(root: Path, skeleton, fps: float) -> Library:
-    from motionpatch_processing.humanml3d import read_joint_file
-
     files = sorted(root.glob("*.npy"))
     ids, motions, skipped = [], [], Counter()
     first_skipped: list[str] = []
@@ -205,35 +232,31 @@ def load_library(
 ) -> Library:
     """Read a library: ``synthetic``, a prepared dataset folder (or Hub dataset id), a folder of ``.bvh`` files or a
     folder of ``.npy`` joint arrays in the model's skeleton (``processor.feature_extractor``)."""
-    from modeling_motionpatch import get_skeleton
-
-    from .encode import load_eval_data
-
     fe = processor.feature_extractor
     spec = str(spec)
     path = Path(spec).expanduser()
-    if spec in ("synthetic", "embedded") or spec.startswith("embedded:") \
-            or (path.exists() and ((path / "dataset_dict.json").exists() or (path / "parquet").is_dir())) \
-            or (not path.exists() and spec.count("/") == 1 and not spec.startswith((".", "/", "~"))):  # fmt: skip
+    if not path.exists() or (path / "dataset_dict.json").exists() or (path / "parquet").is_dir():
+        try:
+            parsed = parse_spec(spec)
+        except ValueError as e:
+            raise ValueError(
+                f"--library {spec!r} is neither 'synthetic', 'embedded[:PARTS]', a folder prepared by "
+                f"motionpatch-prepare, a folder of .bvh files, a folder of .npy joint arrays, nor a Hub dataset id "
+                f"'user/name' ({e})"
+            ) from None
         chosen = split
-        if spec not in ("synthetic", "embedded") and path.exists():
-            from motionpatch_processing.io import load_prepared
-
+        if parsed.source is None and parsed.hub_id is None:  # a prepared folder: fall back to all its splits
             available = list(load_prepared(path).dataset)
             if split != "all" and any(s not in available for s in split.split("+")):
                 chosen = "all"
-        data = load_eval_data(spec, chosen, synthetic_size=synthetic_size, synthetic_seed=synthetic_seed)
+        data = load_eval_data(parsed.text, chosen, synthetic_size=synthetic_size, synthetic_seed=synthetic_seed)
         notes = list(data.notes) + ([f"split {split!r} not found; using all splits"] if chosen != split else [])
-        from .encode import input_fps_of
-
         fps = input_fps_of(data) or 20.0
         folder = path if path.is_dir() else None
         return _rows_of_dataset(data.dataset, spec, data.skeleton, fps, data.mean, data.std, folder, notes)
     if not path.is_dir():
-        raise ValueError(
-            f"--library {spec!r} is neither 'synthetic', a folder prepared by motionpatch-prepare, a folder of .bvh "
-            "files, a folder of .npy joint arrays, nor a Hub dataset id 'user/name'."
-        )
+        raise ValueError(f"--library {spec!r} is a file; give a folder of .bvh or .npy files, a prepared dataset "
+                         "folder, 'synthetic' or 'embedded'.")  # fmt: skip
     if any(path.rglob("*.bvh")):
         return _bvh_library(path, bvh_scale, bvh_up_axis, get_skeleton(fe.skeleton), fe.fps)
     if any(path.glob("*.npy")):
@@ -244,8 +267,6 @@ def load_library(
 def library_processor(processor, library: Library, model_name: str):
     """The processor for the library's skeleton: the model's own when the skeletons match, else one with the
     library's skeleton and statistics (:func:`~motionpatch_training.encode.match_skeleton`; the model is unchanged)."""
-    from .encode import EvalData, match_skeleton
-
     joints = int(library.motions[0].shape[1])
     data = EvalData(None, {}, library.skeleton, library.mean, library.std, library.name, "", library.name, "library")
     return match_skeleton(processor, data, joints, skeleton_from_dataset=True, model_name=model_name)
@@ -291,8 +312,6 @@ def default_cache_root(library: Library | None = None) -> Path:
 
 def make_text_encoder(model, processor) -> Callable[[list[str]], Any]:
     """``texts -> model.get_text_features(...)`` for :class:`MotionSearchIndex` (which reads any output type)."""
-    import torch
-
     def encode(texts: list[str]):
         enc = processor(text=list(texts), return_tensors="pt", padding=True, truncation=True)
         with torch.no_grad():
@@ -303,11 +322,6 @@ def make_text_encoder(model, processor) -> Callable[[list[str]], Any]:
 
 def embed_library(model, processor, library: Library, batch_size: int = 32, chunk: int = 256, progress: bool = True):
     """A :class:`MotionSearchIndex` of the library, embedded in chunks with a progress bar."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from modeling_motionpatch.apps.search_index import MotionSearchIndex
-
     parts = []
     bar = tqdm(total=len(library), desc="embedding the library", unit="motion", disable=not progress)
     for c0 in range(0, len(library), chunk):
@@ -325,8 +339,6 @@ def cached_index(model, processor, library: Library, model_name: str, cache_root
                  progress: bool = True):  # fmt: skip
     """Load the library's index from the cache, or embed the library and save it there. Returns ``(index, path,
     reused)``."""
-    from modeling_motionpatch.apps.search_index import MotionSearchIndex
-
     model_fp = model_fingerprint(model_name, model)
     library_fp = library_fingerprint(library, processor)
     root = Path(cache_root) if cache_root is not None else default_cache_root(library)
@@ -373,8 +385,6 @@ class MotionLibraryApp:
 
     def __init__(self, model, processor, library: Library, index, model_name: str, render_dir: Path,
                  bvh_scale: float | None = None, bvh_up_axis: str | None = None, notes: Sequence[str] = ()):  # fmt: skip
-        from modeling_motionpatch import ZeroShotMotionClassificationPipeline
-
         self.model, self.processor, self.library, self.index = model, processor, library, index
         self.model_name, self.bvh_scale, self.bvh_up_axis = model_name, bvh_scale, bvh_up_axis
         self.render_dir = Path(render_dir)
@@ -392,8 +402,6 @@ class MotionLibraryApp:
 
     def animation(self, motion: np.ndarray, skeleton, key: str, title: str) -> str:
         """Path of the clip's GIF (rendered once per key)."""
-        from modeling_motionpatch.apps.visualization import save_animation
-
         name = hashlib.blake2b(key.encode(), digest_size=10).hexdigest() + ".gif"
         path = self.render_dir / name
         if not path.exists():
@@ -432,10 +440,6 @@ class MotionLibraryApp:
         Shorter than one patch row (16 frames), NaN, wrong joint counts and malformed files raise the package's own
         ``ValueError``.
         """
-        from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcessor, resample_fps
-        from modeling_motionpatch.apps.bvh import motion_for_skeleton, read_bvh
-        from modeling_motionpatch.apps.joint_maps import JointMapError
-
         path = Path(path)
         fe = self.processor.feature_extractor
         suffix = path.suffix.lower()
@@ -516,8 +520,6 @@ class MotionLibraryApp:
             raise AppError("give at least one candidate label, separated by commas (e.g. 'walks, jumps').")
         up = self._query_motion(upload_path, item_id)
         scores = self.pipeline(up.processor)(up.motion, candidate_labels=labels)
-        from modeling_motionpatch.apps.visualization import render_motion_patches
-
         batch = up.processor.feature_extractor(up.motion)
         patches = render_motion_patches(batch["motion_values"][0], batch["motion_lengths"][0], part_colors=True)
         key = f"up:{up.name}:{hashlib.blake2b(up.motion.tobytes(), digest_size=8).hexdigest()}"
@@ -532,8 +534,6 @@ class MotionLibraryApp:
 
     def neighbours(self, upload_path, item_id, k: int = 5):
         """Motion to motion: ``(table rows, gallery, status)``; a library item does not find itself."""
-        from modeling_motionpatch.apps.search_index import MotionSearchIndex
-
         up = self._query_motion(upload_path, item_id)
         if not upload_path:
             query, drop = self.index.get_embedding(str(item_id)), str(item_id)
@@ -579,7 +579,7 @@ def _guarded(fn: Callable, empty: tuple) -> Callable:
 
 def build_interface(app: MotionLibraryApp, top_k: int = 5):
     """The Gradio ``Blocks`` of the app."""
-    import gradio as gr
+    import gradio as gr  # optional: the app extra (pip install motionpatch[app])
 
     lib = app.library
     choices = lib.ids[:2000]
@@ -673,8 +673,6 @@ def ensure_demo_model(no_train: bool = False) -> str:
         raise ValueError(f"{DEFAULT_MODEL} does not exist; run `motionpatch-demo` first or pass --model PATH_OR_ID.")
     print(f"[motionpatch-app] {DEFAULT_MODEL} does not exist: training the demo model first (motionpatch-demo, about "
           "4 minutes on 2 CPU cores, no download). Pass --model PATH_OR_ID to serve another model.", flush=True)  # fmt: skip
-    from .demo import main as demo_main
-
     if demo_main(["--output_dir", DEMO_OUTPUT_DIR]) != 0 or not (best / "config.json").is_file():
         raise ValueError("training the demo model failed (see above); pass --model PATH_OR_ID to serve another model.")
     return str(best)
@@ -684,10 +682,6 @@ def create_app(model_name: str, library_spec: str = "embedded", *, split: str = 
                bvh_scale: float | None = None, bvh_up_axis: str | None = None, cache_dir: str | None = None,
                trust_remote_code: bool = False, progress: bool = True) -> MotionLibraryApp:  # fmt: skip
     """Load the model and the library, and the library's index (cached), into a :class:`MotionLibraryApp`."""
-    import tempfile
-
-    from .encode import load_model_and_processor
-
     model, processor = load_model_and_processor(model_name, trust_remote_code=trust_remote_code)
     library = load_library(library_spec, processor, split=split, synthetic_size=synthetic_size, bvh_scale=bvh_scale,
                            bvh_up_axis=bvh_up_axis)  # fmt: skip

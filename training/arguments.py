@@ -29,6 +29,9 @@ from typing import Any, Literal, Optional, Sequence
 import yaml
 from transformers import HfArgumentParser
 
+from modeling_motionpatch.apps.retrieval_metrics import PROTOCOLS
+from modeling_motionpatch.configuration_motionpatch import geometry_problem, motion_image_size
+
 
 def arg(default: Any = MISSING, help: str = "", **kwargs: Any) -> Any:
     """A dataclass field with its ``--help`` text: ``arg(0.07, "Initial temperature.")``."""
@@ -118,6 +121,12 @@ class ModelArguments:
         if self.freeze_motion_tower and self.freeze_text_tower and self.model_name_or_path is None:
             pass  # allowed: trains the heads only (a linear probe)
 
+    @property
+    def logit_scale_init_value(self) -> float:
+        """``--temperature`` as the model config holds it (``MotionPatchConfig.logit_scale_init_value``): the log of
+        the inverse temperature. The one place the flag is converted."""
+        return math.log(1.0 / self.temperature)
+
 
 @dataclass
 class DataArguments:
@@ -125,10 +134,14 @@ class DataArguments:
 
     dataset: str = arg(
         "synthetic",
-        "'synthetic' (the embedded procedural generator), 'bandai-namco' (real data from dataset_dir), "
-        "a folder prepared by motionpatch-prepare, or a Hub dataset id 'user/name'.",
+        "NAME or NAME:ARG, as in motionpatch-evaluate: 'synthetic' (the embedded procedural generator), "
+        "'bandai-namco[:PATH]' (real data; PATH defaults to dataset_dir), 'embedded[:ds1|ds2]' (the real subset "
+        "shipped in the package + synthetic clips), or a folder prepared by motionpatch-prepare, or a Hub dataset "
+        "id 'user/name'.",
     )
-    dataset_dir: Optional[str] = arg(None, "Source folder for 'bandai-namco' (the folder holding ds2_h22_20fps.npz).")
+    dataset_dir: Optional[str] = arg(
+        None, "The PATH of a 'bandai-namco' dataset that names none (the folder holding ds2_h22_20fps.npz)."
+    )
     dataset_revision: Optional[str] = arg(None, "Revision of a Hub dataset.")
     dataset_options: Optional[str] = arg(
         None, "JSON object of extra keyword arguments for the dataset builder (bandai-namco options)."
@@ -198,8 +211,6 @@ class DataArguments:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ValueError(f"{name} must be positive when given, got {v}.")
-        from modeling_motionpatch.apps.retrieval_metrics import PROTOCOLS
-
         unknown = [p for p in self.eval_protocols if p not in PROTOCOLS]
         if unknown:
             raise ValueError(f"eval_protocols {unknown} are unknown; choose from {list(PROTOCOLS)}.")
@@ -422,8 +433,6 @@ def check_geometry(model_args: ModelArguments, data_args: DataArguments) -> None
     patch straddling two body parts...) before any data is loaded. Pretrained towers bring their own patch size."""
     if model_args.model_name_or_path or model_args.motion_model_name_or_path:
         return
-    from modeling_motionpatch.configuration_motionpatch import geometry_problem, motion_image_size
-
     problem = geometry_problem(motion_image_size(data_args.max_frames, model_args.points_per_part), model_args.patch_size)
     if problem:
         raise ValueError(f"--max_frames {data_args.max_frames} --points_per_part {model_args.points_per_part} "

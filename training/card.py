@@ -12,7 +12,10 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from huggingface_hub import EvalResult, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCardData
+
+from motionpatch_hub_cards.render import render_card
+from motionpatch_hub_cards.usage import usage_snippet
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +133,6 @@ def build_model_card(
     training_config: str,
 ):
     """Render ``hub_cards/model_card.md`` into a ``huggingface_hub.ModelCard``."""
-    from motionpatch_hub_cards.render import render_card
-    from motionpatch_hub_cards.usage import usage_snippet
-
     source = data.source
     if model_args.model_name_or_path:  # fine-tuned from a MotionPatch model: that model is the base
         candidates = [model_args.model_name_or_path]
@@ -216,8 +216,6 @@ def build_model_card(
 def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None,
                 commit_message: str = "Upload MotionPatch model") -> str:  # fmt: skip
     """Create ``repo_id`` (if needed) and upload ``folder`` with ``HfApi.upload_folder``; returns the commit URL."""
-    from huggingface_hub import HfApi
-
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message)

@@ -1,8 +1,9 @@
 """Training data: load a dataset once, cache motions as one float32 array, and build reproducible batches.
 
-Sources (:func:`load_training_data`): the embedded synthetic generator (``"synthetic"``), the Bandai-Namco
-real data (``"bandai-namco"`` from a folder), a folder written by ``motionpatch-prepare``, or a Hub dataset id.
-Every source is a ``DatasetDict`` in the schema of :mod:`motionpatch_processing.schema`.
+Sources (:func:`load_training_data`): any spec of :func:`motionpatch_processing.loading.parse_spec`, the grammar
+that evaluation shares (``synthetic``, ``bandai-namco[:PATH]``, ``embedded[:PARTS]``, a folder written by
+``motionpatch-prepare``, a Hub dataset id). Every source is a ``DatasetDict`` in the schema of
+:mod:`motionpatch_processing.schema`.
 
 Preprocessing happens once, before the first epoch: each split's ``motion`` column is read from Arrow in one
 vectorised pass into a :class:`MotionStore` (one contiguous float32 ``(frames, joints, 3)`` array plus offsets;
@@ -19,15 +20,15 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch.utils.data import Dataset, Sampler
 
@@ -35,18 +36,14 @@ from modeling_motionpatch import MotionPatchFeatureExtractor, MotionPatchProcess
 from modeling_motionpatch.apps.motion_statistics import compute_statistics
 from modeling_motionpatch.motion_patches import PATCH_ROWS, MotionInputWarning, resample_fps, to_body_frame
 from modeling_motionpatch.skeletons import SkeletonError, available_skeletons
+from motionpatch_processing.loading import LOADERS, load_source, parse_spec
+from motionpatch_processing.mirror import mirror_motion, mirror_text
+from motionpatch_processing.sources import SOURCES, source_info
 
 logger = logging.getLogger(__name__)
 
-KNOWN_SOURCES = ("synthetic", "bandai-namco", "embedded")
-DEFAULT_BANDAI_DIR = "../shared/data/bandai-namco"
-#: what the captions of each source are (stated in the model card)
-CAPTION_KINDS = {
-    "synthetic": "synthetic: templated captions generated with procedural (not captured) motions",
-    "bandai-namco": "label-derived: sentences built mechanically from the content and style labels",
-    "embedded": "label-derived: several phrasings built from the Bandai-Namco content and style labels, and the "
-    "synthetic generator's templated captions",
-}
+#: the sources ``--dataset`` names directly (anything else is a prepared folder or a Hub id)
+KNOWN_SOURCES = tuple(LOADERS)
 
 
 # ---------------------------------------------------------------------------
@@ -110,9 +107,6 @@ class MotionStore:
 
     @classmethod
     def _from_arrow(cls, dataset: datasets.Dataset, column: str) -> "MotionStore":
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         # an Arrow table with any select()/shuffle() index mapping applied (zero-copy without one)
         col = dataset.with_format("arrow", columns=[column])[:].column(column)
         flats, lengths = [], []
@@ -171,147 +165,27 @@ class TrainingData:
 
     @property
     def source(self):
-        """The :class:`motionpatch_processing.io.SourceInfo` of the data (licence text, citation, restrictions)."""
-        from motionpatch_processing.io import source_info
-
+        """The :class:`motionpatch_processing.sources.SourceInfo` of the data (licence text, citation, restrictions)."""
         return source_info(self.name)
 
 
 def load_training_data(data_args, seed: int = 0) -> TrainingData:
-    """Load the dataset named by ``data_args.dataset`` (see :class:`~.arguments.DataArguments`)."""
-    name = str(data_args.dataset).strip()
-    options = dict(data_args.dataset_kwargs)
-    if name == "synthetic":
-        from motionpatch_processing.synthetic import SKELETON, build_synthetic_dataset_dict
-        from motionpatch_processing.synthetic_motion import FPS
-
-        dd = build_synthetic_dataset_dict(
-            num_train=data_args.synthetic_num_train,
-            num_validation=data_args.synthetic_num_validation,
-            num_test=data_args.synthetic_num_test,
-            seed=data_args.synthetic_seed,
-            **options,
-        )
-        data = TrainingData(
-            dd, get_skeleton(SKELETON), None, None, float(FPS), "synthetic",
-            "motionpatch synthetic procedural motions", "apache-2.0", CAPTION_KINDS["synthetic"],
-            notes=["procedurally generated motions (not motion capture) with templated captions; for demos and "
-                   "tests only - results on it say nothing about real data"],
-        )  # fmt: skip
-    elif name in ("bandai-namco", "bandai_namco", "bandai"):
-        data = _load_bandai(data_args, options)
-    elif name == "embedded":
-        data = _load_embedded(data_args, options)
-    else:
-        data = _load_prepared(name, data_args)
-    _check_data(data, data_args)
-    return data
-
-
-def _load_bandai(data_args, options: dict[str, Any]) -> TrainingData:
-    from motionpatch_processing import bandai_namco
-
-    root = Path(data_args.dataset_dir or DEFAULT_BANDAI_DIR).expanduser()
-    if not root.exists():
-        raise ValueError(
-            f"bandai-namco: dataset_dir {str(root)!r} does not exist. Point --dataset_dir at the folder holding "
-            "ds2_h22_20fps.npz (e.g. ../shared/data/bandai-namco) or at a Bandai-Namco BVH folder (ds2-bvh/...)."
-        )
-    npz_name = options.pop("npz", "ds2_h22_20fps.npz")
-    npz = root / npz_name if root.is_dir() else root
-    options.setdefault("splits", "take")
-    if npz.is_file() and npz.suffix == ".npz":
-        dd, skel = bandai_namco.dataset_from_npz(npz, **options)
-        source = f"{npz.name} (forward kinematics of the BVH takes, 20 fps, SMPL-22 joint order)"
-    else:
-        dd, skel = bandai_namco.load_bandai_namco(root, **options)
-        source = f"BVH files under {root}"
-    return TrainingData(
-        dd, skel, None, None, 20.0, "bandai-namco", "Bandai-Namco Research Motion Dataset",
-        "cc-by-nc-4.0", CAPTION_KINDS["bandai-namco"],
-        notes=[f"real motion capture: {source}; split by take (no take in two splits)",
-               "captions are built from the content and style labels (e.g. 'a person bows angrily.'), not "
-               "written by people; licence CC BY-NC 4.0 (non-commercial)"],
-    )  # fmt: skip
-
-
-def _load_embedded(data_args, options: dict[str, Any]) -> TrainingData:
-    """The real Bandai-Namco subset embedded in the package (``options["real"]``: its parts, default ds1 + ds2;
-    ``options["real_splits"]``: parts moved to one split) plus, in every split where ``synthetic_num_*`` is not 0,
-    the synthetic generator's clips (they bring actions the real subset lacks: jumps, squats, kicks...)."""
-    from motionpatch_processing.embedded_bandai import embedded_dataset_dict
-    from motionpatch_processing.synthetic import build_synthetic_dataset_dict
-
-    parts = tuple(options.pop("real", ("ds1", "ds2")))
-    real = embedded_dataset_dict(parts, splits=options.pop("real_splits", None))
+    """Load the dataset named by ``data_args.dataset`` (see :class:`~.arguments.DataArguments`): a spec of
+    :func:`motionpatch_processing.loading.parse_spec` (``--dataset_dir`` is the folder of a ``bandai-namco`` spec
+    that names none)."""
+    spec = parse_spec(data_args.dataset, folder=data_args.dataset_dir)
+    if data_args.dataset_dir and (spec.source is None or SOURCES[spec.source].arg != "PATH"):
+        logger.warning("--dataset_dir %r is not used: dataset %r reads no folder.", data_args.dataset_dir, spec.text)
     sizes = {"train": data_args.synthetic_num_train, "validation": data_args.synthetic_num_validation,
              "test": data_args.synthetic_num_test}  # fmt: skip
-    synthetic = build_synthetic_dataset_dict(
-        num_train=sizes["train"], num_validation=sizes["validation"], num_test=sizes["test"],
-        seed=data_args.synthetic_seed, **options,
+    loaded = load_source(spec, synthetic_sizes=sizes, synthetic_seed=data_args.synthetic_seed,
+                         options=data_args.dataset_kwargs, revision=data_args.dataset_revision)  # fmt: skip
+    data = TrainingData(
+        loaded.dataset, loaded.skeleton, loaded.mean, loaded.std, loaded.fps, loaded.name, loaded.pretty_name,
+        loaded.license, loaded.captions_kind, hub_id=loaded.hub_id, notes=loaded.notes,
     )  # fmt: skip
-    dd = datasets.DatasetDict(
-        {
-            split: datasets.concatenate_datasets([real[split], synthetic[split].cast(real[split].features)])
-            if sizes[split] else real[split]
-            for split in real
-        }
-    )
-    counts = {split: f"{len(real[split])} real + {sizes[split]} synthetic" for split in real}
-    return TrainingData(
-        dd, get_skeleton("humanml3d"), None, None, 20.0, "embedded",
-        "motionpatch embedded data (Bandai-Namco motion-capture subset + synthetic motions)", "cc-by-nc-4.0",
-        CAPTION_KINDS["embedded"],
-        notes=[f"real motion capture: the Bandai-Namco subset embedded in the package (parts {', '.join(parts)}; "
-               f"held-out takes by the file's splits), plus procedurally generated synthetic clips; {counts}",
-               "the real clips are CC BY-NC 4.0: the weights derive from non-commercial data"],
-    )  # fmt: skip
-
-
-def _load_prepared(name: str, data_args) -> TrainingData:
-    from motionpatch_processing.io import load_prepared
-
-    path = Path(name).expanduser()
-    is_hub_id = not path.exists() and name.count("/") == 1 and not name.startswith((".", "/", "~"))
-    if not path.exists() and not is_hub_id:
-        raise ValueError(
-            f"unknown dataset {name!r}: it is neither one of {list(KNOWN_SOURCES)}, nor an existing folder prepared "
-            "by `motionpatch-prepare ... --output DIR`, nor a Hub dataset id 'user/name'. Check the path (relative "
-            f"paths start from the current directory, {os.getcwd()})."
-        )
-    try:
-        prepared = load_prepared(str(path) if path.exists() else name, revision=data_args.dataset_revision)
-    except ValueError:
-        raise
-    except Exception as e:  # network / Hub errors
-        raise ValueError(
-            f"could not load dataset {name!r} from the Hub ({type(e).__name__}: {e}). If it is a local folder, check "
-            "the path; if it is a Hub id, check the name, your connection and `huggingface-cli login`."
-        ) from e
-    report = prepared.report or {}
-    license_ = report.get("license") or (prepared.card.data.to_dict().get("license") if prepared.card else None)
-    source = str(report.get("source") or path.name or name)
-    from motionpatch_processing.io import source_info
-
-    info = source_info(source)
-    if source in CAPTION_KINDS:
-        captions_kind = CAPTION_KINDS[source]
-    elif info.synthetic:
-        captions_kind = CAPTION_KINDS["synthetic"]
-    elif info.label_derived_captions:
-        captions_kind = "label-derived: captions built from the dataset's action labels"
-    elif source in ("humanml3d", "kit", "interhuman"):
-        captions_kind = f"human-written captions ({info.pretty_name} annotations)"
-    else:
-        captions_kind = "captions from the prepared dataset (see its dataset card)"
-    notes = [f"prepared dataset {name}"]
-    if report.get("restriction"):
-        notes.append(str(report["restriction"]))
-    return TrainingData(
-        prepared.dataset, prepared.skeleton, prepared.mean, prepared.std, prepared.fps, source,
-        str(report.get("pretty_name") or source), license_, captions_kind,
-        hub_id=name if is_hub_id else None, notes=notes,
-    )  # fmt: skip
+    _check_data(data, data_args)
+    return data
 
 
 def _check_data(data: TrainingData, data_args) -> None:
@@ -510,8 +384,6 @@ class MotionTextTrainDataset(Dataset):
             motion = self.augmentation(motion, self.skeleton, lambda stream: sample_uniform(self.seed, epoch, index, stream))
         mirrored = self.mirror_probability > 0 and sample_uniform(self.seed, epoch, index, 1) < self.mirror_probability
         if mirrored:
-            from motionpatch_processing.mirror import mirror_motion, mirror_text
-
             motion = mirror_motion(motion, self.skeleton)
             caption = mirror_text(caption)
             reference = mirror_text(reference)

@@ -16,7 +16,15 @@ import os
 import sys
 import time
 
+import numpy as np
+from transformers import AutoModel, AutoProcessor, pipeline
+
+from modeling_motionpatch.apps.search_index import MotionSearchIndex
+from motionpatch_processing.embedded_bandai import load_embedded_clips
+
 from .arguments import parse_args
+from .loop import NonFiniteLossError
+from .train import train
 
 #: the closing check: each label typed by a user, and the contents of the embedded real takes that show it
 CHECK_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -42,13 +50,6 @@ def check_real_takes(folder: str) -> tuple[str, dict]:
 
     Returns a printable report and the figures (per-action counts, the search answers).
     """
-    import numpy as np
-    from transformers import AutoModel, AutoProcessor, pipeline
-
-    import modeling_motionpatch  # noqa: F401  (registers the Auto classes and the task)
-    from modeling_motionpatch.apps.search_index import MotionSearchIndex
-    from motionpatch_processing.embedded_bandai import load_embedded_clips
-
     model = AutoModel.from_pretrained(folder).eval()
     processor = AutoProcessor.from_pretrained(folder)
     classify = pipeline("zero-shot-motion-classification", model=model, processor=processor)
@@ -84,9 +85,6 @@ def check_real_takes(folder: str) -> tuple[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import train
-    from .loop import NonFiniteLossError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-"):
         print("motionpatch-demo: error: the demo takes flags only (--key value); it always uses the demo config.",

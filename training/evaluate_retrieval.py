@@ -45,7 +45,7 @@ from .card import eval_results
 from .encode import default_sentence_encoder, encode_motions, encode_texts, environment, load_model_and_data
 from .encode import make_accelerator, mean_pooled_sentence_embeddings, motion_source, run_cli, text_max_length_of
 from .encode import write_result
-from .evaluation import chance_levels, flatten_metrics, results_table
+from .evaluation import applicable_protocols, chance_levels, flatten_metrics, results_table
 
 logger = logging.getLogger("motionpatch_training.evaluate_retrieval")
 
@@ -70,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", help="load a model saved with its code (auto_map)")
     p.add_argument(
         "--dataset", required=True,
-        help="'synthetic', 'bandai-namco:PATH' (npz or BVH folder, 22 SMPL joints), 'bandai-namco-native:PATH' (BVH, "
-        "native skeleton), a folder from motionpatch-prepare, or a Hub dataset id user/name",
+        help="NAME[:ARG] as in motionpatch-train: 'synthetic', 'bandai-namco[:PATH]' (npz or BVH folder, 22 SMPL "
+        "joints), 'bandai-namco-native:PATH' (BVH, native skeleton), 'embedded[:ds1|ds2]'; or a folder from "
+        "motionpatch-prepare, or a Hub dataset id user/name",
     )  # fmt: skip
     p.add_argument("--dataset-revision", default=None, help="revision of a Hub dataset")
     p.add_argument("--split", default="test", help="split to evaluate: a name, several joined by '+', or 'all'")
@@ -218,7 +219,12 @@ def evaluate(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
     dropped = len(data.dataset) - len(rows)
     if dropped:
         notes.append(f"{dropped} of {len(data.dataset)} rows have no caption and are left out")
-    protocols = _applicable_protocols(protocols, len(rows), args.small_batch_size, notes)
+    protocols = applicable_protocols(protocols, len(rows), notes, args.small_batch_size)
+    if not protocols:
+        raise ValueError(
+            f"only small_batches was asked for, but there are {len(rows)} pairs, fewer than --small-batch-size "
+            f"{args.small_batch_size}; lower it or add protocols (all, strict)."
+        )
 
     max_length = args.text_max_length or text_max_length_of(args.model)
     t0 = time.perf_counter()
@@ -283,20 +289,6 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], str | None]:
             "(huggingface-cli download ID --local-dir DIR) and evaluate DIR."
         )
     return protocols, encoder_path
-
-
-def _applicable_protocols(protocols: list[str], num_pairs: int, small_batch_size: int, notes: list[str]) -> list[str]:
-    """``small_batches`` needs at least one full batch; it is dropped (with a note) when there are fewer pairs."""
-    if "small_batches" not in protocols or num_pairs >= small_batch_size:
-        return protocols
-    protocols = [p for p in protocols if p != "small_batches"]
-    notes.append(f"small_batches skipped: {num_pairs} pairs < batch size {small_batch_size}")
-    if not protocols:
-        raise ValueError(
-            f"only small_batches was asked for, but there are {num_pairs} pairs, fewer than --small-batch-size "
-            f"{small_batch_size}; lower it or add protocols (all, strict)."
-        )
-    return protocols
 
 
 def protocol_details(results: dict[str, dict[str, Any]], protocols: list[str], threshold: float,

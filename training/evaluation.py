@@ -79,15 +79,25 @@ def block_loss(text: torch.Tensor, motion: torch.Tensor, logit_scale: float, blo
     return float(np.average(losses, weights=weights)) if losses else float("nan")
 
 
+def applicable_protocols(
+    protocols: Sequence[str], num_pairs: int, notes: list[str], small_batch_size: int = SMALL_BATCH_SIZE
+) -> list[str]:
+    """The protocols (each once) that apply to ``num_pairs`` pairs: the one check of their preconditions, made
+    before any metric by training's validation and by ``motionpatch-evaluate``. ``small_batches`` needs at least one
+    full batch of ``small_batch_size`` pairs; with fewer it is dropped and ``notes`` says so."""
+    protocols = list(dict.fromkeys(protocols))
+    if "small_batches" in protocols and num_pairs < small_batch_size:
+        protocols.remove("small_batches")
+        notes.append(f"small_batches skipped: {num_pairs} pairs < batch size {small_batch_size}")
+    return protocols
+
+
 def retrieval_metrics(
     text: torch.Tensor, motion: torch.Tensor, captions: Sequence[str], protocols: Sequence[str], seed: int
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Metrics of the protocols that apply to ``len(captions)`` pairs; notes say what was skipped and why."""
-    notes = []
-    protocols = list(dict.fromkeys(protocols))
-    if "small_batches" in protocols and len(captions) < SMALL_BATCH_SIZE:
-        protocols.remove("small_batches")
-        notes.append(f"small_batches skipped: {len(captions)} pairs < batch size {SMALL_BATCH_SIZE}")
+    notes: list[str] = []
+    protocols = applicable_protocols(protocols, len(captions), notes)
     results = compute_retrieval_metrics(text, motion, captions=list(captions), protocols=protocols, seed=seed)
     return results, notes
 
@@ -127,6 +137,7 @@ def results_table(results: dict[str, dict[str, Any]], chance: dict[str, dict[str
 
 
 __all__ = [
+    "applicable_protocols",
     "block_loss",
     "chance_levels",
     "embed_split",

@@ -60,6 +60,8 @@ def gather_features(
     if world_size == 1:
         return motion_features, text_features
     if gather_with_grad:
+        # optional: torch.distributed.nn exists only in torch builds with distributed support; single-process
+        # runs never get here
         from torch.distributed.nn.functional import all_gather
 
         return torch.cat(all_gather(motion_features), dim=0), torch.cat(all_gather(text_features), dim=0)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,9 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from modeling_motionpatch import MotionPatchConfig, MotionPatchModel
 from modeling_motionpatch.configuration_motionpatch import motion_image_size
-from modeling_motionpatch.pretrained_towers import from_motion_text_pretrained
+from modeling_motionpatch.pretrained_towers import from_motion_text_pretrained, load_text_tower
+
+from .card import base_model_id
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
         projection_dim=model_args.projection_dim,
         projection_head=model_args.projection_head,
         projection_dropout=model_args.projection_dropout,
-        logit_scale_init_value=math.log(1.0 / model_args.temperature),
+        logit_scale_init_value=model_args.logit_scale_init_value,
         learnable_logit_scale=model_args.learnable_temperature,
         max_logit_scale=model_args.max_logit_scale,
         motion_pooling=model_args.motion_pooling,
@@ -112,8 +113,6 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
                 motion_path, text_path, motion_image_size=tuple(image_size),
                 motion_patch_size=model_args.motion_patch_size, **overrides
             )
-        from .card import base_model_id
-
         def named(value: str) -> str:
             hub_id = base_model_id(value)
             return f"{hub_id} ({value!r})" if hub_id and hub_id != value else repr(value)
@@ -142,10 +141,6 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
         notes.append(f"text tower: {text_config.model_type} from the config at {model_args.text_model_name_or_path!r}, "
                      "random weights")  # fmt: skip
     else:
-        from modeling_motionpatch.pretrained_towers import load_text_tower
-
-        from .card import base_model_id
-
         text_model, pooling, note = load_text_tower(text_path, model_args.text_pooling, **_attn_kwargs(model_args))
         hub_id = base_model_id(model_args.text_model_name_or_path)
         where = repr(model_args.text_model_name_or_path)

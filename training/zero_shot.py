@@ -58,11 +58,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import pipeline
 
-from modeling_motionpatch import similarity_logits
+from modeling_motionpatch import ZeroShotMotionClassificationPipeline, similarity_logits
 from modeling_motionpatch.pipeline_zero_shot_motion import ensemble_prompt_embeddings, fill_template
+from motionpatch_processing.babel import read_class_names
+from motionpatch_processing.bandai_labels import BANDAI_CONTENT_PHRASES, BANDAI_STYLE_PHRASES
 
 from .encode import encode_motions, encode_texts, environment, load_model_and_data, make_accelerator, motion_source
+from .encode import load_model_and_processor
 from .encode import run_cli, write_result
 
 logger = logging.getLogger("motionpatch_training.zero_shot")
@@ -115,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="model revision on the Hub")
     p.add_argument("--trust-remote-code", action="store_true", help="load a model saved with its code (auto_map)")
     p.add_argument("--dataset", default=None,
-                   help="(or --motion) 'synthetic', 'bandai-namco:PATH', 'bandai-namco-native:PATH', a motionpatch-prepare folder or "
-                   "a Hub dataset id")  # fmt: skip
+                   help="(or --motion) NAME[:ARG] as in motionpatch-train: 'synthetic', 'bandai-namco[:PATH]', "
+                   "'bandai-namco-native:PATH', 'embedded[:ds1|ds2]'; or a motionpatch-prepare folder or a Hub "
+                   "dataset id")  # fmt: skip
     p.add_argument("--motion", action="append", default=None, metavar="FILE",
                    help="score this .bvh / .npy / .npz file with the pipeline instead of a dataset (repeatable)")
     p.add_argument("--scale", type=float, default=None,
@@ -185,8 +190,6 @@ def row_labels(dataset, column: str, label_index: int | None, name: str) -> list
 
 def read_label_file(path: str | Path) -> list[str]:
     """Labels from a text file (one per line) or JSON (a list, or ``{label: index}`` ordered by index)."""
-    from motionpatch_processing.babel import read_class_names
-
     return read_class_names(path)
 
 
@@ -227,8 +230,6 @@ def label_phrases(labels: Sequence[str], mode: str) -> tuple[list[str], str]:
     if mode == "none":
         return list(labels), "labels verbatim"
     if mode == "auto":
-        from motionpatch_processing.bandai_labels import BANDAI_CONTENT_PHRASES, BANDAI_STYLE_PHRASES
-
         for table, what in ((BANDAI_CONTENT_PHRASES, "content"), (BANDAI_STYLE_PHRASES, "style")):
             if all(table.get(label) for label in labels):
                 return [table[label] for label in labels], f"Bandai-Namco {what} phrases (processing.bandai_namco)"
@@ -273,10 +274,6 @@ def batched_logits(accelerator, model, processor, get_motion, num_motions: int, 
 def pipeline_scores(model, processor, get_motion, num_motions: int, texts: Sequence[str], templates: Sequence[str],
                     input_fps: float | None = None) -> torch.Tensor:  # fmt: skip
     """``(motions, labels)`` softmax scores from ``pipeline("zero-shot-motion-classification")``, one motion at a time."""
-    from transformers import pipeline
-
-    import modeling_motionpatch  # noqa: F401  (registers the task)
-
     classify = pipeline("zero-shot-motion-classification", model=model, processor=processor,
                         device=next(model.parameters()).device)  # fmt: skip
     column = {t: j for j, t in enumerate(texts)}
@@ -345,10 +342,6 @@ def accuracy_report(scores: torch.Tensor, truth: Sequence[Sequence[int]], labels
 # ---------------------------------------------------------------------------
 def classify_files(args: argparse.Namespace) -> dict[str, Any]:
     """``--motion FILE ...``: the pipeline's scores of each file against ``--candidate-labels``."""
-    from modeling_motionpatch import ZeroShotMotionClassificationPipeline
-
-    from .encode import load_model_and_processor
-
     spec = args.candidate_labels
     if spec in ("auto", "babel60") or not spec:
         raise ValueError("--motion needs --candidate-labels: a comma-separated list ('bows, kicks, walks') or a file.")
