@@ -34,7 +34,7 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     build_interface(app).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                                allowed_paths=[str(app.render_dir)])  # fmt: skip
+                                allowed_paths=[str(app.render_dir)])
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1250"):

@@ -36,7 +36,7 @@ with torch.no_grad():
 def usage_snippet(model_id: str, skeleton: str, num_joints: int, fps: float) -> str:
     """The Python code of a model card's "How to use" section (without the fences)."""
     code = Template(USAGE_TEMPLATE).substitute(model_id=model_id, skeleton=skeleton, num_joints=num_joints,
-                                               fps=f"{float(fps):g}")  # fmt: skip
+                                               fps=f"{float(fps):g}")
     return code.rstrip("\n")
 
 

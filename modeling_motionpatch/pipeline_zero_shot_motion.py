@@ -209,9 +209,9 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
 
     def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, input_fps=None, top_k=None,
                              threshold=None, windows=None, scale=None, up_axis=None, joint_names=None, joint_map=None,
-                             check_skeleton=None, **kwargs):  # fmt: skip
+                             check_skeleton=None, **kwargs):
         preprocess = {k: v for k, v in (("scale", scale), ("up_axis", up_axis), ("joint_names", joint_names),
-                                        ("joint_map", joint_map), ("check_skeleton", check_skeleton)) if v is not None}  # fmt: skip
+                                        ("joint_map", joint_map), ("check_skeleton", check_skeleton)) if v is not None}
         if windows is not None:
             preprocess["windows"] = bool(windows)
         if candidate_labels is not None:
@@ -228,7 +228,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
         return preprocess, {}, postprocess
 
     def preprocess(self, motion, candidate_labels=None, hypothesis_template=DEFAULT_TEMPLATE, input_fps=None,
-                   scale=None, up_axis=None, joint_names=None, joint_map=None, windows=True, check_skeleton=None):  # fmt: skip
+                   scale=None, up_axis=None, joint_names=None, joint_map=None, windows=True, check_skeleton=None):
         labels = check_candidate_labels(candidate_labels)
         templates = check_templates(hypothesis_template)
         if is_bvh_motion(motion):  # joints by name, metres, Y up, the file's frame rate
@@ -245,20 +245,20 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             input_fps, joint_names, joint_map = input_fps or fps, None, None
         elif scale is not None or up_axis is not None:
             raise ValueError("scale= and up_axis= apply to BVH inputs (a .bvh path or a loaded BVH motion); convert "
-                             "an array to metres, Y up, before passing it.")  # fmt: skip
+                             "an array to metres, Y up, before passing it.")
         elif isinstance(motion, (str, os.PathLike)):
             motion = load_motion(motion)
         elif isinstance(motion, tuple) and self.processor.feature_extractor.num_persons > 1:  # one pair
             inputs = self.processor(motions=[motion], return_tensors="pt", input_fps=input_fps,
-                                    check_skeleton=check_skeleton)  # fmt: skip
+                                    check_skeleton=check_skeleton)
             values, mask = inputs["motion_values"], inputs["motion_attention_mask"]  # (1, persons, ...) each
             return {"motion_values": values.flatten(1, 2), "motion_attention_mask": mask.flatten(1),  # batchable
-                    "num_windows": torch.tensor([1]), "candidate_labels": labels, "templates": templates}  # fmt: skip
+                    "num_windows": torch.tensor([1]), "candidate_labels": labels, "templates": templates}
         elif not isinstance(motion, (np.ndarray, torch.Tensor, list, tuple)):
             hint = " (wrap a datasets.Dataset as KeyDataset(dataset, 'motion'))" if hasattr(motion, "column_names") else ""
             raise ValueError(f"the pipeline got a {type(motion).__name__}{hint}. Accepted inputs: {ACCEPTED_INPUTS}.")
         inputs = self.processor(motions=motion, return_tensors="pt", input_fps=input_fps, joint_names=joint_names,
-                                joint_map=joint_map, check_skeleton=check_skeleton)  # fmt: skip
+                                joint_map=joint_map, check_skeleton=check_skeleton)
         if len(inputs["motion_values"]) != 1:  # e.g. a list inside the list: its scores would be dropped
             raise ValueError(
                 f"one pipeline input holds {len(inputs['motion_values'])} motions; give a batch as one flat list of "
@@ -346,7 +346,7 @@ class ZeroShotMotionClassificationPipeline(Pipeline):
             {"label": label, "score": score, "similarity": cosine,
              "match": None if threshold is None else cosine >= threshold}
             for score, cosine, label in sorted(zip(scores, cosines, labels), key=lambda x: -x[0])
-        ]  # fmt: skip
+        ]
         return result if top_k is None else result[:top_k]
 
 
@@ -358,7 +358,7 @@ def custom_pipelines_config() -> dict[str, dict[str, Any]]:
     """
     cls = ZeroShotMotionClassificationPipeline
     return {PIPELINE_TASK: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}", "pt": ["AutoModel"],
-                            "type": "multimodal"}}  # fmt: skip
+                            "type": "multimodal"}}
 
 
 def register_pipeline() -> None:

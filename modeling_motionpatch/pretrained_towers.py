@@ -338,7 +338,7 @@ def from_motion_text_pretrained(
     """
     image_size = tuple(motion_image_size or DEFAULT_MOTION_CONFIG["image_size"])
     motion = load_motion_tower(motion_model_name_or_path, image_size, motion_num_attention_heads,
-                               patch_size=motion_patch_size, **(motion_kwargs or {}))  # fmt: skip
+                               patch_size=motion_patch_size, **(motion_kwargs or {}))
     text_model, text_pooling, pooling_note = load_text_tower(
         text_model_name_or_path, config_overrides.pop("text_pooling", None), **(text_kwargs or {})
     )

@@ -151,14 +151,14 @@ _SMPL22_NAMES = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
     "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
+)
 _SMPL22_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
 
 _KIT_NAMES = (
     "root", "torso", "chest", "neck", "head", "right_shoulder", "right_elbow", "right_wrist",
     "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle", "right_heel",
     "right_toe", "left_hip", "left_knee", "left_ankle", "left_heel", "left_toe",
-)  # fmt: skip
+)
 _KIT_PARENTS = (-1, 0, 1, 2, 3, 3, 5, 6, 3, 8, 9, 0, 11, 12, 13, 14, 0, 16, 17, 18, 19)
 
 HUMANML3D = Skeleton(

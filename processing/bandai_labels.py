@@ -148,7 +148,7 @@ BANDAI_CONTENT_PARAPHRASES: dict[str, tuple[tuple[str, str], ...]] = {
                            "raising the left arm"), ("puts the left hand up", "putting the left hand up")),
     "raise-up-right-hand": (("raises the right hand", "raising the right hand"), ("raises the right arm",
                             "raising the right arm"), ("puts the right hand up", "putting the right hand up")),
-}  # fmt: skip
+}
 
 #: Other ways to say each style (the first is the phrase of :data:`BANDAI_STYLE_PHRASES`).
 BANDAI_STYLE_PARAPHRASES: dict[str, tuple[str, ...]] = {
@@ -175,7 +175,7 @@ BANDAI_STYLE_PARAPHRASES: dict[str, tuple[str, ...]] = {
 
 #: Sentence frames of the paraphrases: ``{v}`` is the third-person phrase, ``{ing}`` the -ing phrase.
 PARAPHRASE_FRAMES = ("a person {v} {style}.", "someone {v} {style}.", "a person is {ing} {style}.",
-                     "the person {v} {style}.", "a person {ing} {style}", "{ing} {style}")  # fmt: skip
+                     "the person {v} {style}.", "a person {ing} {style}", "{ing} {style}")
 
 BANDAI_CAPTION_TEMPLATE = "a person {content} {style}."
 BANDAI_PHRASES: dict[str, Mapping[str, str]] = {"content": BANDAI_CONTENT_PHRASES, "style": BANDAI_STYLE_PHRASES}

@@ -216,7 +216,7 @@ def load_bvh_collection(
 
     groups = _group_by_hierarchy(parsed)  # primary first: most files, ties broken by the hierarchy digest
     skeleton_of = _hierarchy_skeletons(groups, skeleton_name or f"bvh-{root.name}", skeleton_name, scale, up_axis,
-                                       chains, output_skeleton, rels, skipped)  # fmt: skip
+                                       chains, output_skeleton, rels, skipped)
     digest_of = {i: digest for digest, members in groups.items() for i, _, _ in members}
     parsed = [item for item in parsed if digest_of[item[0]] in skeleton_of]
     skeleton = skeleton_of[next(iter(groups))]
@@ -228,7 +228,7 @@ def load_bvh_collection(
         if row is not None:
             captions = [make_caption(caption_template, fields, phrases)] if caption_template and fields else []
             rows.append((split_of[ids[i]], {"id": ids[i], **row, "skeleton": skeleton_of[digest_of[i]].name,
-                                            "captions": captions}))  # fmt: skip
+                                            "captions": captions}))
     _report_skips(skipped, len(files), root)
     if not rows:
         raise ValueError(f"none of the {len(files)} BVH files under {root} could be imported; see the warning.")
@@ -236,7 +236,7 @@ def load_bvh_collection(
 
 
 def _hierarchy_skeletons(groups, base: str, skeleton_name, scale, up_axis, chains, output_skeleton, rels,
-                         skipped: list) -> dict[str, Skeleton]:  # fmt: skip
+                         skipped: list) -> dict[str, Skeleton]:
     """Hierarchy digest -> the skeleton of its rows: the primary hierarchy's (registered as ``skeleton_name`` or
     ``base``), each other one registered as ``<base>-<digest>`` when it has the primary's joint count and derivable
     chains (else its files are counted skips), or ``output_skeleton`` for all when ``convert`` maps them onto it."""
@@ -256,7 +256,7 @@ def _hierarchy_skeletons(groups, base: str, skeleton_name, scale, up_axis, chain
             reason, why = OTHER_JOINT_COUNT_REASON, (
                 f"its hierarchy has {reference.hierarchy.num_joints} joints, but the primary skeleton {native.name!r} "
                 f"has {native.num_joints}; one dataset holds one joint count: import these files separately "
-                "(--pattern or another folder)")  # fmt: skip
+                "(--pattern or another folder)")
         else:
             try:
                 skeleton_of[digest] = _register_native_skeleton(reference, None, f"{base}-{digest}", scale, up_axis, None)
@@ -268,7 +268,7 @@ def _hierarchy_skeletons(groups, base: str, skeleton_name, scale, up_axis, chain
 
 
 def _collection_row(data, fields, pos: np.ndarray, rel: str, skeleton: Skeleton, convert, target_fps, min_frames: int,
-                    skipped: list) -> dict[str, Any] | None:  # fmt: skip
+                    skipped: list) -> dict[str, Any] | None:
     """One take's row fields (``motion``, ``fps``, ``labels``, ``source``, ``mirrored``) after ``convert`` and the
     frame-rate change, or ``None`` when it is a counted skip (non-finite positions, too short)."""
     if convert is not None:
@@ -282,7 +282,7 @@ def _collection_row(data, fields, pos: np.ndarray, rel: str, skeleton: Skeleton,
         fps = float(target_fps)
     if pos.shape[0] < min_frames:
         skipped.append((rel, TOO_SHORT_REASON, f"{data.num_frames} frame(s) at {data.fps:g} fps give "
-                        f"{pos.shape[0]} at {fps:g} fps; at least {min_frames} are needed"))  # fmt: skip
+                        f"{pos.shape[0]} at {fps:g} fps; at least {min_frames} are needed"))
         return None
     if pos.shape[1] != skeleton.num_joints:
         raise ValueError(
@@ -290,7 +290,7 @@ def _collection_row(data, fields, pos: np.ndarray, rel: str, skeleton: Skeleton,
             f"{skeleton.num_joints}; `convert` and `output_skeleton` do not match."
         )
     return {"motion": np.asarray(pos, dtype=np.float32), "fps": fps, "labels": list(fields.values()), "source": rel,
-            "mirrored": False}  # fmt: skip
+            "mirrored": False}
 
 
 def _parse_collection(

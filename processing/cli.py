@@ -181,7 +181,7 @@ def _load_humanml3d(args: argparse.Namespace) -> Loaded:
 
 def _load_kit(args: argparse.Namespace) -> Loaded:
     return load_kit_ml(args.root, fps_mode=args.fps_mode, length_scale=args.length_scale,
-                       motion_dir=args.motion_dir, min_segment_frames=args.min_segment_frames)  # fmt: skip
+                       motion_dir=args.motion_dir, min_segment_frames=args.min_segment_frames)
 
 
 def _load_babel(args: argparse.Namespace) -> Loaded:
@@ -203,7 +203,7 @@ def _load_synthetic(args: argparse.Namespace) -> Loaded:
     )
     report = PrepareReport(source="synthetic", root="(generated)", skeleton=get_skeleton("humanml3d"), fps=20.0,
                            parameters={"num_train": args.num_train, "num_validation": args.num_validation,
-                                       "num_test": args.num_test, "seed": args.seed})  # fmt: skip
+                                       "num_test": args.num_test, "seed": args.seed})
     return dd, report
 
 
@@ -212,7 +212,7 @@ def _load_bvh(args: argparse.Namespace) -> Loaded:
               "skeleton_name": args.skeleton_name, "target_fps": args.target_fps or None,
               "min_frames": args.min_frames,
               "labels": "sidecar" if args.sidecar_labels else None,
-              "caption_template": args.caption_template if args.sidecar_labels else None}  # fmt: skip
+              "caption_template": args.caption_template if args.sidecar_labels else None}
     return _with_report("bvh", args.root, load_bvh_collection(args.root, **kwargs), kwargs)
 
 
@@ -331,7 +331,7 @@ def _prepare(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Arg
     if args.mirror:
         if others:
             parser.error(f"--mirror: the dataset mixes skeletons ({[report.skeleton.name, *others]}); mirroring swaps "
-                         "the joints of one skeleton: prepare each hierarchy separately (--pattern) to mirror it.")  # fmt: skip
+                         "the joints of one skeleton: prepare each hierarchy separately (--pattern) to mirror it.")
         if not report.skeleton.left_right_pairs:
             parser.error(f"--mirror: skeleton {report.skeleton.name!r} has no left/right joint pairs to swap.")
         dd, report.mirrored_added = add_mirrored(dd, report.skeleton)
@@ -348,7 +348,7 @@ def _rows_of_skeleton(dd: datasets.DatasetDict, name: str) -> datasets.DatasetDi
     return datasets.DatasetDict({
         split: ds.select(np.flatnonzero(np.asarray(ds.data.column("skeleton").to_numpy(zero_copy_only=False)) == name))
         for split, ds in dd.items()
-    })  # fmt: skip
+    })
 
 
 def _record_warning(report: PrepareReport, message: Warning) -> None:

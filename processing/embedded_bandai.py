@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     np.savez_compressed(target, **arrays)
     counts = {s: int((arrays["split"] == s).sum()) for s in ("train", "validation", "test")}
     print(f"wrote {target}: {len(arrays['lengths'])} clips, {int(arrays['lengths'].sum())} frames, "
-          f"{target.stat().st_size / 1e6:.2f} MB; splits {counts}")  # fmt: skip
+          f"{target.stat().st_size / 1e6:.2f} MB; splits {counts}")
     return 0
 
 

@@ -597,7 +597,7 @@ def load_prepared(path_or_hub_id: str | Path, revision: str | None = None, token
         if str(path_or_hub_id).count("/") != 1:
             raise ValueError(f"{path_or_hub_id!r} is neither an existing folder nor a Hub dataset id 'user/name'.")
         path = Path(huggingface_hub.snapshot_download(str(path_or_hub_id), repo_type="dataset", revision=revision,
-                                                      token=token))  # fmt: skip
+                                                      token=token))
     dataset = _load_local(path)
     if not (path / SKELETON_FILE).exists():
         raise ValueError(f"{path} has no {SKELETON_FILE}; it was not written by save_prepared / motionpatch-prepare.")

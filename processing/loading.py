@@ -105,13 +105,13 @@ def _load_synthetic(spec: DatasetSpec, sizes: Mapping[str, int], seed: int, opti
     dd = build_synthetic_dataset_dict(
         num_train=sizes.get("train"), num_validation=sizes.get("validation"), num_test=sizes.get("test"), seed=seed,
         **options,
-    )  # fmt: skip
+    )
     counts = ", ".join(f"{n} {split}" for split, n in sizes.items())
     return _registered(
         spec, dd, get_skeleton(SYNTHETIC_SKELETON), float(SYNTHETIC_FPS),
         [f"procedurally generated motions (not motion capture) with templated captions ({counts}, seed {seed}); "
          "for demos and tests only - numbers on it say nothing about real data"],
-    )  # fmt: skip
+    )
 
 
 def _load_bandai(spec: DatasetSpec, sizes: Mapping[str, int], seed: int, options: dict[str, Any]) -> LoadedSource:
@@ -139,7 +139,7 @@ def _load_bandai(spec: DatasetSpec, sizes: Mapping[str, int], seed: int, options
         [f"real motion capture: {where}; split by take (no take in two splits)",
          "captions are built from the content and style labels (e.g. 'a person bows angrily.'), not written by "
          "people; licence CC BY-NC 4.0 (non-commercial)"],
-    )  # fmt: skip
+    )
 
 
 def _load_embedded(spec: DatasetSpec, sizes: Mapping[str, int], seed: int, options: dict[str, Any]) -> LoadedSource:
@@ -153,11 +153,11 @@ def _load_embedded(spec: DatasetSpec, sizes: Mapping[str, int], seed: int, optio
         synthetic = build_synthetic_dataset_dict(
             num_train=added.get("train", 0), num_validation=added.get("validation", 0), num_test=added.get("test", 0),
             seed=seed, **options,
-        )  # fmt: skip
+        )
         real = datasets.DatasetDict({
             split: datasets.concatenate_datasets([ds, synthetic[split].cast(ds.features)]) if added[split] else ds
             for split, ds in real.items()
-        })  # fmt: skip
+        })
     counts = {split: f"{len(ds) - added[split]} real + {added[split]} synthetic" for split, ds in real.items()}
     loaded = _registered(
         spec, real, get_skeleton("humanml3d"), 20.0,
@@ -166,7 +166,7 @@ def _load_embedded(spec: DatasetSpec, sizes: Mapping[str, int], seed: int, optio
                                            if any(added.values()) else ""),
          "label-derived captions; the real clips are CC BY-NC 4.0: weights trained on them derive from "
          "non-commercial data"],
-    )  # fmt: skip
+    )
     if not any(added.values()):
         loaded.pretty_name = "Bandai-Namco motion-capture subset embedded in motionpatch"
     return loaded
@@ -205,7 +205,7 @@ def _load_prepared(spec: DatasetSpec, revision: str | None) -> LoadedSource:
     return LoadedSource(
         prepared.dataset, prepared.skeleton, prepared.fps, info, spec, str(report.get("pretty_name") or info.name),
         info.captions_kind, license_, prepared.mean, prepared.std, report, notes,
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def load_source(
     if spec.source is None:
         if options:
             raise ValueError(f"--dataset_options {dict(options)} apply to {list(LOADERS)}, not to prepared dataset "
-                             f"{spec.text!r}; remove them.")  # fmt: skip
+                             f"{spec.text!r}; remove them.")
         return _load_prepared(spec, revision)
     if synthetic_sizes is None:
         synthetic_sizes = {"train": 2000, "validation": 250, "test": 250} if spec.source == "synthetic" else {}

@@ -72,7 +72,7 @@ _PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18
 
 (PELVIS, L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE, SPINE2, L_ANKLE, R_ANKLE, SPINE3, L_FOOT, R_FOOT, NECK,
  L_COLLAR, R_COLLAR, HEAD, L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST,
- ) = range(22)  # fmt: skip
+ ) = range(22)
 
 # Rest-pose joint positions (metres) of the reference 1.70 m adult, left side and midline; right = mirrored.
 _REST_LEFT_AND_MID = {
@@ -92,7 +92,7 @@ _REST_LEFT_AND_MID = {
     L_WRIST: (0.195, 0.8245, -0.015),  # 0.485 H
 }
 _MIRROR = {R_HIP: L_HIP, R_KNEE: L_KNEE, R_ANKLE: L_ANKLE, R_FOOT: L_FOOT, R_COLLAR: L_COLLAR,
-           R_SHOULDER: L_SHOULDER, R_ELBOW: L_ELBOW, R_WRIST: L_WRIST}  # fmt: skip
+           R_SHOULDER: L_SHOULDER, R_ELBOW: L_ELBOW, R_WRIST: L_WRIST}
 _HEEL_HEIGHT = 0.065  # ankle joint above the ground with the foot flat (reference stature)
 _TOE_HEIGHT = 0.015  # foot joint (ball of the foot) above the ground
 _LEG_LENGTH = 0.83  # hip joint to the ground, used for stride lengths
@@ -169,7 +169,7 @@ _SIDES: dict[str, dict[str, Any]] = {
              "shoulder": L_SHOULDER, "elbow": L_ELBOW},
     "right": {"sign": -1.0, "hip": R_HIP, "knee": R_KNEE, "ankle": R_ANKLE, "foot": R_FOOT,
               "shoulder": R_SHOULDER, "elbow": R_ELBOW},
-}  # fmt: skip
+}
 _X, _Y, _Z = 0, 1, 2
 _BOTH_FEET = (L_ANKLE, R_ANKLE, L_FOOT, R_FOOT)
 

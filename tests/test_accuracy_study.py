@@ -97,7 +97,7 @@ def test_combination_splits_without_links_can_split_mirror_pairs_and_errors_are_
         split = held_out_combination_splits(contents, styles, seed=seed)
         train = {(c, s) for c, s, x in zip(contents, styles, split) if x == "train"}
         separated += any((c, s) not in train and (mirror_text(c), s) in train and mirror_text(c) != c
-                         for c, s in zip(contents, styles))  # fmt: skip
+                         for c, s in zip(contents, styles))
     assert separated > 0  # so the linked test above checks something
     with pytest.raises(ValueError, match="no \\(content, style\\) pair can be held out"):
         held_out_combination_splits(["a", "a", "b", "b"], ["x", "y", "x", "y"], min_train_pairs=2)
@@ -112,7 +112,7 @@ def test_raw_joints_tower_matches_the_patch_tower_budget_and_is_one_token_per_fr
     from transformers import ViTConfig
 
     patch = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                      image_size=[64, 80], patch_size=16)  # fmt: skip
+                      image_size=[64, 80], patch_size=16)
     raw, counts = raw_joints_motion_config(patch, num_joints=22)
     assert tuple(raw.image_size) == (64, 22) and tuple(raw.patch_size) == (1, 22)
     assert counts["patches"] == count_motion_tower_parameters(patch)
@@ -122,7 +122,7 @@ def test_raw_joints_tower_matches_the_patch_tower_budget_and_is_one_token_per_fr
     config = MotionPatchConfig(motion_config=raw.to_dict(),
                                text_config={"model_type": "bert", "vocab_size": 50, "hidden_size": 16,
                                             "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32},
-                               projection_dim=8)  # fmt: skip
+                               projection_dim=8)
     model = MotionPatchModel(config).eval()
     motion = torch.randn(3, 64, 22, 3)
     fe = RawJointsFeatureExtractor(skeleton="humanml3d", max_frames=64, check_skeleton=False)  # random arrays
@@ -168,11 +168,11 @@ def _index(dataset: str) -> dict[str, dict]:
 
 
 @pytest.mark.skipif(not (DATA / "ds2_h22_20fps.npz").is_file(),
-                    reason="the Bandai-Namco arrays are not at ../shared/data/bandai-namco (they are not shipped)")  # fmt: skip
+                    reason="the Bandai-Namco arrays are not at ../shared/data/bandai-namco (they are not shipped)")
 def test_quick_study_runs_end_to_end_with_splits_disjoint_as_claimed(tmp_path):
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(STUDY), "--quick", "--output", str(tmp_path), "--workers", "1"],
-                          check=False, capture_output=True, text=True, timeout=300, cwd=REPO)  # fmt: skip
+                          check=False, capture_output=True, text=True, timeout=300, cwd=REPO)
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert elapsed < 120, f"--quick took {elapsed:.0f} s"
@@ -180,7 +180,7 @@ def test_quick_study_runs_end_to_end_with_splits_disjoint_as_claimed(tmp_path):
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     expected = {(d, r, v) for d, rules in (("ds2", ("held-out-takes", "held-out-combinations")),
                                            ("ds1", ("held-out-combinations",)))
-                for r in rules for v in ("patches", "raw-joints", "patches-shuffled", "patches-no-mirror")}  # fmt: skip
+                for r in rules for v in ("patches", "raw-joints", "patches-shuffled", "patches-no-mirror")}
     assert {(r["dataset"], r["split"], r["variant"]) for r in runs} == expected
     for r in runs:
         assert 0 <= r["test"]["zero_shot/content"] <= 100 and r["best_step"] <= r["steps"]
@@ -209,7 +209,7 @@ def test_quick_study_runs_end_to_end_with_splits_disjoint_as_claimed(tmp_path):
                 assert rec["counts"]["test"] > 0 and rec["counts"]["validation"] > 0
             else:
                 pairs = {k: {(index[n]["content"], index[n]["style"]) for n, s in split.items() if s == k}
-                         for k in ("train", "validation", "test")}  # fmt: skip
+                         for k in ("train", "validation", "test")}
                 assert pairs["test"] and not pairs["test"] & pairs["train"], "a tested pair is also trained on"
                 assert not pairs["validation"] & pairs["train"] and not pairs["validation"] & pairs["test"]
                 trained_contents = {c for c, _ in pairs["train"]}
@@ -244,18 +244,18 @@ def test_the_committed_table_is_what_the_committed_runs_give():
 
 
 @pytest.mark.skipif(not (DATA / "ds2_h22_20fps.npz").is_file(),
-                    reason="the Bandai-Namco arrays are not at ../shared/data/bandai-namco (they are not shipped)")  # fmt: skip
+                    reason="the Bandai-Namco arrays are not at ../shared/data/bandai-namco (they are not shipped)")
 def test_quick_transfer_study_runs_the_dinov2_variants(tmp_path):
     """The image-pretraining rows (--quick: a tiny random DINOv2 stands in for the converted weights): 14-point
     parts and 14-frame rows, the 16 x 16 resized variant, and the transfer table."""
     proc = subprocess.run([sys.executable, str(STUDY), "--quick", "--output", str(tmp_path), "--workers", "1",
                            "--datasets", "ds2", "--variants", "dinov2-pretrained", "dinov2-scratch",
-                           "dinov2-pretrained-p16"], check=False, capture_output=True, text=True, timeout=300, cwd=REPO)  # fmt: skip
+                           "dinov2-pretrained-p16"], check=False, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert {(r["split"], r["variant"]) for r in runs} == {
         (s, v) for s in ("held-out-takes", "held-out-combinations")
-        for v in ("dinov2-pretrained", "dinov2-scratch", "dinov2-pretrained-p16")}  # fmt: skip
+        for v in ("dinov2-pretrained", "dinov2-scratch", "dinov2-pretrained-p16")}
     tower = {r["variant"]: r["motion_tower_parameters"] for r in runs}
     assert tower["dinov2-pretrained"] == tower["dinov2-scratch"] < tower["dinov2-pretrained-p16"]  # 16 x 16 filters
     table = (tmp_path / "table.md").read_text()

@@ -36,7 +36,7 @@ def smpl_bvh(frames: int = 40, fps: float = 20.0) -> str:
         pad = "  " * depth
         kind = "ROOT" if skel.parents[j] < 0 else "JOINT"
         channels = ("CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation" if kind == "ROOT"
-                    else "CHANNELS 3 Zrotation Xrotation Yrotation")  # fmt: skip
+                    else "CHANNELS 3 Zrotation Xrotation Yrotation")
         body = "".join(joint(c, depth + 1) for c in kids.get(j, []))
         if not body:
             body = f"{pad}  End Site\n{pad}  {{\n{pad}    OFFSET 0 0.05 0\n{pad}  }}\n"
@@ -95,7 +95,7 @@ def app(workspace):
     from motionpatch_training.app import create_app
 
     return create_app(str(workspace / "model"), str(workspace / "library"), cache_dir=str(workspace / "cache"),
-                      progress=False)  # fmt: skip
+                      progress=False)
 
 
 def test_search_equals_the_index_and_the_index_is_cached(workspace, app, tmp_path, monkeypatch):
@@ -115,7 +115,7 @@ def test_search_equals_the_index_and_the_index_is_cached(workspace, app, tmp_pat
     assert "Top 4 of 6" in status
     # the second start reuses the index saved under the cache folder, keyed by both fingerprints
     again = create_app(str(workspace / "model"), str(workspace / "library"), cache_dir=str(workspace / "cache"),
-                       progress=False)  # fmt: skip
+                       progress=False)
     assert "reused the cached index" in again.notes[-1]
     assert torch.equal(again.index.embeddings, app.index.embeddings)
     # a changed library gets a new fingerprint, hence a new index
@@ -140,7 +140,7 @@ def test_search_says_when_nothing_fits(workspace, tmp_path):
 
     model = AutoModel.from_pretrained(workspace / "model")
     uncalibrated = create_app(str(workspace / "model"), str(workspace / "library"), cache_dir=str(tmp_path / "a"),
-                              progress=False)  # fmt: skip
+                              progress=False)
     rows, _, status = uncalibrated.search("a person jumps", 3)
     assert [r[-1] for r in rows] == ["", "", ""] and status.startswith("Top 3 of")
     for threshold, expected in ((-1.0, "Top 3 of"), (0.999, "No confident match for 'a person jumps'")):
@@ -149,7 +149,7 @@ def test_search_says_when_nothing_fits(workspace, tmp_path):
         shutil.copytree(workspace / "model", tmp_path / f"model{threshold}", dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("config.json", "model.safetensors"))  # the processor files
         app = create_app(str(tmp_path / f"model{threshold}"), str(workspace / "library"),
-                         cache_dir=str(tmp_path / "b"), progress=False)  # fmt: skip
+                         cache_dir=str(tmp_path / "b"), progress=False)
         rows, _, status = app.search("a person jumps", 3)
         assert expected in status, status
         assert [r[-1] for r in rows] == (["yes"] * 3 if threshold < 0 else ["no"] * 3)
@@ -261,7 +261,7 @@ def test_app_in_a_real_browser(workspace, app, tmp_path):
     demo = build_interface(app)
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                allowed_paths=[str(app.render_dir)])  # fmt: skip
+                allowed_paths=[str(app.render_dir)])
     try:
         driver.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(driver, 120)
@@ -278,12 +278,12 @@ def test_app_in_a_real_browser(workspace, app, tmp_path):
 
         driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Zero-shot labels')]").click()
         wait.until(lambda d: d.find_element(By.ID, "zs-upload").is_displayed()
-                   and d.find_element(By.ID, "zs-button").is_displayed())  # fmt: skip
+                   and d.find_element(By.ID, "zs-button").is_displayed())
         upload = driver.find_element(By.CSS_SELECTOR, "#zs-upload input[type=file]")
         upload.send_keys(str(workspace / "uploads" / "cut.bvh"))
         # the upload is complete when the file is listed with its size (the name's stem and suffix are separate spans)
         wait.until(lambda d: "cut.bvh" in "".join(d.find_element(By.ID, "zs-upload").text.split())
-                   and "B⇣" in "".join(d.find_element(By.ID, "zs-upload").text.split()))  # fmt: skip
+                   and "B⇣" in "".join(d.find_element(By.ID, "zs-upload").text.split()))
         driver.find_element(By.ID, "zs-button").click()
         wait.until(lambda d: "truncated" in d.find_element(By.ID, "zs-status").text)
         status = driver.find_element(By.ID, "zs-status").text
@@ -321,7 +321,7 @@ def bandai_folder(tmp_path_factory):
     index = [json.loads(line) for line in (BANDAI / "ds1_index.jsonl").read_text().splitlines()]
     with np.load(BANDAI / "ds1_h22_20fps.npz") as z:
         clips = {index[i]["name"]: z["joints"][z["offsets"][i] : z["offsets"][i] + z["lengths"][i]].astype(np.float32)
-                 for i in BANDAI_CLIPS}  # fmt: skip
+                 for i in BANDAI_CLIPS}
     for i in BANDAI_CLIPS:
         for suffix in (".bvh", ".json"):
             shutil.copy(BANDAI / "ds1-bvh" / "data" / (index[i]["name"] + suffix), root / "data")
@@ -333,7 +333,7 @@ def test_bandai_library_maps_joints_by_name_with_label_names_and_captions(bandai
 
     root, index, clips = bandai_folder
     bandai_app = create_app(str(workspace / "model"), str(root / "data"), cache_dir=str(tmp_path / "cache"),
-                            progress=False)  # fmt: skip
+                            progress=False)
     lib = bandai_app.library
     assert sorted(lib.ids) == sorted(index) and lib.skeleton.name == "humanml3d"
     assert "joints mapped by name (bandai-namco)" in lib.notes[0] and "scale 0.01, Y up" in lib.notes[0]

@@ -359,7 +359,7 @@ def test_two_collections_with_one_folder_name_keep_their_own_skeletons(tmp_path)
     assert get_skeleton(skeletons[1].name) == skeletons[1] and get_skeleton("bvh-mocap_lib").joint_names[-1] == "tip"
     with pytest.raises(SkeletonError, match="already registered"):  # a name chosen by the user is never changed
         load_bvh_collection(tmp_path / "b" / "mocap_lib", pattern="*.bvh", labels=None, chains=chains,
-                            splits="hash", skeleton_name="bvh-mocap_lib")  # fmt: skip
+                            splits="hash", skeleton_name="bvh-mocap_lib")
 
 
 def test_splits_by_take_are_disjoint():

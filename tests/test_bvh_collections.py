@@ -151,7 +151,7 @@ def test_the_cli_reports_rows_per_skeleton_and_uses_the_primary_for_statistics(t
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["bvh", "--root", str(root), "--output", str(out), "--scale", "0.01", "--statistics", "all",
-                     "--skeleton-name", "mixrig"]) == 0  # fmt: skip
+                     "--skeleton-name", "mixrig"]) == 0
     report = json.loads((out / "prepare_report.json").read_text())
     rows = report["skeleton_rows"]
     assert report["skeleton"] == "mixrig" and rows["mixrig"] == 3 and sum(rows.values()) == 5 and len(rows) == 2

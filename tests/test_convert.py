@@ -61,7 +61,7 @@ def random_timm_vit_state_dict(hidden=32, depth=2, mlp=64, grid=(14, 5), patch=1
         for name, (out, inp) in {
             "attn.qkv": (3 * hidden, hidden), "attn.proj": (hidden, hidden), "mlp.fc1": (mlp, hidden),
             "mlp.fc2": (hidden, mlp),
-        }.items():  # fmt: skip
+        }.items():
             sd[f"blocks.{i}.{name}.weight"] = r(out, inp, scale=1 / math.sqrt(inp))
             sd[f"blocks.{i}.{name}.bias"] = r(out, scale=0.1)
     if final:
@@ -131,7 +131,7 @@ def original_parts(motion_sd, text_hidden=128, text_heads=2, vocab=64, projectio
     text_config = DistilBertConfig(
         vocab_size=vocab, dim=text_hidden, n_layers=2, n_heads=text_heads, hidden_dim=2 * text_hidden,
         max_position_embeddings=64,
-    )  # fmt: skip
+    )
     text = randomize_(DistilBertModel(text_config), seed)
     heads = {
         "motion_projection": randomize_(ReferenceHead(motion_sd["cls_token"].shape[-1], projection_dim), seed + 1),
@@ -172,7 +172,7 @@ def test_transformers_vit_names_are_probed_from_the_installed_version():
     from transformers import ViTConfig, ViTModel
 
     keys = ViTModel(ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8,
-                              image_size=16), add_pooling_layer=False).state_dict()  # fmt: skip
+                              image_size=16), add_pooling_layer=False).state_dict()
     prefix = names["prefix"].format(i=0)
     for role in ("norm1", "query", "key", "value", "out", "norm2", "fc1", "fc2"):
         assert f"{prefix}{names[role]}.weight" in keys
@@ -248,7 +248,7 @@ def timm_parity(hidden, depth, heads, batch=2):
     ref = VisionTransformer(
         img_size=(224, 80), patch_size=16, embed_dim=hidden, depth=depth, num_heads=heads, num_classes=0,
         global_pool="avg",
-    )  # fmt: skip
+    )
     randomize_(ref, seed=0)
     conv = convert_timm_vit_state_dict(ref.state_dict(), image_size=(224, 80), num_attention_heads=heads)
     vit = ViTModel(conv.config, add_pooling_layer=False).eval()
@@ -296,7 +296,7 @@ def test_original_checkpoint_parity_through_the_console_script(backend, tmp_path
 
         vit = randomize_(
             VisionTransformer(img_size=(224, 80), patch_size=16, embed_dim=128, depth=2, num_heads=2, num_classes=0,
-                              global_pool="avg"), seed=5)  # fmt: skip
+                              global_pool="avg"), seed=5)
         motion_sd = dict(vit.state_dict())
 
         def motion_fn(x):
@@ -377,7 +377,7 @@ def test_kit_preset_flattened_statistics_and_a_text_config(tmp_path, tokenizer_d
     out = convert_original_checkpoint(
         tmp_path / "kit.pt", tmp_path / "kit", dataset="kit", mean=tmp_path / "mean.npy", std=tmp_path / "std.npy",
         tokenizer=tokenizer_dir, text_config=tmp_path / "text_config", motion_num_attention_heads=4,
-    )  # fmt: skip
+    )
     model = MotionPatchModel.from_pretrained(out).eval()
     assert model.config.projection_dropout == 0.0 and model.config.text_config.n_heads == 4
     assert model.config.motion_config.num_attention_heads == 4
@@ -403,9 +403,9 @@ def test_statistics_from_a_prepared_dataset_folder(tmp_path, tokenizer_dir):
     motions = random_motions(3, seed=4)
     features = datasets.Features({
         "motion": datasets.Array3D(shape=(None, 22, 3), dtype="float32"), "skeleton": datasets.Value("string"),
-    })  # fmt: skip
+    })
     ds = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
-        {"motion": motions, "skeleton": ["humanml3d"] * 3}, features=features)})  # fmt: skip
+        {"motion": motions, "skeleton": ["humanml3d"] * 3}, features=features)})
     ds.save_to_disk(str(tmp_path / "prepared"))
     sd, *_ = original_parts(
         random_timm_vit_state_dict(hidden=64, depth=1, grid=(14, 5)), text_hidden=64, text_heads=1
@@ -414,7 +414,7 @@ def test_statistics_from_a_prepared_dataset_folder(tmp_path, tokenizer_dir):
     out = convert_original_checkpoint(
         tmp_path / "ckpt.pt", tmp_path / "out", dataset="humanml3d", stats_from=tmp_path / "prepared",
         tokenizer=tokenizer_dir, motion_num_attention_heads=1, verify=False,
-    )  # fmt: skip
+    )
     from transformers import AutoFeatureExtractor
 
     fe = AutoFeatureExtractor.from_pretrained(out)
@@ -431,7 +431,7 @@ def test_statistics_from_a_prepared_dataset_folder(tmp_path, tokenizer_dir):
     out = convert_original_checkpoint(
         tmp_path / "ckpt.pt", tmp_path / "out2", dataset="humanml3d", stats_from=tmp_path / "prepared",
         tokenizer=tokenizer_dir, motion_num_attention_heads=1, verify=False,
-    )  # fmt: skip
+    )
     fe = AutoFeatureExtractor.from_pretrained(out)
     np.testing.assert_array_equal(fe.mean, (mean + 1.0).astype(np.float32))
     assert "statistics.json` saved with the prepared dataset" in (out / "README.md").read_text()
@@ -450,7 +450,7 @@ def small_checkpoint(tmp_path):
 
 def convert_args(ckpt, out, stats, tokenizer_dir, dataset="humanml3d", mean=None, std=None):
     return ["--checkpoint", ckpt, "--dataset", dataset, "--mean", mean or stats / f"{dataset}_mean.npy",
-            "--std", std or stats / f"{dataset}_std.npy", "--tokenizer", tokenizer_dir, "--output", out]  # fmt: skip
+            "--std", std or stats / f"{dataset}_std.npy", "--tokenizer", tokenizer_dir, "--output", out]
 
 
 def test_missing_and_unexpected_keys_are_listed(tmp_path, small_checkpoint, stats, tokenizer_dir, capsys):
@@ -463,7 +463,7 @@ def test_missing_and_unexpected_keys_are_listed(tmp_path, small_checkpoint, stat
     assert run_main(convert_args(tmp_path / "bad.pt", out, stats, tokenizer_dir)) == 2
     err = capsys.readouterr().err
     for key in ("motion_encoder.model.blocks.0.attn.qkv.bias", "text_projection.fc.weight",
-                "motion_encoder.model.norm.weight", "extra.thing"):  # fmt: skip
+                "motion_encoder.model.norm.weight", "extra.thing"):
         assert key in err, (key, err)
     assert "Missing keys (2)" in err and "Unexpected keys (2)" in err
     assert_no_leftovers(tmp_path, out)

@@ -88,7 +88,7 @@ def test_converted_dinov2_is_a_motion_tower(converted, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = from_motion_text_pretrained(str(folder), str(text), motion_image_size=(224, 70),
-                                                             projection_dim=16).eval()  # fmt: skip
+                                                             projection_dim=16).eval()
     notes = "".join(str(w.message) for w in caught)
     assert "resampled from a 37x37 to a 16x5 grid" in notes, notes
     assert type(model.motion_model).__name__ == "Dinov2Model"

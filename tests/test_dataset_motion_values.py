@@ -82,7 +82,7 @@ def test_values_equal_the_extractor_and_num_proc_2_equals_1(disk_dataset):
             np.testing.assert_array_equal(got[key], np.concatenate([at20[key], at30[key]]))
         # the patch GEMM's blocking differs with the batch size (batches of 5 here): float32 rounding only
         np.testing.assert_allclose(got["motion_values"], np.concatenate([at20["motion_values"], at30["motion_values"]]),
-                                   rtol=0, atol=2e-6)  # fmt: skip
+                                   rtol=0, atol=2e-6)
         assert got["motion_values"].dtype == np.float32 and got["motion_values"].shape == (N, 3, 64, 80)
 
 

@@ -25,9 +25,9 @@ CAPTIONS = ["a person walks forward", "someone jumps", "a person kicks"]
 def dinov2_config(vocab_size: int, **overrides) -> MotionPatchConfig:
     # 4 patch rows of 14 frames x 5 body parts of 14 points: a 56 x 70 motion image, 20 patches of 14 x 14
     motion = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2,
-                          image_size=[56, 70], patch_size=14)  # fmt: skip
+                          image_size=[56, 70], patch_size=14)
     text = dict(model_type="distilbert", vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                max_position_embeddings=64)  # fmt: skip
+                max_position_embeddings=64)
     return MotionPatchConfig(motion_config=motion, text_config=text, projection_dim=16, **overrides)
 
 
@@ -49,7 +49,7 @@ def test_config_geometry_follows_the_dinov2_tower(tokenizer):
 def test_geometry_the_tower_cannot_read_is_refused(tokenizer):
     with pytest.raises(StrictDataclassClassValidationError, match="straddle two body parts"):
         MotionPatchConfig(motion_config=Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                                     image_size=[56, 80], patch_size=14))  # fmt: skip
+                                                     image_size=[56, 80], patch_size=14))
     with pytest.raises(StrictDataclassClassValidationError, match="motion tower must be one of"):
         MotionPatchConfig(motion_config={"model_type": "bert"})
 

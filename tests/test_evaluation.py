@@ -57,7 +57,7 @@ def workdir(tmp_path_factory, tokenizer_dir):
     save_prepared(datasets.DatasetDict({"test": test}), root / "data", "humanml3d")
 
     no_caps = test.remove_columns("captions").add_column("captions", [[] for _ in range(N_CLIPS)],
-                                                         feature=test.features["captions"])  # fmt: skip
+                                                         feature=test.features["captions"])
     save_prepared(datasets.DatasetDict({"test": no_caps}), root / "data_no_captions", "humanml3d")
 
     from motionpatch_processing.schema import (
@@ -69,7 +69,7 @@ def workdir(tmp_path_factory, tokenizer_dir):
         "id": [f"k{i}" for i in range(8)], "motion": [rng.normal(size=(30, 21, 3)).astype(np.float32) for _ in range(8)],
         "fps": [20.0] * 8, "skeleton": ["kit"] * 8, "captions": [[f"a person walks {w}"] for w in "abcdefgh"],
         "labels": [["walk"]] * 8, "source": ["test"] * 8, "mirrored": [False] * 8,
-    }  # fmt: skip
+    }
     kit = datasets.Dataset.from_dict(kit_rows, features=motion_features(21))
     save_prepared(datasets.DatasetDict({"test": kit}), root / "data_kit", "kit")
     return root
@@ -108,7 +108,7 @@ def test_evaluate_end_to_end_matches_direct_metrics(workdir, tmp_path, capsys):
     protocols = "all,small_batches,strict" + (",threshold" if encoder else "")
     out = tmp_path / "results.json"
     rc = _run(["--model", workdir / "model", "--dataset", workdir / "data", "--split", "test", "--protocols", protocols,
-               "--seed", 3, "--batch-size", 8, "--output", out])  # fmt: skip
+               "--seed", 3, "--batch-size", 8, "--output", out])
     printed = capsys.readouterr().out
     assert rc == 0
     assert "| Protocol | N | T2M R@1 |" in printed and "all (chance)" in printed and "small_batches (bs=32, seed=3)" in printed
@@ -116,7 +116,7 @@ def test_evaluate_end_to_end_matches_direct_metrics(workdir, tmp_path, capsys):
     assert res["model"] == str(workdir / "model") and res["dataset"] == str(workdir / "data")
     assert res["split"] == "test" and res["seed"] == 3
     assert res["counts"] == {"rows": N_CLIPS, "evaluated": N_CLIPS, "without_caption": 0,
-                             "distinct_first_captions": N_CLIPS - 1}  # fmt: skip
+                             "distinct_first_captions": N_CLIPS - 1}
     assert res["protocols"]["small_batches"] == {"num_queries": 32, "batch_size": 32, "seed": 3, "num_batches": 1}
     assert res["table"] in printed
 
@@ -133,7 +133,7 @@ def test_evaluate_end_to_end_matches_direct_metrics(workdir, tmp_path, capsys):
         caption_embeds = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
         assert res["protocols"]["threshold"]["sentence_encoder"] == encoder
     expected = compute_retrieval_metrics(text, motion, captions=captions, protocols=protocols.split(","), seed=3,
-                                         caption_embeds=caption_embeds)  # fmt: skip
+                                         caption_embeds=caption_embeds)
     for protocol, metrics in expected.items():
         for key, value in metrics.items():
             if "/" in key:
@@ -150,13 +150,13 @@ def test_update_model_card_writes_a_parsable_model_index_and_keeps_the_rest(work
     folder = tmp_path / "model"
     shutil.copytree(workdir / "model", folder)
     other = EvalResult(task_type="zero-shot-classification", dataset_type="someone/else", dataset_name="Else",
-                       metric_type="accuracy", metric_value=12.5)  # fmt: skip
+                       metric_type="accuracy", metric_value=12.5)
     ModelCard.from_template(ModelCardData(model_name="tiny", license="apache-2.0", eval_results=[other]),
                             template_str="---\n{{ card_data }}\n---\n# Tiny\n\nHand-written text stays.\n").save(
-        str(folder / "README.md"))  # fmt: skip
+        str(folder / "README.md"))
     for _ in range(2):  # a second run replaces its entries instead of adding duplicates
         rc = _run(["--model", folder, "--dataset", workdir / "data", "--protocols", "all,small_batches",
-                   "--update-model-card"])  # fmt: skip
+                   "--update-model-card"])
         assert rc == 0
     card = ModelCard.load(folder / "README.md")
     assert card.data.license == "apache-2.0" and "Hand-written text stays." in card.text
@@ -191,7 +191,7 @@ def test_other_skeleton_needs_the_flag_and_then_swaps_the_processor(workdir, tmp
     assert "21 joints" in err and "22 joints" in err and "--skeleton-from-dataset" in err and "'kit'" in err
     out = tmp_path / "kit.json"
     rc = _run(["--model", workdir / "model", "--dataset", workdir / "data_kit", "--protocols", "all,small_batches",
-               "--skeleton-from-dataset", "--output", out])  # fmt: skip
+               "--skeleton-from-dataset", "--output", out])
     assert rc == 0
     res = json.loads(out.read_text())
     proc = res["processor"]
@@ -212,6 +212,6 @@ def test_unknown_protocol_and_bad_split_are_clear_errors(workdir, capsys):
 def test_synthetic_dataset_by_name(workdir, tmp_path):
     out = tmp_path / "syn.json"
     rc = _run(["--model", workdir / "model", "--dataset", "synthetic", "--synthetic-size", 6, "--protocols", "all",
-               "--output", out])  # fmt: skip
+               "--output", out])
     res = json.loads(out.read_text())
     assert rc == 0 and res["counts"]["evaluated"] == 6 and res["dataset_type"] == "motionpatch/synthetic"

@@ -56,7 +56,7 @@ def folders(tmp_path_factory, tokenizer_dir):
         "motion": [random_poses(int(rng.integers(20, 90)), rng) for _ in range(N)],
         "fps": [20.0] * N, "skeleton": ["humanml3d"] * N, "captions": captions, "labels": [[]] * N,
         "source": ["test"] * N, "mirrored": [False] * N,
-    }  # fmt: skip
+    }
     test = datasets.Dataset.from_dict(rows, features=motion_features(22))
     save_prepared(datasets.DatasetDict({"test": test}), root / "data", "humanml3d")
     return root
@@ -66,13 +66,13 @@ def test_two_cpu_processes_give_the_same_json(folders, tmp_path):
     from motionpatch_training.evaluate_retrieval import main
 
     args = ["--model", str(folders / "model"), "--dataset", str(folders / "data"), "--protocols",
-            "all,small_batches,strict", "--batch-size", "8", "--cpu"]  # fmt: skip
+            "all,small_batches,strict", "--batch-size", "8", "--cpu"]
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     assert main(args + ["--output", str(one)]) == 0
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "motionpatch_training.evaluate_retrieval", *args, "--output", str(two)]  # fmt: skip
+           "motionpatch_training.evaluate_retrieval", *args, "--output", str(two)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=str(tmp_path),
                           check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -30,7 +30,7 @@ def test_save_and_load_keeps_skeleton_and_statistics(tmp_path):
         "toy", ["hips", "spine", "chest", "neck", "head", "l_arm", "l_hand", "r_arm", "r_hand",
                 "l_leg", "l_foot", "r_leg", "r_foot"],
         [-1, 0, 1, 2, 3, 2, 5, 2, 7, 0, 9, 0, 11],
-    )  # fmt: skip
+    )
     mean = np.arange(39, dtype=np.float32).reshape(13, 3)
     std = np.full((13, 3), 2.0, np.float32)
     fe = MotionPatchFeatureExtractor(skel.to_dict(), mean=mean, std=std, max_frames=32, input_fps=30.0, fps_mode="linear")

@@ -17,7 +17,7 @@ from conftest import random_poses
 from test_pipeline_interaction import interaction_config
 
 CAPTIONS = ["a person walks forward", "a person jumps", "a person kicks with the left leg",
-            "a person waves the right hand", "a person runs quickly", "a person squats"]  # fmt: skip
+            "a person waves the right hand", "a person runs quickly", "a person squats"]
 LABELS = ["walks", "jumps", "kicks"]
 
 
@@ -54,7 +54,7 @@ def test_prepare_and_evaluate_an_interhuman_folder(workspace):
     assert prepare(["interhuman", "--root", str(root / "InterHuman"), "--output", str(root / "data")]) == 0
     out = root / "results.json"
     assert evaluate(["--model", str(root / "model"), "--dataset", str(root / "data"), "--split", "test",
-                     "--protocols", "all", "--output", str(out)]) == 0  # fmt: skip
+                     "--protocols", "all", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     metrics = result["metrics"]
     assert result["split"] == "test" and 0 <= metrics["all/t2m/R@1"] <= 100 and metrics["all/t2m/R@5"] == 100.0
@@ -84,7 +84,7 @@ def test_pipeline_classifies_pairs_like_the_model(workspace):
     one = classify(pairs[0], candidate_labels=LABELS)
     with torch.no_grad():
         expected = model(**processor(text=[f"A person {label}." for label in LABELS], motions=[pairs[0]],
-                                     return_tensors="pt", padding=True)).logits_per_motion.softmax(-1)[0]  # fmt: skip
+                                     return_tensors="pt", padding=True)).logits_per_motion.softmax(-1)[0]
     got = {r["label"]: r["score"] for r in one}
     np.testing.assert_allclose([got[label] for label in LABELS], expected.numpy(), atol=1e-5)
     length = min(len(pairs[0][0]), len(pairs[0][1]))

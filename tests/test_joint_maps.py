@@ -168,7 +168,7 @@ def mutate_bvh(text: str, factor: float = 1.0, turn: float = 0.0, rename: dict |
     data = parse_bvh_string(text)
     head, _, _ = text.partition("MOTION")
     head = re.sub(r"OFFSET\s+(\S+)\s+(\S+)\s+(\S+)",
-                  lambda m: "OFFSET " + " ".join(f"{float(v) * factor:.6f}" for v in m.groups()), head)  # fmt: skip
+                  lambda m: "OFFSET " + " ".join(f"{float(v) * factor:.6f}" for v in m.groups()), head)
     values = data.values.copy()
     h = data.hierarchy
     for j, chans in enumerate(h.channels):
@@ -231,7 +231,7 @@ def test_pipeline_scores_a_bvh_like_its_converted_npz_clip(ds1, tokenizer):
     model = MotionPatchModel(tiny_config(vocab_size=len(tokenizer))).eval()
     fe = MotionPatchFeatureExtractor("humanml3d", max_frames=64, fps_mode="linear")
     classify = pipeline("zero-shot-motion-classification", model=model,
-                        processor=MotionPatchProcessor(fe, tokenizer))  # fmt: skip
+                        processor=MotionPatchProcessor(fe, tokenizer))
     for i in CLIPS:
         expected = classify(clips[i], candidate_labels=LABELS)
         for source in (paths[i], str(paths[i]), read_bvh(paths[i]), read_bvh(paths[i], scale=0.01)):

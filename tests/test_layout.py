@@ -49,7 +49,7 @@ def test_modules_export_only_what_they_define():
         if path.name == "__init__.py":
             continue
         exported = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-                         and any(getattr(t, "id", "") == "__all__" for t in n.targets)), [])  # fmt: skip
+                         and any(getattr(t, "id", "") == "__all__" for t in n.targets)), [])
         foreign = sorted(set(exported) - _defined(tree))
         if foreign:
             offenders[dotted] = foreign

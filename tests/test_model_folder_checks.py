@@ -145,7 +145,7 @@ def test_swapped_left_right_chains_are_a_named_error(folder):
     "fe_kwargs, expected",
     [({"points_per_part": 8}, "5 x 8 = 40 point columns.*points_per_part must be 16"),
      ({"max_frames": 32}, "max_frames is 32.*must be 64")],
-)  # fmt: skip
+)
 def test_a_patch_geometry_that_does_not_fit_the_motion_tower_is_a_named_error(folder, fe_kwargs, expected):
     make_processor(**fe_kwargs).save_pretrained(folder)
     for name, load in loaders(folder).items():

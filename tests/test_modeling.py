@@ -30,10 +30,10 @@ def test_loss_equals_hand_computation_on_3x3():
     # text->motion: -log softmax(row)[i], motion->text: -log softmax(column)[i]
     t2m = [2.0 - math.log(math.exp(2.0) + math.exp(0.5) + math.exp(-1.0)),
            1.0 - math.log(math.exp(0.0) + math.exp(1.0) + math.exp(0.3)),
-           3.0 - math.log(math.exp(-0.5) + math.exp(0.2) + math.exp(3.0))]  # fmt: skip
+           3.0 - math.log(math.exp(-0.5) + math.exp(0.2) + math.exp(3.0))]
     m2t = [2.0 - math.log(math.exp(2.0) + math.exp(0.0) + math.exp(-0.5)),
            1.0 - math.log(math.exp(0.5) + math.exp(1.0) + math.exp(0.2)),
-           3.0 - math.log(math.exp(-1.0) + math.exp(0.3) + math.exp(3.0))]  # fmt: skip
+           3.0 - math.log(math.exp(-1.0) + math.exp(0.3) + math.exp(3.0))]
     expected = (-sum(t2m) / 3 - sum(m2t) / 3) / 2
     assert motion_text_contrastive_loss(logits).item() == pytest.approx(expected, abs=1e-6)
     assert motion_text_contrastive_loss(logits.bfloat16()).dtype == torch.float32

@@ -27,7 +27,7 @@ def test_chain_order_and_sample_positions_are_literal():
     k = get_skeleton("kit")
     assert k.chains == ((0, 11, 12, 13, 14, 15), (0, 16, 17, 18, 19, 20), (0, 1, 2, 3, 4), (3, 5, 6, 7), (3, 8, 9, 10))
     expected = [0, 0, 0.28125, 0.59375, 0.90625, 1.21875, 1.53125, 1.84375,
-                2.15625, 2.46875, 2.78125, 3.09375, 3.40625, 3.71875, 4, 4]  # fmt: skip
+                2.15625, 2.46875, 2.78125, 3.09375, 3.40625, 3.71875, 4, 4]
     np.testing.assert_array_equal(chain_sample_positions(5, 16), expected)
 
 

@@ -37,7 +37,7 @@ ATOL, MIN_COSINE = 1e-4, 0.99999
 
 def _bert_text_config(vocab_size: int) -> dict:
     return dict(model_type="bert", vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+                intermediate_size=64, max_position_embeddings=64)
 
 
 def _train_pairs(model, processor, steps: int = 120) -> None:
@@ -85,7 +85,7 @@ def _embed_pair(model, inputs):
     with torch.no_grad():
         m = projected_features(model, "motion", **{k: inputs[k] for k in ("motion_values", "motion_attention_mask")})
         t = projected_features(model, "text", **{k: inputs[k] for k in ("input_ids", "attention_mask", "token_type_ids")
-                                                  if k in inputs})  # fmt: skip
+                                                  if k in inputs})
     return m, t
 
 
@@ -158,7 +158,7 @@ def test_int8_keeps_the_training_pairs_ranked_first(exported):
         features[variant] = (
             onnx_model.get_motion_features(inputs["motion_values"], inputs["motion_attention_mask"]).pooler_output,
             onnx_model.get_text_features(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"]).pooler_output,
-        )  # fmt: skip
+        )
         hits[variant] = _pair_hits(*features[variant])
     # int8 moves every embedding only a little (the rank check alone would accept any drift that keeps the top-1)
     for fp32, int8 in zip(features["fp32"], features["int8"], strict=True):
@@ -210,6 +210,6 @@ def test_search_index_from_onnx_model_equals_eager(exported):
     ids = [f"m{i}" for i in range(12)]
     eager = MotionSearchIndex.from_model(model, processor, motions, ids, batch_size=5)
     onnx = MotionSearchIndex.from_model(MotionPatchOnnxModel.from_pretrained(root / "fp32"), processor, motions, ids,
-                                        batch_size=5)  # fmt: skip
+                                        batch_size=5)
     torch.testing.assert_close(onnx.embeddings, eager.embeddings, atol=ATOL, rtol=0)
     assert onnx.search(CAPTIONS[:4], k=3).ids == eager.search(CAPTIONS[:4], k=3).ids

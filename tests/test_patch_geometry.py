@@ -42,14 +42,14 @@ TOWER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, interme
 
 def geometry_config(image_size, patch_size, mask: bool, vocab_size: int = 64):
     return tiny_config(vocab_size, motion_config=dict(TOWER, image_size=list(image_size), patch_size=patch_size),
-                       mask_motion_padding=mask)  # fmt: skip
+                       mask_motion_padding=mask)
 
 
 def extractor_for(config) -> MotionPatchFeatureExtractor:
     return MotionPatchFeatureExtractor(
         "humanml3d", max_frames=config.max_frames, points_per_part=config.points_per_part,
         frames_per_patch=config.frames_per_patch, points_per_patch=config.points_per_patch,
-    )  # fmt: skip
+    )
 
 
 def motions_for(config) -> list[np.ndarray]:
@@ -220,7 +220,7 @@ def test_training_reads_the_geometry_from_the_model_config(tmp_path, tokenizer_d
     out = tmp_path / "run"
     args = tiny_args(text_dir, out, patch_size=8, mask_motion_padding="true", num_train_epochs=1,
                      dataloader_num_workers=0, torch_num_threads=1, synthetic_num_train=16,
-                     per_device_train_batch_size=8)  # fmt: skip
+                     per_device_train_batch_size=8)
     train(*parse_args(args))
     from transformers import AutoModel, AutoProcessor
 

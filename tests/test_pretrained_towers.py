@@ -83,7 +83,7 @@ def text_folders(tmp_path_factory):
         DistilBertModel,
         RobertaConfig,
         RobertaModel,
-    )  # fmt: skip
+    )
 
     clip_text = dict(
         **TINY, vocab_size=64, max_position_embeddings=32, bos_token_id=0, eos_token_id=2, pad_token_id=1
@@ -107,12 +107,12 @@ def text_folders(tmp_path_factory):
     (st / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]))  # fmt: skip
+    ]))
     (st / "1_Pooling").mkdir()
     (st / "1_Pooling" / "config.json").write_text(json.dumps({
         "word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
         "pooling_mode_max_tokens": False,
-    }))  # fmt: skip
+    }))
     return out
 
 
@@ -145,7 +145,7 @@ def test_vit_position_embeddings_are_resampled_once_to_the_motion_grid(vit_14x14
     assert len(messages) == 1, messages
     message = messages[0]
     for part in ("motion_projection", "text_projection", "logit_scale", "resampled from a 14x14 to a 14x5 grid",
-                 "pooler.dense.weight", "text_pooling='cls'"):  # fmt: skip
+                 "pooler.dense.weight", "text_pooling='cls'"):
         assert part in message, (part, message)
     with torch.no_grad():
         feats = model.get_motion_features(torch.randn(2, 3, 224, 80), normalize=True).pooler_output
@@ -209,7 +209,7 @@ def timm_state_dict(hidden=32, depth=2, grid=(14, 14), seed=0):
             ("mlp.fc2", (hidden, 2 * hidden)),
         ):
             sd[f"blocks.{i}.{name}.weight"] = torch.randn(*shape, generator=g) * 0.1
-            sd[f"blocks.{i}.{name}.bias"] = torch.randn(shape[0], generator=g) * 0.1  # fmt: skip
+            sd[f"blocks.{i}.{name}.bias"] = torch.randn(shape[0], generator=g) * 0.1
     return sd
 
 
@@ -231,7 +231,7 @@ def test_timm_checkpoints_load_through_the_converter(kind, tmp_path, text_folder
         (path / "config.json").write_text(json.dumps({
             "architecture": "vit_tiny_test", "num_classes": 10, "global_pool": "avg",
             "model_args": {"num_heads": 2}, "pretrained_cfg": {"input_size": [3, 224, 224]},
-        }))  # fmt: skip
+        }))
     heads = None if kind == "timm_folder" else 2
     model, messages = load(path, text_folders["distilbert"][0], motion_num_attention_heads=heads)
     mcfg = model.config.motion_config
@@ -336,7 +336,7 @@ def test_real_minilm_ranks_paraphrases_closer(vit_14x14, minilm_dir):
     assert model.config.text_config.hidden_size == 384 and model.config.text_config.num_hidden_layers == 6
     tok = AutoTokenizer.from_pretrained(minilm_dir)
     enc = tok(["a person walks forward", "someone walks ahead", "a person kicks with the left leg"],
-              padding=True, return_tensors="pt")  # fmt: skip
+              padding=True, return_tensors="pt")
     with torch.no_grad():
         out = model.text_model(**enc).last_hidden_state
         m = enc["attention_mask"].unsqueeze(-1).float()
@@ -344,7 +344,7 @@ def test_real_minilm_ranks_paraphrases_closer(vit_14x14, minilm_dir):
         feats = model.get_text_features(enc["input_ids"], enc["attention_mask"], token_type_ids=enc["token_type_ids"], normalize=True).pooler_output
     sim_pooled, sim = pooled @ pooled.T, feats @ feats.T
     print(f"MiniLM pooled cosine: paraphrase {sim_pooled[0, 1]:.3f}, kick {sim_pooled[0, 2]:.3f}; "
-          f"after random head: {sim[0, 1]:.3f}, {sim[0, 2]:.3f}")  # fmt: skip
+          f"after random head: {sim[0, 1]:.3f}, {sim[0, 2]:.3f}")
     assert sim_pooled[0, 1] > sim_pooled[0, 2] + 0.2
     assert sim[0, 1] > sim[0, 2]
     assert math.isclose(feats.norm(dim=-1)[0].item(), 1.0, rel_tol=1e-5)

@@ -61,7 +61,7 @@ BLOCK_PACKAGE = textwrap.dedent(
 
 def run_python(code: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                            env=subprocess_env(PYTHONPATH=""))  # fmt: skip
+                            env=subprocess_env(PYTHONPATH=""))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
 
@@ -187,7 +187,7 @@ def test_saved_config_names_the_pipeline_and_the_folder_holds_its_code(folders):
     assert config["custom_pipelines"] == {
         TASK: {"impl": "pipeline_zero_shot_motion.ZeroShotMotionClassificationPipeline", "pt": ["AutoModel"],
                "type": "multimodal"}
-    }  # fmt: skip
+    }
     assert (root / "model" / "pipeline_zero_shot_motion.py").exists()
     for name in ("processor_config.json", "tokenizer.json", "modeling_motionpatch.py", "model.safetensors"):
         assert (root / "model" / name).exists(), name  # the model's save kept the processor's files and vice versa
@@ -199,7 +199,7 @@ def test_saved_config_names_the_pipeline_and_the_folder_holds_its_code(folders):
 MODEL_CODE = {
     "configuration_motionpatch.py", "modeling_motionpatch.py", "feature_extraction_motionpatch.py",
     "processing_motionpatch.py", "pipeline_zero_shot_motion.py", "skeletons.py", "motion_patches.py",
-}  # fmt: skip
+}
 #: lines of Python a saved folder may hold (the model as a reader audits it)
 MAX_MODEL_CODE_LINES = 2200
 
@@ -223,7 +223,7 @@ def test_pipeline_without_the_package_matches_the_installed_one(folders, remote)
     classify = pipeline(TASK, model=str(root / "model"))  # the installed package's pipeline class
     assert type(classify).__module__ == "modeling_motionpatch.pipeline_zero_shot_motion"
     for got, expected in ((marked(remote, "ONE:"), classify(motions[0], candidate_labels=LABELS)),
-                          (marked(remote, "BATCH:"), classify(motions, candidate_labels=LABELS))):  # fmt: skip
+                          (marked(remote, "BATCH:"), classify(motions, candidate_labels=LABELS))):
         if isinstance(expected[0], dict):
             got, expected = [got], [expected]
         assert len(got) == len(expected) > 0
@@ -326,7 +326,7 @@ def cli_folders(tmp_path_factory, tokenizer_dir):
     root = tmp_path_factory.mktemp("cli")
     text_dir = make_tiny_text_dir(tokenizer_dir, root / "text")
     args = tiny_args(text_dir, root / "run", num_train_epochs=1, synthetic_num_train=16, synthetic_num_validation=4,
-                     synthetic_num_test=4, per_device_train_batch_size=4, per_device_eval_batch_size=4)  # fmt: skip
+                     synthetic_num_test=4, per_device_train_batch_size=4, per_device_eval_batch_size=4)
     result = run_training(args)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -335,14 +335,14 @@ def cli_folders(tmp_path_factory, tokenizer_dir):
     from modeling_motionpatch.convert_original import main as convert
 
     sd, *_ = original_parts(random_timm_vit_state_dict(hidden=64, depth=1, grid=(14, 5)), text_hidden=64,
-                            text_heads=1)  # fmt: skip
+                            text_heads=1)
     torch.save(sd, root / "ckpt.pt")
     rng = np.random.default_rng(0)
     np.save(root / "mean.npy", rng.normal(size=(22, 3)).astype(np.float32))
     np.save(root / "std.npy", rng.uniform(0.5, 1.5, size=(22, 3)).astype(np.float32))
     assert convert(["--checkpoint", str(root / "ckpt.pt"), "--dataset", "humanml3d", "--mean", str(root / "mean.npy"),
                     "--std", str(root / "std.npy"), "--tokenizer", str(tokenizer_dir),
-                    "--output", str(root / "converted")]) == 0  # fmt: skip
+                    "--output", str(root / "converted")]) == 0
     return {"train": root / "run" / "best", "convert": root / "converted"}
 
 

@@ -557,7 +557,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_million_item_search_extra_memory_under_1gb():
-    module_path = REPO / "modeling_motionpatch"
+    module_path = REPO / "modeling_motionpatch" / "apps"
     proc = subprocess.run(
         [sys.executable, "-c", _MEMORY_SCRIPT, str(module_path)],
         capture_output=True,

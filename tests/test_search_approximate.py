@@ -147,7 +147,7 @@ def test_ivfpq_recall_at_documented_defaults(gallery, tmp_path):
     p = pq.ivfpq
     nlist = round(N**0.5)  # the automatic values of IVFPQ_DEFAULTS
     assert p == {"nlist": nlist, "nprobe": -(-3 * nlist // 4), "m": DIM // 2, "k_factor": IVFPQ_DEFAULTS["k_factor"],
-                 "train_size": min(N, 128 * nlist)}  # fmt: skip
+                 "train_size": min(N, 128 * nlist)}
     assert pq._faiss_index.ntotal == N and pq._faiss_index.nlist == p["nlist"] and pq._faiss_index.M == p["m"]
     ref = exact.search(queries, k=K)
     got = pq.search(queries, k=K)

@@ -52,7 +52,7 @@ def test_one_grammar_aliases_and_arguments(tmp_path):
 
 def test_training_and_evaluation_load_the_same_spec_the_same_way():
     args = DataArguments(dataset="embedded:ds1", synthetic_num_train=0, synthetic_num_validation=0,
-                         synthetic_num_test=0)  # fmt: skip
+                         synthetic_num_test=0)
     train = load_training_data(args)
     evaluated = load_eval_data("embedded:ds1", "all")
     assert {s: len(d) for s, d in train.dataset.items()} == {s: len(d) for s, d in evaluated.splits.items()}

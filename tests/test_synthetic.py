@@ -32,7 +32,7 @@ REQUIRED = (
 LEFT_RIGHT = {
     "wave left hand": "left", "wave right hand": "right", "kick left leg": "left", "kick right leg": "right",
     "turn left": "left", "turn right": "right", "side step left": "left", "side step right": "right",
-}  # fmt: skip
+}
 BONES = [(j, M._PARENTS[j]) for j in range(1, M.NUM_JOINTS)]
 
 

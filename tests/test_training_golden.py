@@ -46,7 +46,7 @@ def golden_args(text_dir: Path, out: Path) -> list[str]:
         learnable_temperature="true", mirror_probability=0.5, projection_dropout=0.3, checkpointing_steps=2,
         save_total_limit=2, dataloader_num_workers=0, eval_protocols="all", torch_num_threads=1,
         augment_speed=1.2, augment_scale=0.1, augment_heading_degrees=10, augment_crop_probability=0.5,
-    )  # fmt: skip
+    )
 
 
 def weight_checksums(path: Path) -> dict[str, list[float]]:

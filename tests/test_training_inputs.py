@@ -49,7 +49,7 @@ def _train(argv):
 def test_yaml_config_with_cli_overrides(tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("dataset: synthetic\nlearning_rate_motion: 3.0e-4\nper_device_train_batch_size: 16\n"
-                   "freeze_text_tower: true\neval_protocols: [all, small_batches]\n")  # fmt: skip
+                   "freeze_text_tower: true\neval_protocols: [all, small_batches]\n")
     model_args, data_args, training_args = parse_args([str(cfg), "--per_device_train_batch_size", "4"])
     assert training_args.learning_rate_motion == pytest.approx(3e-4)
     assert training_args.per_device_train_batch_size == 4  # the flag wins over the file
@@ -72,11 +72,11 @@ def test_shipped_configs_parse(name):
     if name == "humanml3d":
         assert model_args.projection_dropout == 0.5
         assert (training_args.learning_rate_motion, training_args.learning_rate_text,
-                training_args.learning_rate_heads) == (1e-4, 1e-5, 1e-4)  # fmt: skip
+                training_args.learning_rate_heads) == (1e-4, 1e-5, 1e-4)
     if name == "kit":
         assert model_args.projection_dropout == 0.0
         assert {training_args.learning_rate_motion, training_args.learning_rate_text,
-                training_args.learning_rate_heads} == {1e-5}  # fmt: skip
+                training_args.learning_rate_heads} == {1e-5}
 
 
 def test_accelerate_configs_load():
@@ -113,7 +113,7 @@ def test_every_trainable_parameter_is_in_exactly_one_group_with_its_rate(learnab
 
     model = MotionPatchModel(tiny_config(learnable_logit_scale=learnable))
     args = TrainingArguments(learning_rate_motion=3e-4, learning_rate_text=2e-5, learning_rate_heads=7e-4,
-                             weight_decay=0.05)  # fmt: skip
+                             weight_decay=0.05)
     optimizer = build_optimizer(model, args)
     rate = {"motion_tower": 3e-4, "text_tower": 2e-5, "heads": 7e-4}
     owner: dict[int, dict] = {}
@@ -143,7 +143,7 @@ def test_frozen_tower_and_learnable_temperature(tmp_path, pretrained_text_dir):
     max_scale = math.log(1 / 0.07) + 0.01
     result = _train(tiny_args(pretrained_text_dir, out, text_from_scratch="false", freeze_text_tower="true",
                               max_steps=6, checkpointing_steps=3, learnable_temperature="true", max_logit_scale=max_scale,
-                              learning_rate_heads=0.5, do_test="false"))  # fmt: skip
+                              learning_rate_heads=0.5, do_test="false"))
     trained = load_file(str(Path(result.output_dir) / "checkpoints" / "checkpoint-6" / "model.safetensors"))
     original = load_file(str(pretrained_text_dir / "model.safetensors"))
     for k, v in original.items():
@@ -305,12 +305,12 @@ def test_push_to_hub_uploads_the_best_folder(tmp_path, text_dir, monkeypatch):
         return huggingface_hub.CommitInfo(
             commit_url=f"https://huggingface.co/{repo_id}/commit/abc", commit_message="m", commit_description="",
             oid="abc", pr_url=None,
-        )  # fmt: skip
+        )
 
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
     result = _train(tiny_args(text_dir, tmp_path / "hub", max_steps=3, push_to_hub="someone/motionpatch-tiny",
-                              private="true"))  # fmt: skip
+                              private="true"))
     assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
     assert calls[0][1] == "someone/motionpatch-tiny" and calls[0][2]["private"] is True
     files = calls[1][2]["files"]

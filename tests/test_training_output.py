@@ -91,7 +91,7 @@ def _deny_writes(monkeypatch, err: int):
 
 
 @pytest.mark.parametrize("err, says", [(errno.EACCES, "permission denied"), (errno.ENOSPC, "the disk is full"),
-                                       (errno.EROFS, "read-only")])  # fmt: skip
+                                       (errno.EROFS, "read-only")])
 def test_an_unwritable_output_folder_fails_at_once_with_one_line(tmp_path, text_dir, capsys, monkeypatch, err, says):
     out = tmp_path / "o"
     out.mkdir()

@@ -38,7 +38,7 @@ def _args(text_dir: Path, out: Path, **extra) -> list[str]:
     return tiny_args(
         text_dir, out, max_steps=TOTAL, checkpointing_steps=4, save_total_limit=2, mirror_probability=0.5,
         dataloader_num_workers=1, eval_protocols="all", **extra,
-    )  # fmt: skip
+    )
 
 
 def _train_records(out: Path) -> dict[int, float]:
@@ -53,10 +53,10 @@ def runs(tmp_path_factory, tokenizer_dir):
     a, b = tmp / "uninterrupted", tmp / "killed"
     # run A and the first part of run B side by side (one thread each)
     proc_a = subprocess.Popen(train_command(_args(text_dir, a)), env=subprocess_env(), cwd=str(REPO),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     proc_b = subprocess.Popen(train_command(_args(text_dir, b)), env=subprocess_env(MOTIONPATCH_TEST_HANG_AFTER_CHECKPOINT=str(K)),
                               cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)  # fmt: skip
+                              start_new_session=True)
     seen = []
     deadline = time.monotonic() + 300
     try:

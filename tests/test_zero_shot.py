@@ -53,7 +53,7 @@ def workdir(tmp_path_factory, tokenizer_dir):
             "motion": random_motions(N, joints, seed=int(rng.integers(1 << 30))),  # body-like for SMPL-22
             "fps": [20.0] * N, "skeleton": [skeleton] * N, "captions": [[]] * N, "labels": labels,
             "source": ["test"] * N, "mirrored": [False] * N,
-        }  # fmt: skip
+        }
         ds = datasets.Dataset.from_dict(rows, features=motion_features(joints))
         save_prepared(datasets.DatasetDict({"test": ds}), root / name, skeleton)
     return root
@@ -76,7 +76,7 @@ def test_batched_scores_equal_the_pipeline(workdir):
     texts = ["walks forward", "runs", "jumps", "kicks with the left leg", "waves the right hand"]
     templates = ["A person {}.", "someone {}"]
     batched = batched_logits(make_accelerator(cpu=True), model, processor, motions.__getitem__, 5, texts, templates,
-                             batch_size=2).softmax(-1)  # fmt: skip
+                             batch_size=2).softmax(-1)
     piped = pipeline_scores(model, processor, motions.__getitem__, 5, texts, templates)
     torch.testing.assert_close(batched, piped, atol=2e-6, rtol=1e-5)
     assert torch.equal(batched.argmax(1), piped.argmax(1))
@@ -87,7 +87,7 @@ def test_cli_accuracy_baselines_and_engines_agree(workdir, tmp_path, capsys):
     for engine in ("batched", "pipeline"):
         out = tmp_path / f"{engine}.json"
         rc = _main(["--model", workdir / "model", "--dataset", workdir / "data", "--label-index", 0, "--engine", engine,
-                    "--batch-size", 4, "--output", out])  # fmt: skip
+                    "--batch-size", 4, "--output", out])
         assert rc == 0
         outs[engine] = json.loads(out.read_text())
     printed = capsys.readouterr().out
@@ -98,7 +98,7 @@ def test_cli_accuracy_baselines_and_engines_agree(workdir, tmp_path, capsys):
     assert res["metrics"] == pytest.approx(outs["pipeline"]["metrics"])
     assert res["candidate_labels"] == sorted(LABELS) and res["candidate_texts"] == sorted(LABELS)
     assert res["counts"] == {"rows": N, "evaluated": N - 1, "without_label": 1, "labels_outside_candidates": 0,
-                             "num_candidates": 5}  # fmt: skip
+                             "num_candidates": 5}
     m, chance = res["metrics"], res["chance"]
     assert 0 <= m["top1"] <= m["top5"] == 100.0  # 5 candidates: top-5 always hits
     assert chance["top1"] == pytest.approx(20.0) and chance["top5"] == pytest.approx(100.0)
@@ -173,7 +173,7 @@ def test_bad_inputs_are_clear_errors(workdir, capsys):
 def test_cross_skeleton_with_the_flag(workdir, tmp_path):
     out = tmp_path / "kit.json"
     assert _main(["--model", workdir / "model", "--dataset", workdir / "data_kit", "--skeleton-from-dataset",
-                  "--output", out]) == 0  # fmt: skip
+                  "--output", out]) == 0
     res = json.loads(out.read_text())
     assert res["processor"]["skeleton"] == "kit" and res["processor"]["skeleton_from_dataset"] is True
     assert res["counts"]["evaluated"] == N - 1

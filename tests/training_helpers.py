@@ -40,7 +40,7 @@ def make_tiny_text_dir(tokenizer_dir: Path, target: Path) -> Path:
         shutil.copytree(tokenizer_dir, target, dirs_exist_ok=True)
         vocab = len(AutoTokenizer.from_pretrained(target))
         DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                         max_position_embeddings=64).save_pretrained(target)  # fmt: skip
+                         max_position_embeddings=64).save_pretrained(target)
     return target
 
 
@@ -87,7 +87,7 @@ def train_command(args: list[str]) -> list[str]:
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
-               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")  # fmt: skip
+               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.update(extra)
     return env
@@ -95,4 +95,4 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def run_training(args: list[str], timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(train_command(args), env=subprocess_env(**env), capture_output=True, text=True,
-                          timeout=timeout, cwd=str(REPO))  # fmt: skip
+                          timeout=timeout, cwd=str(REPO))

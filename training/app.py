@@ -184,7 +184,7 @@ def _bvh_library(root: Path, scale: float | None, up_axis: str | None, model_ske
         dd, skeleton = load_bvh_collection(
             root, labels=labels, caption_template=BANDAI_CAPTION_TEMPLATE if bandai else None, phrases=BANDAI_PHRASES,
             scale=scale, up_axis=up_axis, target_fps=fps, splits=lambda _id: "train",
-        )  # fmt: skip
+        )
     lib = _rows_of_dataset(dd["train"], str(root), skeleton, fps, None, None, root, [])
     try:  # joints by name onto the model's skeleton: the model's own processor, no cross-skeleton statistics
         w, rig = joint_map_matrix(skeleton.joint_names, model_skeleton)
@@ -194,7 +194,7 @@ def _bvh_library(root: Path, scale: float | None, up_axis: str | None, model_ske
         lib.mean, lib.std = _library_statistics(lib.motions)
         mapped = f"skeleton derived from the hierarchy ({str(err).split(';')[0]})"
     lib.notes = [f"{len(lib)} BVH files under {root}: {mapped} ({lib.skeleton.name!r}, {lib.skeleton.num_joints} "
-                 f"joints); scale {scale:g}, {up_axis.upper()} up ({how}); resampled to {fps:g} fps"]  # fmt: skip
+                 f"joints); scale {scale:g}, {up_axis.upper()} up ({how}); resampled to {fps:g} fps"]
     lib.notes += [str(w.message).splitlines()[0] for w in caught if "skipped" in str(w.message).lower()]
     return lib
 
@@ -212,18 +212,18 @@ def _npy_library(root: Path, skeleton, fps: float) -> Library:
         ids.append(path.stem)
         motions.append(np.ascontiguousarray(motion, dtype=np.float32))
     notes = [f"{len(ids)} .npy joint arrays under {root} in the model's skeleton {skeleton.name!r} "
-             f"({skeleton.num_joints} joints, taken to be at {fps:g} fps)"]  # fmt: skip
+             f"({skeleton.num_joints} joints, taken to be at {fps:g} fps)"]
     if skipped:
         notes.append(f"skipped {sum(skipped.values())} of {len(files)} files: "
                      + ", ".join(f"{n} {r}" for r, n in skipped.items()) + "; first: " + ", ".join(first_skipped[:5]))
         warnings.warn(f"{root}: " + notes[-1], stacklevel=3)
     if not ids:
         raise ValueError(f"none of the {len(files)} .npy files under {root} is a ({skeleton.num_joints}-joint) motion "
-                         f"of skeleton {skeleton.name!r}; {notes[-1]}.")  # fmt: skip
+                         f"of skeleton {skeleton.name!r}; {notes[-1]}.")
     empty = [[] for _ in ids]
     mean, std = _library_statistics(motions)
     return Library(str(root), ids, motions, [list(e) for e in empty], [list(e) for e in empty], skeleton, fps,
-                   mean, std, root, notes)  # fmt: skip
+                   mean, std, root, notes)
 
 
 def load_library(
@@ -256,7 +256,7 @@ def load_library(
         return _rows_of_dataset(data.dataset, spec, data.skeleton, fps, data.mean, data.std, folder, notes)
     if not path.is_dir():
         raise ValueError(f"--library {spec!r} is a file; give a folder of .bvh or .npy files, a prepared dataset "
-                         "folder, 'synthetic' or 'embedded'.")  # fmt: skip
+                         "folder, 'synthetic' or 'embedded'.")
     if any(path.rglob("*.bvh")):
         return _bvh_library(path, bvh_scale, bvh_up_axis, get_skeleton(fe.skeleton), fe.fps)
     if any(path.glob("*.npy")):
@@ -332,11 +332,11 @@ def embed_library(model, processor, library: Library, batch_size: int = 32, chun
         bar.update(len(sub))
     bar.close()
     return MotionSearchIndex(torch.cat(parts), library.ids, text_encoder=make_text_encoder(model, processor),
-                             match_threshold=getattr(model.config, "match_threshold", None))  # fmt: skip
+                             match_threshold=getattr(model.config, "match_threshold", None))
 
 
 def cached_index(model, processor, library: Library, model_name: str, cache_root: Path | None = None,
-                 progress: bool = True):  # fmt: skip
+                 progress: bool = True):
     """Load the library's index from the cache, or embed the library and save it there. Returns ``(index, path,
     reused)``."""
     model_fp = model_fingerprint(model_name, model)
@@ -349,14 +349,14 @@ def cached_index(model, processor, library: Library, model_name: str, cache_root
             index = MotionSearchIndex.load(path, text_encoder=text_encoder)
             meta = index.metadata
             if meta.get("model_fingerprint") == model_fp and meta.get("library_fingerprint") == library_fp \
-                    and index.ids == library.ids:  # fmt: skip
+                    and index.ids == library.ids:
                 return index, path, True
             logger.warning("the cached index in %s does not match; embedding the library again", path)
         except ValueError as err:
             logger.warning("the cached index in %s is unreadable (%s); embedding the library again", path, err)
     index = embed_library(model, processor, library, progress=progress)
     index.metadata.update(model=str(model_name), library=library.name, model_fingerprint=model_fp,
-                          library_fingerprint=library_fp)  # fmt: skip
+                          library_fingerprint=library_fp)
     try:
         index.save(path)
     except OSError as err:
@@ -384,7 +384,7 @@ class MotionLibraryApp:
     """Search, zero-shot labelling and nearest neighbours over one library with one model."""
 
     def __init__(self, model, processor, library: Library, index, model_name: str, render_dir: Path,
-                 bvh_scale: float | None = None, bvh_up_axis: str | None = None, notes: Sequence[str] = ()):  # fmt: skip
+                 bvh_scale: float | None = None, bvh_up_axis: str | None = None, notes: Sequence[str] = ()):
         self.model, self.processor, self.library, self.index = model, processor, library, index
         self.model_name, self.bvh_scale, self.bvh_up_axis = model_name, bvh_scale, bvh_up_axis
         self.render_dir = Path(render_dir)
@@ -407,7 +407,7 @@ class MotionLibraryApp:
         if not path.exists():
             tmp = path.with_suffix(".tmp.gif")
             save_animation(motion, tmp, skeleton, num_frames=ANIMATION_FRAMES, fps=self.processor.feature_extractor.fps,
-                           size=(256, 256), title=title)  # fmt: skip
+                           size=(256, 256), title=title)
             tmp.replace(path)
         return str(path)
 
@@ -420,7 +420,7 @@ class MotionLibraryApp:
         for rank, (item_id, score) in enumerate(zip(ids, scores), 1):
             row = self.library.row(item_id)
             out.append([rank, round(float(score), 4), item_id, " | ".join(self.library.captions[row][:2]),
-                        ", ".join(self.library.labels[row])])  # fmt: skip
+                        ", ".join(self.library.labels[row])])
         return out
 
     def _gallery(self, ids: Sequence[str], scores: Sequence[float]) -> list[tuple[str, str]]:
@@ -446,14 +446,14 @@ class MotionLibraryApp:
         if suffix == ".bvh":
             try:
                 motion, fps, info = motion_for_skeleton(path, self.library.skeleton, scale=self.bvh_scale,
-                                                        up_axis=self.bvh_up_axis)  # fmt: skip
+                                                        up_axis=self.bvh_up_axis)
                 mapped = None
             except JointMapError as err:
                 mapped = err
             if mapped is None:
                 skeleton, processor = self.library.skeleton, self.processor
                 note = (f"BVH, {len(motion)} frames at {fps:g} fps, joints mapped by name ({info['rig']}) onto the "
-                        f"library's skeleton, scale {info['scale']:g}, {info['up_axis'].upper()} up")  # fmt: skip
+                        f"library's skeleton, scale {info['scale']:g}, {info['up_axis'].upper()} up")
             else:
                 scale, up_axis, _ = _bvh_units([path], self.library.skeleton, self.bvh_scale, self.bvh_up_axis)
                 bvh = read_bvh(path, scale=scale, up_axis=up_axis)
@@ -466,11 +466,11 @@ class MotionLibraryApp:
                     skeleton=skeleton.to_dict(), mean=mean, std=std, max_frames=fe.max_frames,
                     points_per_part=fe.points_per_part, frames_per_patch=fe.frames_per_patch,
                     points_per_patch=fe.points_per_patch, fps=fe.fps, fps_mode=fe.fps_mode,
-                )  # fmt: skip
+                )
                 processor = MotionPatchProcessor(fe_new, self.processor.tokenizer)
                 note = (f"BVH, {bvh.num_frames} frames at {bvh.fps:g} fps, its own skeleton ({skeleton.num_joints} "
                         "joints, chains derived from the hierarchy, statistics of this clip): cross-skeleton, because "
-                        f"its joint names do not map onto the library's skeleton ({str(mapped).split(';')[0]})")  # fmt: skip
+                        f"its joint names do not map onto the library's skeleton ({str(mapped).split(';')[0]})")
             if abs(fps - fe.fps) > 1e-6:
                 motion = resample_fps(motion, fps, fe.fps, mode="linear")
         elif suffix == ".npy":
@@ -482,7 +482,7 @@ class MotionLibraryApp:
                 motion = motion[0]
             skeleton, processor = self.library.skeleton, self.processor
             note = (f".npy {tuple(motion.shape)}, read in the library's skeleton {skeleton.name!r} at {fe.fps:g} fps "
-                    "(a .npy has no hierarchy)")  # fmt: skip
+                    "(a .npy has no hierarchy)")
         else:
             raise AppError(f"{path.name}: upload a .bvh file or a .npy joint array (frames, joints, 3).")
         strict = MotionPatchFeatureExtractor(**{**processor.feature_extractor.to_dict(), "min_frames": MIN_UPLOAD_FRAMES})
@@ -510,7 +510,7 @@ class MotionLibraryApp:
         if res[0][0]["match"] is False:
             status = (f"No confident match for {query!r}: the best motion scores {scores[0]:.3f}, below the model's "
                       f"match threshold {self.index.match_threshold:.3f} (calibrated on held-out data). The library "
-                      "may not hold this action; the closest motions are listed anyway.")  # fmt: skip
+                      "may not hold this action; the closest motions are listed anyway.")
         return rows, self._gallery(ids, scores), status
 
     def classify(self, upload_path, item_id, labels_text: str):
@@ -529,7 +529,7 @@ class MotionLibraryApp:
         if best["match"] is False:
             status = (f"{up.name} ({up.note}): no confident match among these labels: the closest, {best['label']!r} "
                       f"(p = {best['score']:.3f} among the candidates), has cosine {best['similarity']:.3f}, below the "
-                      f"model's match threshold {self.model.config.match_threshold:.3f}.")  # fmt: skip
+                      f"model's match threshold {self.model.config.match_threshold:.3f}.")
         return [(s["label"], float(s["score"])) for s in scores], patches, gif, status
 
     def neighbours(self, upload_path, item_id, k: int = 5):
@@ -584,13 +584,13 @@ def build_interface(app: MotionLibraryApp, top_k: int = 5):
     lib = app.library
     choices = lib.ids[:2000]
     header = (f"## motionpatch: {html.escape(str(app.model_name))} over {html.escape(lib.name)} ({len(lib)} motions, "
-              f"skeleton {html.escape(lib.skeleton.name)})\n\n" + "\n".join(f"- {html.escape(n)}" for n in app.notes))  # fmt: skip
+              f"skeleton {html.escape(lib.skeleton.name)})\n\n" + "\n".join(f"- {html.escape(n)}" for n in app.notes))
     with gr.Blocks(title="motionpatch") as demo:
         gr.Markdown(header)
         with gr.Tab("Text search", id="search"):
             with gr.Row():
                 query = gr.Textbox(label="Describe a motion", placeholder="a person kicks with the left leg",
-                                   elem_id="query", scale=4)  # fmt: skip
+                                   elem_id="query", scale=4)
                 k = gr.Slider(1, min(50, len(lib)), value=min(top_k, len(lib)), step=1, label="top k", scale=1)
             search_btn = gr.Button("Search", variant="primary", elem_id="search-button")
             search_status = gr.Markdown(elem_id="search-status")
@@ -599,9 +599,9 @@ def build_interface(app: MotionLibraryApp, top_k: int = 5):
         with gr.Tab("Zero-shot labels", id="zero-shot"):
             with gr.Row():
                 zs_file = gr.File(label="upload a .bvh or .npy", file_types=[".bvh", ".npy"], type="filepath",
-                                  elem_id="zs-upload")  # fmt: skip
+                                  elem_id="zs-upload")
                 zs_item = gr.Dropdown(choices=choices, value=None, label="or a library item", allow_custom_value=True,
-                                      elem_id="zs-item")  # fmt: skip
+                                      elem_id="zs-item")
             zs_labels = gr.Textbox(value=DEFAULT_LABELS, label="candidate labels (comma-separated)", elem_id="zs-labels")
             zs_btn = gr.Button("Classify", variant="primary", elem_id="zs-button")
             zs_status = gr.Markdown(elem_id="zs-status")
@@ -612,11 +612,11 @@ def build_interface(app: MotionLibraryApp, top_k: int = 5):
         with gr.Tab("Motion to motion", id="neighbours"):
             with gr.Row():
                 nn_file = gr.File(label="upload a .bvh or .npy", file_types=[".bvh", ".npy"], type="filepath",
-                                  elem_id="nn-upload")  # fmt: skip
+                                  elem_id="nn-upload")
                 nn_item = gr.Dropdown(choices=choices, value=choices[0] if choices else None, label="or a library item",
-                                      allow_custom_value=True, elem_id="nn-item")  # fmt: skip
+                                      allow_custom_value=True, elem_id="nn-item")
                 nn_k = gr.Slider(1, max(1, min(50, len(lib) - 1)), value=max(1, min(top_k, len(lib) - 1)), step=1,
-                                 label="neighbours")  # fmt: skip
+                                 label="neighbours")
             nn_btn = gr.Button("Find similar motions", variant="primary", elem_id="nn-button")
             nn_status = gr.Markdown(elem_id="nn-status")
             nn_table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="nn-results")
@@ -630,7 +630,7 @@ def build_interface(app: MotionLibraryApp, top_k: int = 5):
         search_btn.click(search, [query, k], [search_table, search_gallery, search_status])
         query.submit(search, [query, k], [search_table, search_gallery, search_status])
         zs_btn.click(_guarded(classify, (None, None, None)), [zs_file, zs_item, zs_labels],
-                     [zs_scores, zs_patches, zs_anim, zs_status])  # fmt: skip
+                     [zs_scores, zs_patches, zs_anim, zs_status])
         nn_btn.click(_guarded(app.neighbours, ([], [])), [nn_file, nn_item, nn_k], [nn_table, nn_gallery, nn_status])
     return demo
 
@@ -640,7 +640,7 @@ def build_interface(app: MotionLibraryApp, top_k: int = 5):
 # ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="motionpatch-app", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None,
                    help=f"saved model folder or Hub id (default {DEFAULT_MODEL}; trained first when absent)")
     p.add_argument("--library", default="embedded",
@@ -672,7 +672,7 @@ def ensure_demo_model(no_train: bool = False) -> str:
     if no_train:
         raise ValueError(f"{DEFAULT_MODEL} does not exist; run `motionpatch-demo` first or pass --model PATH_OR_ID.")
     print(f"[motionpatch-app] {DEFAULT_MODEL} does not exist: training the demo model first (motionpatch-demo, about "
-          "4 minutes on 2 CPU cores, no download). Pass --model PATH_OR_ID to serve another model.", flush=True)  # fmt: skip
+          "4 minutes on 2 CPU cores, no download). Pass --model PATH_OR_ID to serve another model.", flush=True)
     if demo_main(["--output_dir", DEMO_OUTPUT_DIR]) != 0 or not (best / "config.json").is_file():
         raise ValueError("training the demo model failed (see above); pass --model PATH_OR_ID to serve another model.")
     return str(best)
@@ -680,22 +680,22 @@ def ensure_demo_model(no_train: bool = False) -> str:
 
 def create_app(model_name: str, library_spec: str = "embedded", *, split: str = "test", synthetic_size: int = 200,
                bvh_scale: float | None = None, bvh_up_axis: str | None = None, cache_dir: str | None = None,
-               trust_remote_code: bool = False, progress: bool = True) -> MotionLibraryApp:  # fmt: skip
+               trust_remote_code: bool = False, progress: bool = True) -> MotionLibraryApp:
     """Load the model and the library, and the library's index (cached), into a :class:`MotionLibraryApp`."""
     model, processor = load_model_and_processor(model_name, trust_remote_code=trust_remote_code)
     library = load_library(library_spec, processor, split=split, synthetic_size=synthetic_size, bvh_scale=bvh_scale,
-                           bvh_up_axis=bvh_up_axis)  # fmt: skip
+                           bvh_up_axis=bvh_up_axis)
     processor, info = library_processor(processor, library, model_name)
     notes = list(library.notes)
     if info["skeleton_from_dataset"]:
         notes.append(f"cross-skeleton: the model's processor skeleton {info['processor_skeleton']!r} was replaced by "
-                     f"the library's {info['skeleton']!r} ({info['statistics']})")  # fmt: skip
+                     f"the library's {info['skeleton']!r} ({info['statistics']})")
     index, path, reused = cached_index(model, processor, library, model_name, cache_dir, progress=progress)
     notes.append(("reused the cached index " if reused else "embedded the library and cached the index in ") + str(path))
     print(f"[motionpatch-app] {notes[-1]}", flush=True)
     render_dir = Path(tempfile.mkdtemp(prefix="motionpatch-app-renders-"))
     return MotionLibraryApp(model, processor, library, index, model_name, render_dir, bvh_scale=bvh_scale,
-                            bvh_up_axis=bvh_up_axis, notes=notes)  # fmt: skip
+                            bvh_up_axis=bvh_up_axis, notes=notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -704,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
         model_name = args.model or ensure_demo_model(args.no_train)
         app = create_app(model_name, args.library, split=args.split, synthetic_size=args.synthetic_size,
                          bvh_scale=args.bvh_scale, bvh_up_axis=args.bvh_up_axis, cache_dir=args.cache_dir,
-                         trust_remote_code=args.trust_remote_code)  # fmt: skip
+                         trust_remote_code=args.trust_remote_code)
     except ValueError as err:
         if os.environ.get("MOTIONPATCH_DEBUG"):
             raise

@@ -110,7 +110,7 @@ class ModelArguments:
         if self.text_max_length < 4:
             raise ValueError(f"text_max_length must be at least 4 tokens, got {self.text_max_length}.")
         for name in ("motion_hidden_size", "motion_num_layers", "motion_num_heads", "motion_intermediate_size",
-                     "patch_size", "points_per_part", "projection_dim"):  # fmt: skip
+                     "patch_size", "points_per_part", "projection_dim"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.motion_hidden_size % self.motion_num_heads:
@@ -309,7 +309,7 @@ class TrainingArguments:
 
     def __post_init__(self):
         positive = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                    "logging_steps")  # fmt: skip
+                    "logging_steps")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
@@ -318,7 +318,7 @@ class TrainingArguments:
         if not 0.0 < self.match_false_positive_rate < 1.0:
             raise ValueError(f"match_false_positive_rate must be in (0, 1), got {self.match_false_positive_rate}.")
         for name in ("learning_rate_motion", "learning_rate_text", "learning_rate_heads", "weight_decay",
-                     "max_grad_norm", "warmup_steps", "checkpointing_steps", "eval_steps"):  # fmt: skip
+                     "max_grad_norm", "warmup_steps", "checkpointing_steps", "eval_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not 0.0 <= self.warmup_ratio < 1.0:

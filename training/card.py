@@ -90,7 +90,7 @@ def _limitations(data, source, license_: str, data_license: str | None) -> list[
         )
     if license_ != "apache-2.0":
         limitations.append(f"The training data's licence ({data_license}) applies to this model: "
-                           f"{source.license_text}")  # fmt: skip
+                           f"{source.license_text}")
     limitations.append(
         "Retrieval quality depends on the skeleton, frame rate and normalisation of the input: feed joint positions "
         "in the training skeleton's order; the processor saved with the model applies the training statistics."
@@ -101,7 +101,7 @@ def _limitations(data, source, license_: str, data_license: str | None) -> list[
 def _tower_descriptions(model_args, mc, model_notes: Sequence[str]) -> tuple[str, str, str]:
     """``(heads, motion tower, text tower)`` sentences of the card's architecture section."""
     heads = (f"{mc.projection_head} projections to {mc.projection_dim} dims (dropout {mc.projection_dropout}), "
-             f"motion pooling `{mc.motion_pooling}`, text pooling `{mc.text_pooling}`")  # fmt: skip
+             f"motion pooling `{mc.motion_pooling}`, text pooling `{mc.text_pooling}`")
     motion_tower = next((n.split(":", 1)[1].strip() for n in model_notes if n.startswith("motion tower")),
                         f"ViT ({mc.motion_config.num_hidden_layers} layers, width {mc.motion_config.hidden_size})")
     text_tower = next((n.split(":", 1)[1].strip() for n in model_notes if n.startswith("text tower")),
@@ -138,7 +138,7 @@ def build_model_card(
         candidates = [model_args.model_name_or_path]
     else:
         candidates = [model_args.motion_model_name_or_path,
-                      None if model_args.text_from_scratch else model_args.text_model_name_or_path]  # fmt: skip
+                      None if model_args.text_from_scratch else model_args.text_model_name_or_path]
     bases = [b for b in (base_model_id(c) for c in candidates) if b]
     data_license = data.license or source.license
     license_ = data_license if data_license and data_license not in PERMISSIVE else "apache-2.0"
@@ -154,7 +154,7 @@ def build_model_card(
         datasets=[data.hub_id] if data.hub_id else None,
         library_name="transformers",
         tags=["motionpatch", "motion", "3d-human-motion", "text-to-motion-retrieval", "contrastive-learning",
-              data.name],  # fmt: skip
+              data.name],
         pipeline_tag="feature-extraction",
         eval_results=results or None,
         metrics=["recall", "median_rank"] if results else None,
@@ -214,7 +214,7 @@ def build_model_card(
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None,
-                commit_message: str = "Upload MotionPatch model") -> str:  # fmt: skip
+                commit_message: str = "Upload MotionPatch model") -> str:
     """Create ``repo_id`` (if needed) and upload ``folder`` with ``HfApi.upload_folder``; returns the commit URL."""
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

@@ -177,13 +177,13 @@ def load_training_data(data_args, seed: int = 0) -> TrainingData:
     if data_args.dataset_dir and (spec.source is None or SOURCES[spec.source].arg != "PATH"):
         logger.warning("--dataset_dir %r is not used: dataset %r reads no folder.", data_args.dataset_dir, spec.text)
     sizes = {"train": data_args.synthetic_num_train, "validation": data_args.synthetic_num_validation,
-             "test": data_args.synthetic_num_test}  # fmt: skip
+             "test": data_args.synthetic_num_test}
     loaded = load_source(spec, synthetic_sizes=sizes, synthetic_seed=data_args.synthetic_seed,
-                         options=data_args.dataset_kwargs, revision=data_args.dataset_revision)  # fmt: skip
+                         options=data_args.dataset_kwargs, revision=data_args.dataset_revision)
     data = TrainingData(
         loaded.dataset, loaded.skeleton, loaded.mean, loaded.std, loaded.fps, loaded.name, loaded.pretty_name,
         loaded.license, loaded.captions_kind, hub_id=loaded.hub_id, notes=loaded.notes,
-    )  # fmt: skip
+    )
     _check_data(data, data_args)
     return data
 
@@ -243,7 +243,7 @@ def captioned_rows(dataset: datasets.Dataset, column: str, split: str) -> tuple[
         logger.warning(
             "split %r: %d of %d rows have no caption and are left out of training/evaluation (first: %s).",
             split, dropped, len(captions), ", ".join(missing),
-        )  # fmt: skip
+        )
         dataset = dataset.select(keep)
         captions = [captions[i] for i in keep]
     return dataset, captions, dropped
@@ -315,7 +315,7 @@ class Augmentation:
     @classmethod
     def from_args(cls, data_args, frames_per_patch: int = PATCH_ROWS) -> "Augmentation":
         return cls(data_args.augment_speed, data_args.augment_scale, data_args.augment_heading_degrees,
-                   data_args.augment_crop_probability, frames_per_patch)  # fmt: skip
+                   data_args.augment_crop_probability, frames_per_patch)
 
     @property
     def active(self) -> bool:
@@ -417,7 +417,7 @@ class MotionTextCollator:
     """
 
     def __init__(self, processor: MotionPatchProcessor, max_length: int, training: bool, seed: int = 0,
-                 body_frame_done: bool = False):  # fmt: skip
+                 body_frame_done: bool = False):
         self.processor = processor
         self.max_length = int(max_length)
         self.training = training
@@ -478,7 +478,7 @@ def build_feature_extractor(
         points_per_part=model_config.points_per_part, frames_per_patch=model_config.frames_per_patch,
         points_per_patch=model_config.points_per_patch, fps=model_fps, input_fps=None if math.isclose(model_fps, input_fps) else float(input_fps),
         body_frame=body_frame,
-    )  # fmt: skip
+    )
     return fe, note
 
 

@@ -58,7 +58,7 @@ def check_real_takes(folder: str) -> tuple[str, dict]:
     lines = [f"loaded {folder} with AutoModel / AutoProcessor / pipeline ({type(model).__name__}, match threshold "
              f"{model.config.match_threshold}); real held-out takes (Bandai-Namco, never trained on), labels "
              f"{', '.join(CHECK_LABELS)}:", "", "| action | held-out takes | labelled correctly | confident |",
-             "|---|---:|---:|---:|"]  # fmt: skip
+             "|---|---:|---:|---:|"]
     figures: dict = {"actions": {}, "queries": {}}
     for label, contents in CHECK_ACTIONS.items():
         rows = np.flatnonzero(test & np.isin(clips.content, contents))
@@ -73,14 +73,14 @@ def check_real_takes(folder: str) -> tuple[str, dict]:
     lines += [f"| all | {total} | {right} ({right / total:.0%}) | (chance {1 / len(CHECK_LABELS):.0%}) |", ""]
     library = np.flatnonzero(test & (clips.dataset == "ds2"))
     index = MotionSearchIndex.from_model(model, processor, [clips.clip(i) for i in library],
-                                         [str(clips.names[i]) for i in library])  # fmt: skip
+                                         [str(clips.names[i]) for i in library])
     lines.append(f"search over the {len(library)} held-out takes of dataset 2 (no kick among them):")
     for query in CHECK_QUERIES:
         best = index.search(query, k=1)[0][0]
         figures["queries"][query] = best
         verdict = "confident match" if best["match"] else "no confident match"
         lines.append(f"  {query!r}: {verdict} (best {best['id']}, cosine {best['score']:.3f}, threshold "
-                     f"{index.match_threshold})")  # fmt: skip
+                     f"{index.match_threshold})")
     return "\n".join(lines), figures
 
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-"):
         print("motionpatch-demo: error: the demo takes flags only (--key value); it always uses the demo config.",
-              file=sys.stderr)  # fmt: skip
+              file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     try:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(check_real_takes(result.best_dir)[0], flush=True)
     print(f"[motionpatch-demo] finished in {time.perf_counter() - t0:.0f} s; the model is in {result.best_dir} "
-          "(README.md = model card with the results).", flush=True)  # fmt: skip
+          "(README.md = model card with the results).", flush=True)
     return 0
 
 

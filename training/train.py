@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
 _WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
                  errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-                 errno.EDQUOT: "the disk quota is exceeded"}  # fmt: skip
+                 errno.EDQUOT: "the disk quota is exceeded"}
 
 
 def describe_os_error(error: OSError) -> str:

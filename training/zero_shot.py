@@ -90,7 +90,7 @@ BABEL_60_CLASSES: tuple[str, ...] = (
     "exercise / training", "swing body part", "catch", "lean", "sports moves", "touching face", "poses",
     "clean something", "punch", "squat", "scratch", "perform", "play sport", "hop", "cross limbs", "stumble",
     "balance", "grab person / body part",
-)  # fmt: skip
+)
 NAMED_LABEL_LISTS = {"babel60": BABEL_60_CLASSES}
 UNVERIFIED_LABEL_LISTS = {
     "babel60": (
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help="(or --motion) NAME[:ARG] as in motionpatch-train: 'synthetic', 'bandai-namco[:PATH]', "
                    "'bandai-namco-native:PATH', 'embedded[:ds1|ds2]'; or a motionpatch-prepare folder or a Hub "
-                   "dataset id")  # fmt: skip
+                   "dataset id")
     p.add_argument("--motion", action="append", default=None, metavar="FILE",
                    help="score this .bvh / .npy / .npz file with the pipeline instead of a dataset (repeatable)")
     p.add_argument("--scale", type=float, default=None,
@@ -132,10 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-column", default="labels", help="column holding each row's list of labels")
     p.add_argument("--label-index", default="0",
                    help="which entry of the labels list is the ground truth (Bandai: 0 = content, 1 = style), or "
-                   "'all' (multi-label: a hit when any of them is predicted)")  # fmt: skip
+                   "'all' (multi-label: a hit when any of them is predicted)")
     p.add_argument("--candidate-labels", default="auto",
                    help="'auto' (dataset class list, else the distinct true labels), 'babel60' (an unverified list; "
-                   "pass the official one as a file), or a file (one per line / JSON list / {label: index})")  # fmt: skip
+                   "pass the official one as a file), or a file (one per line / JSON list / {label: index})")
     p.add_argument("--label-phrases", default="auto",
                    help="label -> text in the template: 'auto', 'none' (verbatim) or a JSON file {label: phrase}")
     p.add_argument("--template", action="append", default=None,
@@ -255,7 +255,7 @@ def check_templates(templates: Sequence[str] | None) -> list[str]:
 # scoring and accuracy
 # ---------------------------------------------------------------------------
 def candidate_text_embeddings(accelerator, model, processor, texts: Sequence[str], templates: Sequence[str],
-                              batch_size: int = 64) -> torch.Tensor:  # fmt: skip
+                              batch_size: int = 64) -> torch.Tensor:
     """``(labels, dim)``: each label's normalised text embedding averaged over the templates, re-normalised (the
     pipeline's prompt ensembling); with one template simply ``get_text_features(template.format(label))``."""
     sentences = [fill_template(t, x) for t in templates for x in texts]
@@ -264,7 +264,7 @@ def candidate_text_embeddings(accelerator, model, processor, texts: Sequence[str
 
 
 def batched_logits(accelerator, model, processor, get_motion, num_motions: int, texts: Sequence[str],
-                   templates: Sequence[str], batch_size: int = 64, input_fps: float | None = None) -> torch.Tensor:  # fmt: skip
+                   templates: Sequence[str], batch_size: int = 64, input_fps: float | None = None) -> torch.Tensor:
     """``(motions, labels)`` scaled cosine similarities ``exp(logit_scale) * motion @ text.T`` (float32, CPU)."""
     text = candidate_text_embeddings(accelerator, model, processor, texts, templates, batch_size)
     motion = encode_motions(accelerator, model, processor, get_motion, num_motions, batch_size, input_fps, windows=True)
@@ -272,10 +272,10 @@ def batched_logits(accelerator, model, processor, get_motion, num_motions: int, 
 
 
 def pipeline_scores(model, processor, get_motion, num_motions: int, texts: Sequence[str], templates: Sequence[str],
-                    input_fps: float | None = None) -> torch.Tensor:  # fmt: skip
+                    input_fps: float | None = None) -> torch.Tensor:
     """``(motions, labels)`` softmax scores from ``pipeline("zero-shot-motion-classification")``, one motion at a time."""
     classify = pipeline("zero-shot-motion-classification", model=model, processor=processor,
-                        device=next(model.parameters()).device)  # fmt: skip
+                        device=next(model.parameters()).device)
     column = {t: j for j, t in enumerate(texts)}
     out = torch.zeros(num_motions, len(texts))
     template = templates[0] if len(templates) == 1 else list(templates)
@@ -294,7 +294,7 @@ def chance_accuracy(num_labels: int, true_counts: np.ndarray, k: int) -> float:
 
 
 def accuracy_report(scores: torch.Tensor, truth: Sequence[Sequence[int]], labels: Sequence[str],
-                    ks: Sequence[int]) -> dict[str, Any]:  # fmt: skip
+                    ks: Sequence[int]) -> dict[str, Any]:
     """Top-k accuracies, balanced top-1, per-class results, confusion matrix and baselines (vectorised over rows).
 
     ``scores`` ``(n, L)`` (logits or probabilities; only the ranking matters), ``truth[i]`` the candidate indices of
@@ -348,7 +348,7 @@ def classify_files(args: argparse.Namespace) -> dict[str, Any]:
     labels = read_label_file(spec) if Path(spec).is_file() else [x.strip() for x in spec.split(",") if x.strip()]
     texts, phrases_note = label_phrases(labels, args.label_phrases)
     model, processor = load_model_and_processor(args.model, revision=args.revision,
-                                                trust_remote_code=args.trust_remote_code)  # fmt: skip
+                                                trust_remote_code=args.trust_remote_code)
     classify = ZeroShotMotionClassificationPipeline(model=model.eval(), processor=processor)
     phrase_of = dict(zip(texts, labels))
     kwargs = {k: v for k, v in (("scale", args.scale), ("up_axis", args.up_axis)) if v is not None}
@@ -356,10 +356,10 @@ def classify_files(args: argparse.Namespace) -> dict[str, Any]:
     for path in args.motion:
         bvh = str(path).lower().endswith(".bvh")
         scores = classify(str(path), candidate_labels=texts, hypothesis_template=check_templates(args.template),
-                          **(kwargs if bvh else {}))  # fmt: skip
+                          **(kwargs if bvh else {}))
         files.append({"file": str(path), "scores": [{"label": phrase_of[s["label"]], "score": s["score"]} for s in scores]})
     result = {"task": "zero-shot-motion-classification", "model": args.model, "candidate_labels": labels,
-              "candidate_texts": texts, "label_phrases": phrases_note, "files": files}  # fmt: skip
+              "candidate_texts": texts, "label_phrases": phrases_note, "files": files}
     lines = [f"{PROG}: {args.model}, {len(labels)} candidate labels"]
     for f in files:
         lines.append(f"{f['file']}: " + ", ".join(f"{s['label']} {s['score']:.3f}" for s in f["scores"][:5]))
@@ -414,7 +414,7 @@ def zero_shot(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
         scores = pipeline_scores(model, processor, source, len(rows), texts, templates, input_fps)
     else:
         scores = batched_logits(accelerator, model, processor, source, len(rows), texts, templates,
-                                args.batch_size, input_fps)  # fmt: skip
+                                args.batch_size, input_fps)
     encode_seconds = time.perf_counter() - t0
     report = accuracy_report(scores, truth, labels, ks)
     notes = list(data.notes)
@@ -478,7 +478,7 @@ def format_report(result: dict[str, Any]) -> str:
         name = k.replace("top", "top-").replace("balanced_top-1", "balanced top-1")
         majority = result["majority"].get(k)
         lines.append(f"| {name} | {result['metrics'][k]:.2f} | {result['chance'][k]:.2f} | "
-                     + ("-" if majority is None else f"{majority:.2f}") + " |")  # fmt: skip
+                     + ("-" if majority is None else f"{majority:.2f}") + " |")
     lines += ["", "| class | support | top-1 |", "|---|---:|---:|"]
     lines += [f"| {c} | {v['support']} | {v['top1']:.1f} |" for c, v in result["per_class"].items()]
     return "\n".join(lines) + "\n"

@@ -206,7 +206,7 @@ def add_motion_values(
                 writer_batch_size=writer_batch_size, desc=desc,
             )
             for name, split in dataset.items()
-        })  # fmt: skip
+        })
     if not isinstance(dataset, datasets.Dataset):
         raise ValueError(  # noqa: TRY004
             f"add_motion_values takes a datasets.Dataset or DatasetDict, got {type(dataset).__name__}."
@@ -245,6 +245,6 @@ def add_motion_values(
     )
     columns_fmt = None if fmt["columns"] is None or set(fmt["columns"]) >= set(dataset.column_names) else [
         c for c in fmt["columns"] if c not in remove
-    ]  # fmt: skip
+    ]
     return out.with_format(fmt["type"], columns=columns_fmt, output_all_columns=fmt["output_all_columns"],
-                           **fmt["format_kwargs"])  # fmt: skip
+                           **fmt["format_kwargs"])

@@ -34,7 +34,7 @@ SMPL22 = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
     "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
+)
 
 
 class JointMapError(MotionInputError):
@@ -161,11 +161,11 @@ def _matrix(source: tuple[str, ...], target: tuple[str, ...], explicit: tuple) -
         k = target_keys.get(normalize_joint_name(model_joint))
         if k is None:
             raise JointMapError(f"joint_map names the model joint {model_joint!r}, which the model's skeleton lacks; "
-                                f"its joints are {list(target)}.")  # fmt: skip
+                                f"its joints are {list(target)}.")
         idx = lookup(names)
         if idx is None:
             raise JointMapError(f"joint_map maps {model_joint!r} to {list(names)}: not found (or found twice) among "
-                                f"the input's joints; {seen}.")  # fmt: skip
+                                f"the input's joints; {seen}.")
         fixed[k] = idx
     # the SMPL-22 skeleton: the rig tables (their "smpl" entry is by name); any other skeleton: its own names
     candidates = list(RIGS.items()) if set(target) == set(SMPL22) else [("by name", {t: (t,) for t in target})]

@@ -247,13 +247,13 @@ def quantize_onnx(source_dir: str | os.PathLike, output_dir: str | os.PathLike, 
             prepared = Path(tmp) / filename
             quant_pre_process(str(source / filename), str(prepared), skip_symbolic_shape=True)
             quantize_dynamic(str(prepared), str(output / filename), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=list(INT8_OP_TYPES))  # fmt: skip
+                             op_types_to_quantize=list(INT8_OP_TYPES))
     if source.resolve() != output.resolve():
         for item in source.iterdir():
             if item.name not in (MOTION_ENCODER_FILE, TEXT_ENCODER_FILE) and item.is_file():
                 shutil.copy2(item, output / item.name)
     export_config["quantization"] = {"method": "onnxruntime.quantization.quantize_dynamic", "weights": "int8",
-                                     "per_channel": True, "op_types": list(INT8_OP_TYPES)}  # fmt: skip
+                                     "per_channel": True, "op_types": list(INT8_OP_TYPES)}
     export_config.pop("parity_with_eager", None)  # that was the fp32 graphs' figure
     (output / ONNX_CONFIG_FILE).write_text(json.dumps(export_config, indent=2), encoding="utf-8")
     return output
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     out = export_onnx(model, processor, args.output, quantize=args.quantize, exporter=args.exporter, opset=args.opset)
     export_config = json.loads((out / ONNX_CONFIG_FILE).read_text(encoding="utf-8"))
     print(json.dumps({"output": str(out), **{k: export_config.get(k) for k in (
-        "motion_inputs", "text_inputs", "exporter", "opset", "quantization", "parity_with_eager")}}, indent=2))  # fmt: skip
+        "motion_inputs", "text_inputs", "exporter", "opset", "quantization", "parity_with_eager")}}, indent=2))
 
 
 if __name__ == "__main__":

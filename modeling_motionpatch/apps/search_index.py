@@ -92,7 +92,7 @@ class SearchResult:
     def __getitem__(self, q: int) -> list[dict[str, Any]]:
         t = self.threshold
         return [{"id": i, "score": s, "match": None if t is None else s >= t}
-                for i, s in zip(self.ids[q], self.scores[q].tolist())]  # fmt: skip
+                for i, s in zip(self.ids[q], self.scores[q].tolist())]
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
         return (self[q] for q in range(len(self)))
@@ -193,7 +193,7 @@ def _backend_params(name: str, given: Mapping[str, Any] | None, defaults: Mappin
     bad = {
         k: v for k, v in params.items()
         if not (v is None and defaults[k] is None) and (isinstance(v, bool) or not isinstance(v, int) or v < 1)
-    }  # fmt: skip
+    }
     if bad:
         raise ValueError(f"{name} parameters must be positive integers, got {bad}.")
     return params
@@ -578,7 +578,7 @@ class MotionSearchIndex:
             )
         self.set_nprobe(chosen)
         return {"nprobe": chosen, "recall": tried[chosen], "target_recall": float(target_recall), "k": k,
-                "reached": hit is not None, "tried": dict(sorted(tried.items()))}  # fmt: skip
+                "reached": hit is not None, "tried": dict(sorted(tried.items()))}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -658,7 +658,7 @@ class MotionSearchIndex:
             scores, idx = _exact_topk(self._embeddings, q, k, self.chunk_size)
         ids = self._ids
         return SearchResult(ids=[[ids[j] for j in row] for row in idx.tolist()], scores=scores, indices=idx,
-                            threshold=threshold)  # fmt: skip
+                            threshold=threshold)
 
     def _faiss_search(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         import faiss
@@ -706,7 +706,7 @@ class MotionSearchIndex:
         faiss.fvec_inner_products_by_idx(
             faiss.swig_ptr(exact), faiss.swig_ptr(queries), faiss.swig_ptr(gallery), faiss.swig_ptr(safe),
             self.dim, n_q, shortlist,
-        )  # fmt: skip
+        )
         exact[~valid] = -np.inf
         scores, pos = torch.topk(torch.from_numpy(exact), k, dim=1, largest=True, sorted=True)
         idx = torch.gather(torch.from_numpy(cand), 1, pos)

@@ -127,7 +127,7 @@ def _head_branch(chest: int, kids: list[list[int]], names: list[str], offs: np.n
     """Of the chest's children, the head branch: by name, else the most upward offset, else the shortest."""
     chest_kids = kids[chest]
     by_name = [c for c in chest_kids
-               if any(w in names[k].lower() for k in _subtree(c, kids) for w in _HEAD_WORDS)]  # fmt: skip
+               if any(w in names[k].lower() for k in _subtree(c, kids) for w in _HEAD_WORDS)]
     if len(by_name) == 1:
         return by_name[0]
     if offs is not None:
@@ -142,7 +142,7 @@ def _head_branch(chest: int, kids: list[list[int]], names: list[str], offs: np.n
 
 
 def _left_right(branches: list[int], what: str, anchor: int, kids: list[list[int]], names: list[str],
-                offs: np.ndarray | None, lateral_axis: int) -> tuple[int, int]:  # fmt: skip
+                offs: np.ndarray | None, lateral_axis: int) -> tuple[int, int]:
     """``(left, right)`` of two branches at ``anchor``: from the joint names, else the rest-pose lateral offsets."""
     if len(branches) != 2:
         raise SkeletonError(
@@ -150,7 +150,7 @@ def _left_right(branches: list[int], what: str, anchor: int, kids: list[list[int
             f"({[names[b] for b in branches]}). Pass `chains=` explicitly."
         )
     named = [next((side for k in _path_to_deepest_leaf(b, kids) if (side := side_of(names[k]))), None)
-             for b in branches]  # the first joint of each branch that carries a side  # fmt: skip
+             for b in branches]  # the first joint of each branch that carries a side
     if sorted(s or "" for s in named) == ["left", "right"]:
         left = branches[named.index("left")]
     elif offs is not None:

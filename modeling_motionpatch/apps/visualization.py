@@ -293,7 +293,7 @@ class SkeletonRenderer:
         self._half = (half_w, half_h)
 
     def _draw_static(self, size: tuple[int, int], grid2d: np.ndarray, corners2d: np.ndarray, trace: bool,
-                     title: str | None, linewidth: float) -> None:  # fmt: skip
+                     title: str | None, linewidth: float) -> None:
         """The figure, the ground, the trace and the title, drawn once; the animated artists (bones, joints, path so
         far, clock) are blitted per frame over the saved background."""
         _, Figure, FigureCanvasAgg, LineCollection = _import_matplotlib()

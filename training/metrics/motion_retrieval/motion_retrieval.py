@@ -123,7 +123,7 @@ class MotionRetrieval(evaluate.Metric):
         # the library checks the protocol names, the pairing and the values
         results = compute_retrieval_metrics(_stack(text_embeds, "text_embeds"), _stack(motion_embeds, "motion_embeds"),
                                             captions=caps, protocols=wanted, seed=seed, caption_embeds=caption_embeds,
-                                            threshold=threshold, batch_size=batch_size, normalize=normalize)  # fmt: skip
+                                            threshold=threshold, batch_size=batch_size, normalize=normalize)
         return results[wanted[0]] if single else results
 
 
