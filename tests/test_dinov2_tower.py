@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from huggingface_hub.errors import StrictDataclassClassValidationError
 import torch
 from conftest import random_motions
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from test_remote_code import BLOCK_PACKAGE, marked, run_python
 from transformers import AutoModel, AutoProcessor, Dinov2Config
 
@@ -128,3 +128,33 @@ print("LOGITS:" + json.dumps(logits.tolist()))
     stdout = run_python(BLOCK_PACKAGE + code, cwd=tmp_path).stdout
     assert marked(stdout, "CLASS:") == "Dinov2Model"
     np.testing.assert_allclose(marked(stdout, "LOGITS:"), expected.logits_per_text.numpy(), atol=1e-5)
+
+
+def test_the_shipped_dinov2_config_trains_from_a_pretrained_dinov2_folder(tmp_path, tokenizer_dir):
+    """``motionpatch-train bandai-namco-dinov2`` with a tiny DINOv2 folder in place of the converted weights and the
+    synthetic data: the tower's 14 x 14 patches set the geometry, and the best model reloads with its processor."""
+    from training_helpers import make_tiny_text_dir, run_training
+    from transformers import AutoConfig, Dinov2Model
+
+    torch.manual_seed(0)
+    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2, image_size=56,
+                             patch_size=14)).save_pretrained(tmp_path / "dinov2")
+    text = make_tiny_text_dir(tokenizer_dir, tmp_path / "text")
+    AutoModel.from_config(AutoConfig.from_pretrained(text)).save_pretrained(text)  # a "pretrained" text tower
+    out = tmp_path / "run"
+    proc = run_training(["bandai-namco-dinov2", "--dataset", "synthetic", "--dataset_dir", "",
+                         "--motion_model_name_or_path", str(tmp_path / "dinov2"), "--text_model_name_or_path", str(text),
+                         "--freeze_text_tower", "false",
+                         "--synthetic_num_train", "32", "--synthetic_num_validation", "8", "--synthetic_num_test", "8",
+                         "--max_frames", "56", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
+                         "--num_train_epochs", "1", "--max_steps", "2", "--eval_protocols", "all", "--output_dir", str(out),
+                         "--disable_tqdm", "true"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    model = AutoModel.from_pretrained(out / "best")
+    processor = AutoProcessor.from_pretrained(out / "best")
+    assert model.config.motion_config.model_type == "dinov2" and model.config.patch_grid == (4, 5)
+    fe = processor.feature_extractor
+    assert (fe.max_frames, fe.points_per_part, fe.frames_per_patch) == (56, 14, 14)
+    inputs = processor(text=CAPTIONS, motions=random_motions(2, seed=1), return_tensors="pt")
+    with torch.no_grad():
+        assert model(**inputs).logits_per_text.shape == (3, 2)

@@ -59,7 +59,7 @@ def test_yaml_config_with_cli_overrides(tmp_path):
     assert parse_args([str(cfg_json)])[2].num_train_epochs == 3
 
 
-@pytest.mark.parametrize("name", ["demo", "humanml3d", "kit", "kit_from_humanml3d", "bandai-namco"])
+@pytest.mark.parametrize("name", ["demo", "humanml3d", "kit", "kit_from_humanml3d", "bandai-namco", "bandai-namco-dinov2"])
 def test_shipped_configs_parse(name):
     model_args, data_args, training_args = parse_args([name])
     assert (CONFIG_DIR / f"{name}.yaml").is_file()
@@ -69,6 +69,9 @@ def test_shipped_configs_parse(name):
         assert not model_args.learnable_temperature
         assert model_args.motion_model_name_or_path == "timm/vit_base_patch16_224.augreg_in21k"
         assert model_args.text_model_name_or_path == "distilbert-base-uncased"
+    if name == "bandai-namco-dinov2":  # DINOv2's 14 x 14 patches: 14-point parts, rows of 14 frames
+        assert model_args.motion_model_name_or_path == "dinov2-small" and model_args.points_per_part == 14
+        assert data_args.max_frames % 14 == 0 and model_args.motion_patch_size is None
     if name == "humanml3d":
         assert model_args.projection_dropout == 0.5
         assert (training_args.learning_rate_motion, training_args.learning_rate_text,
