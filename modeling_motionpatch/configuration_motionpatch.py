@@ -104,12 +104,12 @@ class MotionPatchConfig(PreTrainedConfig):
         initializer_range (`float`, defaults to 0.02): std of the projection heads' initialisation.
         match_threshold (`float`, *optional*): cosine similarity between a motion and a text from which they count as
             a confident match; training calibrates it on the validation split
-            (:func:`~.retrieval_metrics.calibrate_match_threshold`). The zero-shot pipeline and the search index
+            (:func:`~.apps.retrieval_metrics.calibrate_match_threshold`). The zero-shot pipeline and the search index
             report ``match`` next to their scores with it, so that "nothing fits" is said rather than the best of bad
             candidates shown as a hit. `None`: not calibrated (``match`` is then `None`).
         skeleton (`dict`, *optional*): the skeleton and patch geometry of the processor the model was trained with
             (``name``, ``joint_names``, ``chains``, ``points_per_part``, ``max_frames``), written at save time by
-            training and conversion (``folder_checks.record_processor``); when present, pairing the model with a
+            training and conversion (``apps.folder_checks.record_processor``); when present, pairing the model with a
             processor of another skeleton raises ``MotionPatchMismatchError``. ``None`` in older folders (no check).
     """
 
