@@ -61,6 +61,22 @@ REGISTRY = [
     Bench("retrieval", "bench_retrieval.py", [], minutes=6),
     Bench("bvh", "bench_bvh.py", [], data=("bandai-namco/ds1-bvh/data", "bandai-namco/ds2_h22_20fps.npz"), minutes=1),
     Bench(
+        "onnx_small",
+        "bench_onnx.py",
+        ["--hidden", "384", "--layers", "6", "--heads", "6", "--batch", "32", "--repeats", "3", "--rounds", "5",
+         "--threads", "1", "2", "--conv-ab"],  # fmt: skip
+        quick_args=["--quick", "--conv-ab"],
+        modules=("onnxruntime", "onnx"),
+        minutes=4,
+    ),
+    Bench(
+        "onnx_vitb",
+        "bench_onnx.py",
+        ["--batch", "8", "--repeats", "2", "--rounds", "3", "--threads", "1", "2"],
+        modules=("onnxruntime", "onnx"),
+        minutes=5,
+    ),
+    Bench(
         "search_approximate",
         "bench_search_approximate.py",
         ["--n", "1000000", "--dim", "256", "--queries", "200", "--backends", "faiss-ivf", "faiss-ivfpq",
