@@ -85,6 +85,15 @@ REGISTRY = [
         minutes=10,
     ),
     Bench(
+        "search_real",
+        "bench_search_real.py",
+        [],
+        modules=("faiss",),
+        data=("bandai-namco/ds1_h22_20fps.npz", "bandai-namco/ds2_h22_20fps.npz"),
+        model=True,
+        minutes=2,
+    ),
+    Bench(
         "search_real_1m",
         "bench_search_real_1m.py",
         ["--nprobe", "4", "8", "16", "32", "64", "128", "--nlist", "8000", "--k-factor", "50", "--cache",
