@@ -60,6 +60,7 @@ REGISTRY = [
     Bench("core", "bench_core.py", [], data=(), minutes=1.5),
     Bench("retrieval", "bench_retrieval.py", [], minutes=6),
     Bench("bvh", "bench_bvh.py", [], data=("bandai-namco/ds1-bvh/data", "bandai-namco/ds2_h22_20fps.npz"), minutes=1),
+    Bench("bvh_long_take", "bench_bvh_long_take.py", [], data=("bandai-namco/ds1-bvh/data",), minutes=0.5),
     Bench("motion_values", "bench_motion_values.py", [], modules=("datasets",),
           data=("bandai-namco/ds2_h22_20fps.npz",), minutes=1.5),  # fmt: skip
     Bench(
