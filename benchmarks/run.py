@@ -48,7 +48,8 @@ class Bench:
     name: str
     script: str
     args: list[str] = field(default_factory=list)  # of the full run
-    quick_args: list[str] = field(default_factory=lambda: ["--quick"])
+    quick_args: list[str] | None = field(default_factory=lambda: ["--quick"])  # None: not run by --quick
+    quick_note: str = ""  # why it is left out of --quick
     modules: tuple[str, ...] = ()  # importable modules it needs
     data: tuple[str, ...] = ()  # paths under --data it needs
     model: bool | str = False  # needs a trained model folder (--model); "optional": passed when given
@@ -57,13 +58,13 @@ class Bench:
 
 
 REGISTRY = [
-    Bench("core", "bench_core.py", [], data=(), minutes=1.5),
-    Bench("retrieval", "bench_retrieval.py", [], minutes=6),
+    Bench("core", "bench_core.py", [], minutes=1),
+    Bench("retrieval", "bench_retrieval.py", [], minutes=5),
     Bench("bvh", "bench_bvh.py", [], data=("bandai-namco/ds1-bvh/data", "bandai-namco/ds2_h22_20fps.npz"), minutes=1),
     Bench("bvh_long_take", "bench_bvh_long_take.py", [], data=("bandai-namco/ds1-bvh/data",), minutes=0.5),
     Bench("prepare", "bench_prepare.py", [], modules=("datasets",), minutes=1.5),
     Bench("motion_values", "bench_motion_values.py", [], modules=("datasets",),
-          data=("bandai-namco/ds2_h22_20fps.npz",), minutes=1.5),  # fmt: skip
+          data=("bandai-namco/ds2_h22_20fps.npz",), minutes=1),  # fmt: skip
     Bench(
         "onnx_small",
         "bench_onnx.py",
@@ -77,6 +78,8 @@ REGISTRY = [
         "onnx_vitb",
         "bench_onnx.py",
         ["--batch", "8", "--repeats", "2", "--rounds", "3", "--threads", "1", "2"],
+        quick_args=None,
+        quick_note="the same script as onnx_small, which --quick runs",
         modules=("onnxruntime", "onnx"),
         minutes=5,
     ),
@@ -92,7 +95,7 @@ REGISTRY = [
         ["--n", "1000000", "--dim", "256", "--queries", "200", "--backends", "faiss-ivf", "faiss-ivfpq",
          "--nprobe", "256", "64", "16", "--build-threads", "2"],  # fmt: skip
         modules=("faiss",),
-        minutes=10,
+        minutes=6,
     ),
     Bench(
         "search_real",
@@ -111,13 +114,15 @@ REGISTRY = [
         modules=("faiss",),
         data=("bandai-namco/ds1_h22_20fps.npz", "bandai-namco/ds2_h22_20fps.npz"),
         model=True,
-        minutes=30,  # 17 of them embed the 1M windows (once: --cache keeps them)
+        minutes=25,  # 17 of them embed the 1M windows (once: --cache keeps them; then about 8)
     ),
 ]
 
 
 def missing(bench: Bench, args: argparse.Namespace) -> str | None:
     """Why ``bench`` cannot run here, or None."""
+    if args.quick and bench.quick_args is None:
+        return f"left out of --quick ({bench.quick_note})"
     for mod in bench.modules:
         if importlib.util.find_spec(mod) is None:
             return f"the optional package `{mod}` is not installed"
@@ -255,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for b in REGISTRY:
             print(f"{b.name:20s} ~{b.minutes:g} min  python benchmarks/{b.script} {shlex.join(b.args)}")
-        print(f"full run: about {sum(b.minutes for b in REGISTRY):g} min on the 2-core machine")
+        print(f"full run: about {sum(b.minutes for b in REGISTRY if not b.gpu):g} min on an idle 2-core machine "
+              "(without a GPU; estimates from each script's sizes and earlier timings)")
         return 0
     unknown = [n for n in args.only or [] if n not in names]
     if unknown:
