@@ -218,6 +218,8 @@ def machine_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
 
 def machine_line(info: Mapping[str, Any], load_end: Sequence[float] | None = None) -> str:
     """One line for a table's header: machine, date, load average (start and end), versions."""
+    if info.get("recorded"):  # tables re-printed from a recorded run: its own description
+        return str(info["recorded"])
     load = info.get("load_average")
     load_s = f"load average {load[0]:.2f}" if load else "load average n/a"
     if load_end:
@@ -263,7 +265,8 @@ class Report:
         print(f"\n### {title}\n\n{markdown}\n" + "".join(f"\n- {n}" for n in notes), flush=True)
 
     def write(self, path: Path | None) -> dict[str, Any]:
-        self.machine["load_average_end"] = load_average()
+        if not self.machine.get("recorded"):
+            self.machine["load_average_end"] = load_average()
         doc = {
             "name": self.name,
             "quick": self.quick,
