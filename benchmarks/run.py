@@ -155,17 +155,7 @@ def command_for(bench: Bench, args: argparse.Namespace) -> list[str]:
 
 def shown_command(doc: dict) -> str:
     """The command as recorded by the script, without its ``--json PATH`` (a detail of this runner)."""
-    parts = shlex.split(doc.get("command", ""))
-    out, skip = [], False
-    for p in parts:
-        if skip:
-            skip = False
-            continue
-        if p == "--json":
-            skip = True
-            continue
-        out.append(p)
-    return shlex.join(out)
+    return re.sub(r"\s--json(\s+|=)\S+", "", doc.get("command", ""))
 
 
 def run_one(bench: Bench, args: argparse.Namespace, results: Path) -> dict:

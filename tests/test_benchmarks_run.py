@@ -1,7 +1,8 @@
 """benchmarks/run.py and benchmarks/timing.py: the one command that regenerates benchmarks/README.md.
 
 The interleaving helper is tested with fake callables; run.py is run with --quick on two cheap benchmarks (core and
-retrieval: no data, no optional package needed beyond torch; about 20 s on 2 cores) into a temporary file.
+retrieval: no data, no optional package needed beyond torch; plus cross_source, which only re-prints recorded runs;
+about 25 s on 2 cores) into a temporary file.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def test_run_quick_writes_generated_tables(tmp_path):
     out = tmp_path / "README.md"
     results = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--quick", "--only", "core", "retrieval", "--output", str(out),
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--only", "core", "retrieval", "cross_source", "--output", str(out),
          "--results", str(results)],  # fmt: skip
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -99,6 +100,9 @@ def test_run_quick_writes_generated_tables(tmp_path):
     assert {h[0] for h in headers} >= {"core", "retrieval"}
     for _, machine in headers:
         assert "logical CPUs" in machine and " UTC" in machine and "load average" in machine
+    # tables re-printed from recorded runs are headed by the recording, not by this run
+    assert "<!-- generated: cross_source/top1 -->" in text
+    assert "bench_cross_source.py --from-results (tables of the runs recorded in benchmarks/results/cross_source.json)" in text
     # benchmarks not selected say so instead of showing figures
     assert "`bvh` was skipped in this run: not selected by --only" in text
     # every row with a ratio has both sides: no empty cell, and its table holds the baseline it is a ratio of
