@@ -35,7 +35,6 @@ for _var in (
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time

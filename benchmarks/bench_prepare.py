@@ -25,10 +25,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import argparse
-import json
-import platform
 import tempfile
-import time
 import warnings
 from pathlib import Path
 

@@ -25,9 +25,7 @@ run interleaved over ``--repeats`` rounds (``timing.interleaved``: median and ra
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path

@@ -21,7 +21,6 @@ a speed-up is median over median with the range of the same-round ratios. Every 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -199,7 +198,7 @@ def bench_search(args: argparse.Namespace, report: Report) -> None:
             raw[n][name] = {**tm.summary(), "same_ids_as_naive": same, "vs_naive": vs_naive,
                             "vs_fastest_other": {"other": best_other, **vs_best}}  # fmt: skip
         raw[n]["fastest"] = fastest
-        del gallery, index, fns, t
+        gallery = index = fns = t = None  # free the big gallery before the next one
     report.raw["search"] = {"dim": args.dim, "queries": args.queries, "k": 10, "rounds": args.rounds, "galleries": raw}
     report.table(
         "search",

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -182,7 +181,7 @@ def main() -> None:
                 raw.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "times"}), file=sys.stderr, flush=True)
             del index
-        del exact, flat
+        exact = flat = emb = None  # free the gallery before the next one
     for row in raw:
         table.append([row["gallery"], row["backend"], row["build_s"], f"{row['bytes_per_item']:,}",
                       row["recall_at_10"], f"{row['qps']:,}", fx(row["vs_torch"]), fx(row["vs_faiss_flat"])])  # fmt: skip
