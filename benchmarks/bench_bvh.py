@@ -1,17 +1,20 @@
 """BVH import throughput and the memory of preparing the ds2 npz as a dataset.
 
 Usage:
-    python benchmarks/bench_bvh.py [--data ../shared/data] [--repeats 5] [--baseline-files 8] [--skip-memory]
+    python benchmarks/bench_bvh.py [--data ../shared/data] [--rounds 5] [--baseline-files 8] [--skip-memory]
+        [--quick] [--json PATH]
 
 1. Throughput on the 174 Bandai-Namco dataset-1 BVH files (31,914 frames at 30 fps, 22 joints x 6
    channels), one thread: parse (read file + hierarchy + bulk MOTION parse), forward kinematics (per
    file, and batched across files), and end to end (``read_bvh`` per file = both; and parse + batched
    FK, the path of ``load_bvh_collection``), frames per second, wall and CPU time. The
    hierarchy cache is cleared before every repeat, so each repeat pays one hierarchy parse, as a fresh
-   import of a collection does. Best and median of ``--repeats`` runs.
-2. Baseline, side by side in the same run on a subset: a straightforward implementation - MOTION read
-   line by line with ``float()``, forward kinematics with a Python loop over frames and joints (3x3
-   numpy matrices per joint per frame). Its output is checked against ours.
+   import of a collection does. The stages are interleaved (``timing.interleaved``) over ``--rounds``
+   rounds; median and range of the rounds.
+2. Baseline, interleaved with ours over the same ``--rounds`` rounds on a subset of the files: a
+   straightforward implementation - MOTION read line by line with ``float()``, forward kinematics with a
+   Python loop over frames and joints (3x3 numpy matrices per joint per frame). Its output is checked
+   against ours. Ratios are median over median, with the range of the same-round ratios.
 3. Peak memory of ``dataset_from_npz(ds2_h22_20fps.npz)`` (2,902 clips) in a fresh subprocess: the
    ``ru_maxrss`` delta over the call, against the size of the motion arrays (float16 in the npz,
    float32 in the dataset).
@@ -32,7 +35,6 @@ for _var in (
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -41,6 +43,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from timing import Report, add_output_args, fmt_rate, fmt_ratio, interleaved, markdown_table, ratio  # noqa: E402
 
 
 def _single_thread() -> None:
@@ -77,8 +81,9 @@ def naive_read(path: Path, scale: float = 0.01) -> np.ndarray:
 
     text = path.read_text()
     head, motion = text.split("MOTION", 1)
-    h = parse_bvh_string(head + "MOTION\nFrames: 0\nFrame Time: 1\n", source=str(path)).hierarchy  # hierarchy only
     lines = motion.strip().splitlines()[2:]
+    # hierarchy only (the parser wants at least one frame: give it the first)
+    h = parse_bvh_string(head + "MOTION\nFrames: 1\nFrame Time: 1\n" + lines[0] + "\n", source=str(path)).hierarchy
     frames = [[float(v) for v in line.split()] for line in lines]
     out = np.zeros((len(frames), h.num_joints, 3))
     for f, row in enumerate(frames):
@@ -112,101 +117,55 @@ def _clear_caches() -> None:
     bvh._PLANS.clear()
 
 
-class _Clock:
-    """Wall time and this process's CPU time of a block (CPU time is what one core delivers when the
-    machine is shared: other processes' load inflates wall time but not our CPU time)."""
-
-    def __enter__(self):
-        self.w0, self.c0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self.w0
-        self.cpu = time.process_time() - self.c0
+STAGES = {
+    "parse": "parse (`parse_bvh`: read, hierarchy, bulk MOTION parse)",
+    "fk": "forward kinematics, per file (`forward_kinematics`)",
+    "fk_batched": "forward kinematics, batched (`forward_kinematics_batch`)",
+    "end_to_end": "**end to end, per file (`read_bvh`)**",
+    "end_to_end_batched": "**end to end, parse + batched FK** (the `load_bvh_collection` path)",
+}
 
 
-def _stats(walls: list[float], cpus: list[float], frames: int) -> dict:
-    return {
-        "best_wall_s": min(walls),
-        "median_wall_s": float(np.median(walls)),
-        "best_cpu_s": min(cpus),
-        "median_cpu_s": float(np.median(cpus)),
-        "best_wall_fps": frames / min(walls),
-        "median_wall_fps": frames / float(np.median(walls)),
-        "best_cpu_fps": frames / min(cpus),
-        "median_cpu_fps": frames / float(np.median(cpus)),
-    }
-
-
-def bench_throughput(files: list[Path], repeats: int) -> dict:
+def bench_throughput(files: list[Path], rounds: int) -> dict:
     from modeling_motionpatch.apps.bvh import forward_kinematics, forward_kinematics_batch, parse_bvh, read_bvh
 
-    keys = ("parse", "fk", "fk_batched", "end_to_end", "end_to_end_batched")
-    walls: dict[str, list[float]] = {k: [] for k in keys}
-    cpus: dict[str, list[float]] = {k: [] for k in keys}
-    frames = 0
-    for _ in range(repeats):
-        _clear_caches()
-        with _Clock() as c_parse:
-            datas = [parse_bvh(f) for f in files]
-        with _Clock() as c_fk:
-            for d in datas:
-                forward_kinematics(d, scale=0.01)
-        with _Clock() as c_fkb:
-            forward_kinematics_batch(datas, scale=0.01)
-        _clear_caches()
-        with _Clock() as c_e2e:
-            for f in files:
-                read_bvh(f, scale=0.01)
-        _clear_caches()
-        with _Clock() as c_e2eb:  # what load_bvh_collection does: parse every file, then batched FK
-            forward_kinematics_batch([parse_bvh(f) for f in files], scale=0.01)
-        frames = sum(d.num_frames for d in datas)
-        for k, c in zip(keys, (c_parse, c_fk, c_fkb, c_e2e, c_e2eb)):
-            walls[k].append(c.wall)
-            cpus[k].append(c.cpu)
-    return {"files": len(files), "frames": frames, **{k: _stats(walls[k], cpus[k], frames) for k in keys}}
+    datas = [parse_bvh(f) for f in files]
+    frames = sum(d.num_frames for d in datas)
+    fns = {
+        "parse": lambda: [parse_bvh(f) for f in files],
+        "fk": lambda: [forward_kinematics(d, scale=0.01) for d in datas],
+        "fk_batched": lambda: forward_kinematics_batch(datas, scale=0.01),
+        "end_to_end": lambda: [read_bvh(f, scale=0.01) for f in files],
+        # what load_bvh_collection does: parse every file, then batched FK
+        "end_to_end_batched": lambda: forward_kinematics_batch([parse_bvh(f) for f in files], scale=0.01),
+    }
+    # every call starts without the hierarchy/FK-plan cache, as a fresh import of a collection does
+    t = interleaved(fns, rounds=rounds, warmup=1, before_each=lambda name: _clear_caches())
+    for tm in t.values():
+        tm.result = None
+    return {"files": len(files), "frames": frames, "timings": t}
 
 
-def bench_baseline(files: list[Path], repeats: int) -> dict:
+def bench_baseline(files: list[Path], rounds: int) -> dict:
     from modeling_motionpatch.apps.bvh import forward_kinematics, parse_bvh, read_bvh
 
     datas = [parse_bvh(f) for f in files]
     for f, d in zip(files, datas):
         _NAIVE_PARSED[f] = d  # the naive FK-only timing below runs on already-parsed values
     frames = sum(d.num_frames for d in datas)
-    naive_e2e, naive_fk, ours_e2e, ours_fk = [], [], [], []
-    for _ in range(max(1, repeats // 2)):
-        with _Clock() as c:
-            naive = [naive_read(f) for f in files]
-        naive_e2e.append(c)
-        with _Clock() as c:
-            for f in files:
-                _naive_fk_only(f)
-        naive_fk.append(c)
-    for _ in range(repeats):
-        _clear_caches()
-        with _Clock() as c:
-            ours = [read_bvh(f, scale=0.01).positions for f in files]
-        ours_e2e.append(c)
-        with _Clock() as c:
-            for d in datas:
-                forward_kinematics(d, scale=0.01)
-        ours_fk.append(c)
-    worst = max(float(np.abs(a - b).max()) for a, b in zip(naive, ours))
-
-    def best(clocks, attr):
-        return min(getattr(c, attr) for c in clocks)
-
-    out = {"files": len(files), "frames": frames, "max_abs_diff_m": worst}
-    for attr in ("wall", "cpu"):
-        out[f"naive_end_to_end_{attr}_fps"] = frames / best(naive_e2e, attr)
-        out[f"ours_end_to_end_{attr}_fps"] = frames / best(ours_e2e, attr)
-        out[f"end_to_end_{attr}_ratio"] = best(naive_e2e, attr) / best(ours_e2e, attr)
-        out[f"naive_fk_{attr}_fps"] = frames / best(naive_fk, attr)
-        out[f"ours_fk_{attr}_fps"] = frames / best(ours_fk, attr)
-        out[f"fk_{attr}_ratio"] = best(naive_fk, attr) / best(ours_fk, attr)
-    return out
+    fns = {
+        "naive_end_to_end": lambda: [naive_read(f) for f in files],
+        "ours_end_to_end": lambda: [read_bvh(f, scale=0.01).positions for f in files],
+        "naive_fk": lambda: [_naive_fk_only(f) for f in files],
+        "ours_fk": lambda: [forward_kinematics(d, scale=0.01) for d in datas],
+    }
+    t = interleaved(fns, rounds=rounds, warmup=1, before_each=lambda name: _clear_caches())
+    worst = max(
+        float(np.abs(a - b).max()) for a, b in zip(t["naive_end_to_end"].result, t["ours_end_to_end"].result)
+    )
+    for tm in t.values():
+        tm.result = None
+    return {"files": len(files), "frames": frames, "max_abs_diff_m": worst, "timings": t}
 
 
 _NAIVE_PARSED: dict = {}
@@ -302,24 +261,13 @@ def bench_full_import(root: Path) -> dict:
     return {"clips": sum(len(dd[s]) for s in dd), "seconds": dt}
 
 
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], check=False, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds (after one warm-up round)")
     ap.add_argument("--baseline-files", type=int, default=8)
     ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    add_output_args(ap)
     args = ap.parse_args()
     _single_thread()
 
@@ -327,61 +275,77 @@ def main() -> None:
     files = sorted((bandai / "ds1-bvh" / "data").glob("*.bvh"))
     if not files:
         sys.exit(f"no BVH files under {bandai / 'ds1-bvh' / 'data'}; pass --data")
-    res = {
-        "cpu": _cpu_model(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "load_average": os.getloadavg(),
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "threads": 1,
-    }
+    if args.quick:
+        files, args.rounds, args.baseline_files, args.skip_memory = files[:12], 2, 2, True
+    report = Report("bvh", quick=args.quick, extra_packages=("pyarrow", "datasets"))
+    report.raw["threads"] = 1
     if not args.skip_memory:  # first, while this parent process is small: a child's ru_maxrss starts at the
         # parent's RSS at fork (Linux keeps it across exec), so a big parent would hide the child's peak
-        res["memory"] = bench_memory(bandai / "ds2_h22_20fps.npz")
-    res["throughput"] = bench_throughput(files, args.repeats)
-    res["baseline"] = bench_baseline(
-        files[:: max(1, len(files) // args.baseline_files)][: args.baseline_files], args.repeats
-    )
-    res["full_import_ds1_humanml3d"] = bench_full_import(bandai / "ds1-bvh")
-    res["load_average_after"] = os.getloadavg()
+        report.raw["memory"] = bench_memory(bandai / "ds2_h22_20fps.npz")
+    tp = bench_throughput(files, args.rounds)
+    b = bench_baseline(files[:: max(1, len(files) // args.baseline_files)][: args.baseline_files], args.rounds)
+    fi = bench_full_import(bandai / "ds1-bvh")
 
-    tp = res["throughput"]
-    print(f"# BVH import - {res['cpu']} - {res['date']} - load average {res['load_average'][0]:.2f}")
-    print(f"{tp['files']} files, {tp['frames']} frames, 1 thread, best / median of {args.repeats}")
-    for key, label in (
-        ("parse", "parse"),
-        ("fk", "forward kinematics (per file)"),
-        ("fk_batched", "forward kinematics (batched)"),
-        ("end_to_end", "end to end (read_bvh per file)"),
-        ("end_to_end_batched", "end to end (parse + batched FK)"),
-    ):
-        s = tp[key]
-        print(
-            f"  {label:32s} wall {s['best_wall_s']:.3f} s {s['best_wall_fps']:>9,.0f} frames/s (median "
-            f"{s['median_wall_fps']:,.0f}) | CPU {s['best_cpu_s']:.3f} s {s['best_cpu_fps']:>9,.0f} frames/s "
-            f"(median {s['median_cpu_fps']:,.0f})"
-        )
-    b = res["baseline"]
-    print(f"baseline on {b['files']} files / {b['frames']} frames (max |diff| {b['max_abs_diff_m']:.1e} m), best runs:")
-    for attr in ("wall", "cpu"):
-        print(
-            f"  {attr:4s} end to end: naive {b[f'naive_end_to_end_{attr}_fps']:,.0f} frames/s, ours "
-            f"{b[f'ours_end_to_end_{attr}_fps']:,.0f} -> x{b[f'end_to_end_{attr}_ratio']:.0f};  FK only: naive "
-            f"{b[f'naive_fk_{attr}_fps']:,.0f}, ours {b[f'ours_fk_{attr}_fps']:,.0f} -> x{b[f'fk_{attr}_ratio']:.0f}"
-        )
-    fi = res["full_import_ds1_humanml3d"]
-    print(f"load_bandai_namco(ds1-bvh, humanml3d, 20 fps, Arrow write): {fi['clips']} clips in {fi['seconds']:.2f} s")
-    if "memory" in res:
-        m = res["memory"]
-        print(
-            f"dataset_from_npz(ds2): {m['rows']} clips, peak RSS delta {m['peak_delta_bytes'] / 2**20:.1f} MiB = "
-            f"{m['ratio_to_float32']:.2f}x the float32 motions ({m['float32_array_bytes'] / 2**20:.1f} MiB), "
-            f"{m['ratio_to_npz_float16']:.2f}x the float16 npz array ({m['npz_array_bytes'] / 2**20:.1f} MiB); "
-            f"cross-check VmHWM - VmRSS before: {m['vmhwm_delta_bytes'] / 2**20:.1f} MiB; "
-            f"RSS before the call {m['rss_before_bytes'] / 2**20:.0f} MiB (interpreter + torch/datasets imports)"
-        )
-    print(f"load average after: {res['load_average_after'][0]:.2f}")
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
+    frames = tp["frames"]
+    report.raw["throughput"] = {"files": tp["files"], "frames": frames,
+                                **{k: v.summary() for k, v in tp["timings"].items()}}  # fmt: skip
+    rows = []
+    for key, label in STAGES.items():
+        tm = tp["timings"][key]
+        rows.append([label, f"{tm.median:.3f} ({tm.min:.3f}-{tm.max:.3f})", fmt_rate(frames, tm),
+                     f"{tm.cpu_median:.3f}", f"{frames / tm.cpu_median:,.0f}"])  # fmt: skip
+    report.table(
+        "throughput",
+        f"BVH import: {tp['files']} Bandai-Namco dataset-1 files ({frames:,} frames), 1 thread, {args.rounds} "
+        "interleaved rounds",
+        markdown_table(
+            ["stage", "wall (s): median (range)", "frames/s: median (slowest-fastest round)", "CPU (s, median)",
+             "frames/s, CPU (median)"],  # fmt: skip
+            rows,
+        ),
+        notes=["Each call starts with the hierarchy/FK-plan cache cleared (one hierarchy parse, as a fresh import)."],
+    )
+    bt = b["timings"]
+    e2e, fk = ratio(bt["naive_end_to_end"], bt["ours_end_to_end"]), ratio(bt["naive_fk"], bt["ours_fk"])
+    e2e_cpu = ratio(bt["naive_end_to_end"], bt["ours_end_to_end"], cpu=True)
+    fk_cpu = ratio(bt["naive_fk"], bt["ours_fk"], cpu=True)
+    report.raw["baseline"] = {"files": b["files"], "frames": b["frames"], "max_abs_diff_m": b["max_abs_diff_m"],
+                              **{k: v.summary() for k, v in bt.items()},
+                              "end_to_end_ratio": e2e, "fk_ratio": fk, "end_to_end_cpu_ratio": e2e_cpu,
+                              "fk_cpu_ratio": fk_cpu}  # fmt: skip
+    bf = b["frames"]
+    report.table(
+        "baseline",
+        f"BVH import against a naive reader: {b['files']} files ({bf:,} frames), 1 thread, {args.rounds} "
+        "interleaved rounds (the same for both)",
+        markdown_table(
+            ["what", "naive frames/s: median (range)", "ours frames/s: median (range)", "speed-up (wall)",
+             "speed-up (CPU time)"],  # fmt: skip
+            [
+                ["end to end (read + FK)", fmt_rate(bf, bt["naive_end_to_end"]), fmt_rate(bf, bt["ours_end_to_end"]),
+                 fmt_ratio(e2e), fmt_ratio(e2e_cpu)],
+                ["forward kinematics only", fmt_rate(bf, bt["naive_fk"]), fmt_rate(bf, bt["ours_fk"]), fmt_ratio(fk),
+                 fmt_ratio(fk_cpu)],
+            ],  # fmt: skip
+        ),
+        notes=[f"The naive reader's positions equal ours to {b['max_abs_diff_m']:.1e} m (max abs difference)."],
+    )
+    report.raw["full_import_ds1_humanml3d"] = fi
+    other = [["`load_bandai_namco(ds1-bvh, variant=\"humanml3d\")` (parse, FK, 22-joint order, 30 -> 20 fps, "
+              "Arrow write), one call", f"{fi['clips']} clips in {fi['seconds']:.2f} s"]]  # fmt: skip
+    if "memory" in report.raw:
+        m = report.raw["memory"]
+        other.append([
+            f"peak memory of `dataset_from_npz(ds2_h22_20fps.npz)` ({m['rows']:,} clips), fresh process",
+            f"ru_maxrss delta {m['peak_delta_bytes'] / 2**20:.1f} MiB = {m['ratio_to_float32']:.2f}x the float32 "
+            f"motions ({m['float32_array_bytes'] / 2**20:.1f} MiB), {m['ratio_to_npz_float16']:.2f}x the float16 "
+            f"npz array; VmHWM cross-check {m['vmhwm_delta_bytes'] / 2**20:.1f} MiB",
+        ])
+    else:
+        report.notes.append("peak memory skipped (--skip-memory or --quick)")
+    report.table("import_memory", "Full Bandai import and peak memory (single measurements)",
+                 markdown_table(["what", "measured"], other, align="ll"))  # fmt: skip
+    report.write(args.json)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 (its hierarchy, its MOTION lines repeated to 10 minutes at 30 fps), read with ``read_bvh`` (parse + forward
 kinematics) in a fresh process; peak RSS growth (``resource.getrusage``) and tracemalloc peak against the file size.
 
-    python benchmarks/bench_bvh_long_take.py [--minutes 10] [--bvh ../shared/data/bandai-namco/ds1-bvh/data/...]
+    python benchmarks/bench_bvh_long_take.py [--minutes 10] [--data ../shared/data] [--quick] [--json PATH]
+
+A single measurement (memory, not a comparison); ``--quick``: a 30-second take.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_BVH = REPO.parent / "shared" / "data" / "bandai-namco" / "ds1-bvh" / "data" / "dataset-1_walk_normal_001.bvh"
+sys.path.insert(0, str(REPO / "benchmarks"))
+from timing import Report, add_output_args, markdown_table  # noqa: E402
+
+TAKE = Path("bandai-namco") / "ds1-bvh" / "data" / "dataset-1_walk_normal_001.bvh"
 
 
 def make_long_bvh(source: Path, target: Path, minutes: float) -> int:
@@ -55,19 +60,35 @@ def measure(path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--bvh", type=Path, default=DEFAULT_BVH)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--bvh", type=Path, default=None, help=f"the source take (default: DATA/{TAKE})")
+    add_output_args(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.minutes = 0.5
+    args.bvh = args.bvh or args.data / TAKE
     if not args.bvh.exists():
         sys.exit(f"{args.bvh} is absent (real data ships beside the repository, in ../shared/data)")
+    report = Report("bvh_long_take", quick=args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long.bvh"
         frames = make_long_bvh(args.bvh, path, args.minutes)
         size = os.path.getsize(path)
         result = measure(path)
-    print(f"{args.minutes:g}-minute take: {frames} frames, file {size / 2**20:.1f} MiB")
-    print(f"peak RSS growth {result['rss_growth'] / 2**20:.1f} MiB = {result['rss_growth'] / size:.1f}x the file; "
-          f"tracemalloc peak {result['tracemalloc_peak'] / 2**20:.1f} MiB = {result['tracemalloc_peak'] / size:.1f}x; "
-          f"positions (float32) {result['positions_bytes'] / 2**20:.1f} MiB")
+    report.raw.update({"minutes": args.minutes, "frames": frames, "file_bytes": size, **result})
+    mib = 2**20
+    report.table(
+        "memory",
+        f"Peak memory of `read_bvh` on one {args.minutes:g}-minute take ({frames:,} frames, {size / mib:.1f} MiB of "
+        f"text, built from `{args.bvh.name}`), fresh process",
+        markdown_table(["measure", "MiB", "x the file"], [
+            ["peak RSS growth (`ru_maxrss`)", f"{result['rss_growth'] / mib:.1f}", f"{result['rss_growth'] / size:.1f}"],
+            ["tracemalloc peak", f"{result['tracemalloc_peak'] / mib:.1f}", f"{result['tracemalloc_peak'] / size:.1f}"],
+            ["the positions returned (float32)", f"{result['positions_bytes'] / mib:.1f}",
+             f"{result['positions_bytes'] / size:.1f}"],
+        ]),  # fmt: skip
+    )
+    report.write(args.json)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,29 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def tables_from_results(path: Path, json_path: Path | None) -> int:
+    """The tables of the recorded runs, headed by the recording's own command, date and machine (not this call's)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from timing import Report
+
+    recorded = json.loads(path.read_text())
+    runs = recorded["runs"]
+    main_table, per_label = table(runs).split("\n\n")
+    report = Report("cross_source")
+    rel = path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+    report.command = f"python benchmarks/bench_cross_source.py --from-results (tables of the runs recorded in {rel})"
+    report.machine = {"recorded": f"the runs' own: {recorded['machine']}; last recording {recorded['date']} by "
+                                  f"`{recorded['command']}`, {len(runs)} runs of "
+                                  f"{sum(r['seconds'] for r in runs) / 60:.0f} min in all"}  # fmt: skip
+    report.raw = recorded
+    report.table("top1", f"Zero-shot labels of the dataset-1 takes, {len(runs)} trainings without dataset 1",
+                 main_table)  # fmt: skip
+    report.table("per_label", "Per action: share of the dataset-1 takes labelled correctly (mean over the seeds)",
+                 per_label)  # fmt: skip
+    report.write(json_path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -122,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 training steps per run (checks the script only)")
     parser.add_argument("--append", action="store_true", help="add these runs to those already in --output")
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "cross_source.json"))
+    parser.add_argument("--from-results", action="store_true",
+                        help="train nothing: print the tables of the runs recorded in --output (and --json them)")
+    parser.add_argument("--json", type=Path, default=None, help="with --from-results: write the tables for run.py")
     args = parser.parse_args(argv)
+    if args.from_results:
+        return tables_from_results(Path(args.output), args.json)
     torch.set_num_threads(1)
     previous = json.loads(Path(args.output).read_text()) if args.append and Path(args.output).is_file() else None
     runs, t0 = [], time.perf_counter()

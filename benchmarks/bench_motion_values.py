@@ -5,13 +5,16 @@ a schema dataset with ``dataset_from_npz`` in a temporary folder. The extractor 
 clips' own statistics. Each worker is single-threaded (numpy/BLAS and torch at 1 thread), so frames/s per core is
 the frames/s divided by the number of processes.
 
+Rows 1-3 run interleaved (``timing.interleaved``, ``--repeats`` rounds after one warm-up round): median and range
+of the rounds, and each row's ratio to the direct call of the same rounds. ``--quick``: 300 clips, 2 rounds.
+
 Rows, all in one run:
 1. direct: ``feature_extractor(motions[i:i + 64])`` over the clips already in memory (the baseline; no Arrow).
 2. ``add_motion_values(num_proc=1)``: read the motions from Arrow, extract, write the three columns to the cache.
 3. ``add_motion_values(num_proc=2)``: the same with two worker processes.
 4. a second ``add_motion_values`` call with an equal extractor: the cache hit (nothing recomputed).
 
-    python benchmarks/bench_motion_values.py [--data ../shared/data] [--repeats 2]
+    python benchmarks/bench_motion_values.py [--data ../shared/data] [--repeats 5] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from timing import Report, add_output_args, fmt_ratio, interleaved, markdown_table, ratio  # noqa: E402
 
 
 def main() -> None:
@@ -48,9 +53,13 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
-    parser.add_argument("--repeats", type=int, default=5, help="best (and median) of N for each row")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds")
     parser.add_argument("--batch-size", type=int, default=64)
+    add_output_args(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = 2
+    report = Report("motion_values", quick=args.quick, extra_packages=("datasets", "pyarrow"))
     torch.set_num_threads(1)
     datasets.disable_progress_bars()
     warnings.simplefilter("ignore", MotionInputWarning)  # 26 clips are shorter than one patch row (16 frames)
@@ -59,61 +68,67 @@ def main() -> None:
     try:
         dd, skeleton = dataset_from_npz(npz, splits=lambda name: "train", cache_dir=tmp / "arrow")
         ds = dd["train"]
+        if args.quick:
+            ds = ds.select(range(300)).flatten_indices()
         motions = [np.asarray(m, dtype=np.float32) for m in ds.with_format("numpy")["motion"]]
         frames = int(sum(len(m) for m in motions))
         mean, std = compute_statistics(motions)
         fe = MotionPatchFeatureExtractor(skeleton.to_dict(), mean=mean, std=std)
         b = args.batch_size
-        print(json.dumps({"clips": len(motions), "frames": frames, "max_frames": fe.max_frames,
-                          "load_avg": os.getloadavg()}), flush=True)  # fmt: skip
-        rows = []
+        info = {"clips": len(motions), "frames": frames, "max_frames": fe.max_frames, "batch_size": b}
+        print(json.dumps(info), flush=True)
 
-        def report(name: str, times: list[float], procs: int) -> None:
-            best, median = min(times), float(np.median(times))
-            row = {"path": name, "processes": procs, "seconds": round(best, 2), "median_s": round(median, 2),
-                   "frames_per_s": round(frames / best), "frames_per_s_per_core": round(frames / best / procs),
-                   "median_frames_per_s_per_core": round(frames / median / procs),
-                   "all_s": [round(t, 2) for t in times]}  # fmt: skip
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        def direct():
+            return [fe(motions[i : i + b], return_tensors="np")["motion_values"] for i in range(0, len(motions), b)]
 
-        times = []
-        for _ in range(args.repeats):
-            direct = None  # free the previous repeat's output first
-            t = time.perf_counter()
-            direct = [fe(motions[i : i + b], return_tensors="np")["motion_values"] for i in range(0, len(motions), b)]
-            times.append(time.perf_counter() - t)
-        report("direct feature_extractor call (in memory)", times, 1)
-        reference = np.concatenate(direct)
-        direct = None
+        fns = {
+            "direct": direct,
+            "num_proc=1": lambda: add_motion_values(ds, fe, num_proc=None, batch_size=b),
+            "num_proc=2": lambda: add_motion_values(ds, fe, num_proc=2, batch_size=b),
+        }
+
+        def fresh(name):  # every timed call computes and writes its cache anew, and frees the last output first
+            for t_ in timings_ref.values():
+                t_.result = None
+            ds.cleanup_cache_files()
+
+        timings_ref: dict = {}
+        t = interleaved(fns, rounds=args.repeats, warmup=1, before_each=fresh)
+        timings_ref = t
+        reference = np.concatenate(direct())
+        checks = {}
         for procs in (1, 2):
-            times = []
-            for _ in range(args.repeats):
-                out = None
-                ds.cleanup_cache_files()  # every timed call computes and writes its cache anew
-                t = time.perf_counter()
-                out = add_motion_values(ds, fe, num_proc=None if procs == 1 else procs, batch_size=b)
-                times.append(time.perf_counter() - t)
-            report(f"add_motion_values num_proc={procs} (Arrow in, Arrow out)", times, procs)
+            out = add_motion_values(ds, fe, num_proc=None if procs == 1 else procs, batch_size=b)
             values = out.with_format("numpy", columns=["motion_values"])
-            same = all(np.array_equal(values[i : i + 256]["motion_values"], reference[i : i + 256])
-                       for i in range(0, len(values), 256))  # fmt: skip
-            print(json.dumps({"num_proc": procs, "equal_to_direct": same}), flush=True)
-            written = sum(Path(c["filename"]).stat().st_size for c in out.cache_files)
-            print(json.dumps({"cache_files": [Path(c["filename"]).name for c in out.cache_files],
-                              "mbytes": round(written / 2**20, 1)}), flush=True)  # fmt: skip
+            checks[procs] = all(np.array_equal(values[i : i + 256]["motion_values"], reference[i : i + 256])
+                                for i in range(0, len(values), 256))  # fmt: skip
+            checks[f"{procs}_mib_written"] = round(sum(Path(c["filename"]).stat().st_size for c in out.cache_files) / 2**20, 1)
         again = MotionPatchFeatureExtractor.from_dict(fe.to_dict())
-        t = time.perf_counter()
-        hit = add_motion_values(ds, again, batch_size=b)
-        report("add_motion_values again, equal extractor (cache hit)", [time.perf_counter() - t], 1)
-        print(json.dumps({"cache_hit_files": [Path(c["filename"]).name for c in hit.cache_files],
-                          "load_avg": os.getloadavg()}), flush=True)  # fmt: skip
-        print("| path | processes | best (s) | median (s) | frames/s (best) | frames/s per core (best) | "
-              "per core (median) |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for r in rows:
-            print(f"| {r['path']} | {r['processes']} | {r['seconds']} | {r['median_s']} | {r['frames_per_s']:,} | "
-                  f"{r['frames_per_s_per_core']:,} | {r['median_frames_per_s_per_core']:,} |")  # fmt: skip
+        t0 = time.perf_counter()
+        add_motion_values(ds, again, batch_size=b)
+        hit_s = time.perf_counter() - t0
+        rows = []
+        for name, procs, label in (("direct", 1, "direct `feature_extractor(motions[i:i+64])`, clips in memory (the baseline)"),
+                                   ("num_proc=1", 1, "`add_motion_values(ds, fe)` (Arrow in, Arrow out)"),
+                                   ("num_proc=2", 2, "`add_motion_values(ds, fe, num_proc=2)`")):  # fmt: skip
+            tm = t[name]
+            rows.append([label, procs, f"{tm.median:.2f} ({tm.min:.2f}-{tm.max:.2f})", f"{frames / tm.median:,.0f}",
+                         f"{frames / tm.median / procs:,.0f}", fmt_ratio(ratio(t["direct"], tm))])  # fmt: skip
+        rows.append(["`add_motion_values` again with an equal extractor (cache hit), one call", 1, f"{hit_s:.2f}",
+                     f"{frames / hit_s:,.0f}", "-", "-"])  # fmt: skip
+        report.raw.update({"info": info, "checks": checks, "cache_hit_s": hit_s,
+                           **{k: v.summary() for k, v in t.items()}})  # fmt: skip
+        report.table(
+            "paths",
+            f"`add_motion_values` against the direct call: {len(motions):,} real clips ({frames:,} frames), batches "
+            f"of {b}, 1 thread per process, {args.repeats} interleaved rounds",
+            markdown_table(["path", "processes", "seconds: median (range)", "frames/s (median)",
+                            "frames/s per process (median)", "speed vs direct"], rows),  # fmt: skip
+            notes=[f"The values written with num_proc 1 and 2 equal the direct call's: {checks[1] and checks[2]}; "
+                   f"Arrow written: {checks['1_mib_written']} MiB.",
+                   "Speed vs direct: the direct call's median time over the row's (below 1: slower), same rounds."],
+        )
+        report.write(args.json)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

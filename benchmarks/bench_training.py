@@ -15,7 +15,8 @@
    the training script's step (median window time from its log). Runs alternate (bare, script, bare, script) so
    that load changes on a shared machine hit both.
 
-Prints a markdown table and one JSON line. Set ``OMP_NUM_THREADS`` to choose the thread count.
+Prints a markdown table and one JSON line (``--json PATH`` writes both for ``benchmarks/run.py``). Set
+``OMP_NUM_THREADS`` to choose the thread count. ``--quick``: demo and overhead only, 6 steps, windows of 2.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from timing import Report, add_output_args  # noqa: E402
 
 
 def _reset_accelerate() -> None:
@@ -183,7 +186,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--window", type=int, default=5, help="logging window (steps) of the script runs")
     p.add_argument("--vitb-steps", type=int, default=3)
     p.add_argument("--repeats", type=int, default=2, help="alternating bare/script pairs for the overhead")
+    add_output_args(p)
     args = p.parse_args(argv)
+    if args.quick:
+        args.only = [o for o in args.only if o != "vitb"]
+        args.steps, args.window, args.repeats = 6, 2, 1
+    report = Report("training", quick=args.quick, extra_packages=("accelerate",))
 
     import logging
 
@@ -222,8 +230,16 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(f"| bare PyTorch step (demo model, batch 64) | {o['bare_step_seconds']:.3f} s |")
         rows.append(f"| training-script step (same model and batches) | {o['script_step_seconds']:.3f} s |")
         rows.append(f"| overhead of the script | {o['overhead_percent']:+.1f} % |")
-    print("\n".join(rows))
     print(json.dumps(results), flush=True)
+    report.raw.update(results)
+    report.table(
+        "throughput",
+        f"Training on CPU, {torch.get_num_threads()} torch thread(s): the training script's throughput and its step "
+        f"against a bare PyTorch loop ({args.repeats} alternating pair(s) of runs, median of the windows of "
+        f"{args.window} steps after the first)",
+        "\n".join(rows),
+    )
+    report.write(args.json)
     return results
 
 
