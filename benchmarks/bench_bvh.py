@@ -288,19 +288,19 @@ def main() -> None:
 
     frames = tp["frames"]
     report.raw["throughput"] = {"files": tp["files"], "frames": frames,
-                                **{k: v.summary() for k, v in tp["timings"].items()}}  # fmt: skip
+                                **{k: v.summary() for k, v in tp["timings"].items()}}
     rows = []
     for key, label in STAGES.items():
         tm = tp["timings"][key]
         rows.append([label, f"{tm.median:.3f} ({tm.min:.3f}-{tm.max:.3f})", fmt_rate(frames, tm),
-                     f"{tm.cpu_median:.3f}", f"{frames / tm.cpu_median:,.0f}"])  # fmt: skip
+                     f"{tm.cpu_median:.3f}", f"{frames / tm.cpu_median:,.0f}"])
     report.table(
         "throughput",
         f"BVH import: {tp['files']} Bandai-Namco dataset-1 files ({frames:,} frames), 1 thread, {args.rounds} "
         "interleaved rounds",
         markdown_table(
             ["stage", "wall (s): median (range)", "frames/s: median (slowest-fastest round)", "CPU (s, median)",
-             "frames/s, CPU (median)"],  # fmt: skip
+             "frames/s, CPU (median)"],
             rows,
         ),
         notes=["Each call starts with the hierarchy/FK-plan cache cleared (one hierarchy parse, as a fresh import)."],
@@ -312,7 +312,7 @@ def main() -> None:
     report.raw["baseline"] = {"files": b["files"], "frames": b["frames"], "max_abs_diff_m": b["max_abs_diff_m"],
                               **{k: v.summary() for k, v in bt.items()},
                               "end_to_end_ratio": e2e, "fk_ratio": fk, "end_to_end_cpu_ratio": e2e_cpu,
-                              "fk_cpu_ratio": fk_cpu}  # fmt: skip
+                              "fk_cpu_ratio": fk_cpu}
     bf = b["frames"]
     report.table(
         "baseline",
@@ -320,19 +320,19 @@ def main() -> None:
         "interleaved rounds (the same for both)",
         markdown_table(
             ["what", "naive frames/s: median (range)", "ours frames/s: median (range)", "speed-up (wall)",
-             "speed-up (CPU time)"],  # fmt: skip
+             "speed-up (CPU time)"],
             [
                 ["end to end (read + FK)", fmt_rate(bf, bt["naive_end_to_end"]), fmt_rate(bf, bt["ours_end_to_end"]),
                  fmt_ratio(e2e), fmt_ratio(e2e_cpu)],
                 ["forward kinematics only", fmt_rate(bf, bt["naive_fk"]), fmt_rate(bf, bt["ours_fk"]), fmt_ratio(fk),
                  fmt_ratio(fk_cpu)],
-            ],  # fmt: skip
+            ],
         ),
         notes=[f"The naive reader's positions equal ours to {b['max_abs_diff_m']:.1e} m (max abs difference)."],
     )
     report.raw["full_import_ds1_humanml3d"] = fi
     other = [["`load_bandai_namco(ds1-bvh, variant=\"humanml3d\")` (parse, FK, 22-joint order, 30 -> 20 fps, "
-              "Arrow write), one call", f"{fi['clips']} clips in {fi['seconds']:.2f} s"]]  # fmt: skip
+              "Arrow write), one call", f"{fi['clips']} clips in {fi['seconds']:.2f} s"]]
     if "memory" in report.raw:
         m = report.raw["memory"]
         other.append([
@@ -344,7 +344,7 @@ def main() -> None:
     else:
         report.notes.append("peak memory skipped (--skip-memory or --quick)")
     report.table("import_memory", "Full Bandai import and peak memory (single measurements)",
-                 markdown_table(["what", "measured"], other, align="ll"))  # fmt: skip
+                 markdown_table(["what", "measured"], other, align="ll"))
     report.write(args.json)
 
 

@@ -86,7 +86,7 @@ def main() -> None:
             ["tracemalloc peak", f"{result['tracemalloc_peak'] / mib:.1f}", f"{result['tracemalloc_peak'] / size:.1f}"],
             ["the positions returned (float32)", f"{result['positions_bytes'] / mib:.1f}",
              f"{result['positions_bytes'] / size:.1f}"],
-        ]),  # fmt: skip
+        ]),
     )
     report.write(args.json)
 

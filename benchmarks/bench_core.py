@@ -141,7 +141,7 @@ def main():
             "clips": n, "frames": frames, "batch_size": 256, "threads": args.threads, "max_abs_diff": diff,
             "motionpatch": ours.summary(), "motionpatch_plain": plain.summary(), "baseline": base.summary(),
             "speedup_same_work": r_plain, "speedup_defaults": r,
-        }  # fmt: skip
+        }
         report.table(
             "feature_extractor",
             f"Feature extractor: {n:,} real clips ({frames:,} frames) to motion_values, batches of 256, "
@@ -155,7 +155,7 @@ def main():
                      f"{frames / ours.median:,.0f}", fmt_ratio(r)],
                     ["baseline: per motion, per chain `F.interpolate`", fmt_rate(n, base),
                      f"{frames / base.median:,.0f}", "1.00x"],
-                ],  # fmt: skip
+                ],
             ),
             notes=[
                 f"The extractor without body frame and skeleton check agrees with the baseline to {diff:.1e} (max "
@@ -174,7 +174,7 @@ def main():
         t = bench_model(config, batch_size=batch, rounds=args.model_rounds)
         name = "tiny random model (--quick)" if args.quick else "ViT-B/16 over 224 x 80 + DistilBERT-base, random weights"
         report.raw["model"] = {"config": name, "batch_size": batch, "threads": torch.get_num_threads(),
-                               **{k: v.summary() for k, v in t.items()}}  # fmt: skip
+                               **{k: v.summary() for k, v in t.items()}}
         report.table(
             "model",
             f"Model forward: {name}, batch {batch}, fp32, inference mode, {torch.get_num_threads()} thread(s), "
@@ -182,7 +182,7 @@ def main():
             markdown_table(
                 ["tower", "items/s: median (slowest-fastest round)"],
                 [["motion tower (motions/s)", fmt_rate(batch, t["motion tower"])],
-                 ["text tower (texts/s, 16 tokens)", fmt_rate(batch, t["text tower"])]],  # fmt: skip
+                 ["text tower (texts/s, 16 tokens)", fmt_rate(batch, t["text tower"])]],
             ),
         )
     report.write(args.json)

@@ -38,17 +38,17 @@ REPO = Path(__file__).resolve().parents[1]
 TARGETS = {
     "walk": "walks", "run": "runs", "dash": "runs", "walk-back": "walks backwards", "bow": "bows",
     "punch": "punches", "kick": "kicks", "bye": "waves", "byebye": "waves",
-}  # fmt: skip
+}
 #: candidate labels: the targets and distractors the training data also covers
 LABELS = ("walks", "runs", "walks backwards", "jumps", "kicks", "bows", "waves", "squats", "punches", "sits down",
-          "claps")  # fmt: skip
+          "claps")
 _NO_AUGMENTATION = ["--augment_speed", "1", "--augment_scale", "0", "--augment_heading_degrees", "0",
-                    "--augment_crop_probability", "0"]  # fmt: skip
+                    "--augment_crop_probability", "0"]
 VARIANTS = {
     "recipe": [],
     "body frame only": _NO_AUGMENTATION,
     "frames as stored": ["--body_frame", "false", *_NO_AUGMENTATION],
-}  # fmt: skip
+}
 
 
 def train_one(variant: str, seed: int, out: Path, quick: bool) -> str:
@@ -56,7 +56,7 @@ def train_one(variant: str, seed: int, out: Path, quick: bool) -> str:
     from motionpatch_training.train import train
 
     argv = ["demo", "--dataset_options", '{"real": ["ds2"]}', "--seed", str(seed), "--output_dir", str(out),
-            "--disable_tqdm", "true", "--overwrite_output_dir", "true", *VARIANTS[variant]]  # fmt: skip
+            "--disable_tqdm", "true", "--overwrite_output_dir", "true", *VARIANTS[variant]]
     if quick:
         argv += ["--max_steps", "2", "--synthetic_num_train", "128"]
     return train(*parse_args(argv)).best_dir
@@ -91,7 +91,7 @@ def evaluate(folder: str) -> dict:
 
 def table(runs: list[dict]) -> str:
     lines = ["| training | top-1 on dataset-1 takes (3 seeds) | confident and right | per seed |",
-             "|---|---:|---:|---|"]  # fmt: skip
+             "|---|---:|---:|---|"]
     for variant in VARIANTS:
         rs = [r for r in runs if r["variant"] == variant]
         if not rs:
@@ -99,14 +99,14 @@ def table(runs: list[dict]) -> str:
         top1 = np.array([r["top1"] for r in rs]) * 100
         conf = np.array([r["confident_and_right"] for r in rs]) * 100
         lines.append(f"| {variant} | {top1.mean():.1f} ± {top1.std():.1f} | {conf.mean():.1f} ± {conf.std():.1f} | "
-                     f"{', '.join(f'{x:.1f}' for x in top1)} |")  # fmt: skip
+                     f"{', '.join(f'{x:.1f}' for x in top1)} |")
     first = runs[0]
     lines.append(f"| majority class ({max(first['per_label'], key=lambda k: first['per_label'][k]['takes'])}) | "
-                 f"{first['majority'] * 100:.1f} | | |")  # fmt: skip
+                 f"{first['majority'] * 100:.1f} | | |")
     lines.append(f"| chance (1 of {len(LABELS)}) | {first['chance'] * 100:.1f} | | |")
     labels = sorted(first["per_label"])
     lines += ["", "| training | " + " | ".join(f"{k} ({first['per_label'][k]['takes']})" for k in labels) + " |",
-              "|---|" + "---:|" * len(labels)]  # fmt: skip
+              "|---|" + "---:|" * len(labels)]
     for variant in VARIANTS:
         rs = [r for r in runs if r["variant"] == variant]
         if rs:
@@ -128,12 +128,12 @@ def tables_from_results(path: Path, json_path: Path | None) -> int:
     report.command = f"python benchmarks/bench_cross_source.py --from-results (tables of the runs recorded in {rel})"
     report.machine = {"recorded": f"the runs' own: {recorded['machine']}; last recording {recorded['date']} by "
                                   f"`{recorded['command']}`, {len(runs)} runs of "
-                                  f"{sum(r['seconds'] for r in runs) / 60:.0f} min in all"}  # fmt: skip
+                                  f"{sum(r['seconds'] for r in runs) / 60:.0f} min in all"}
     report.raw = recorded
     report.table("top1", f"Zero-shot labels of the dataset-1 takes, {len(runs)} trainings without dataset 1",
-                 main_table)  # fmt: skip
+                 main_table)
     report.table("per_label", "Per action: share of the dataset-1 takes labelled correctly (mean over the seeds)",
-                 per_label)  # fmt: skip
+                 per_label)
     report.write(json_path)
     return 0
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = {"variant": variant, "seed": seed, **evaluate(best), "seconds": round(time.perf_counter() - t, 1)}
                 runs.append(result)
                 print(f"[cross-source] {variant} seed {seed}: top-1 {result['top1']:.3f} "
-                      f"({result['seconds']:.0f} s)", flush=True)  # fmt: skip
+                      f"({result['seconds']:.0f} s)", flush=True)
     if previous is not None:
         runs = [r for r in previous["runs"] if r["variant"] not in args.variants] + runs
         runs.sort(key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))

@@ -56,7 +56,7 @@ def run(cmd: list[str], log: Path, record: dict, name: str) -> float:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(REPO), check=False)
     seconds = time.perf_counter() - t0
     record.setdefault("commands", {})[name] = {"command": shlex.join(cmd), "seconds": round(seconds, 1),
-                                               "returncode": proc.returncode}  # fmt: skip
+                                               "returncode": proc.returncode}
     print(f"[bench] {name}: {seconds:.1f} s, exit {proc.returncode}", flush=True)
     if proc.returncode:
         raise SystemExit(f"{name} failed (exit {proc.returncode}); see {log}")
@@ -82,15 +82,15 @@ def prepare(data: Path, work: Path, log: Path, record: dict) -> None:
         ("bn-h22-take001", datasets.DatasetDict({"test": held}), "the 70 take-001 clips of ds2 (22 SMPL joints)"),
     ):
         report = PrepareReport(source="bandai-namco", root=str(data / "ds2_h22_20fps.npz"), skeleton=skel, fps=20.0,
-                               messages=[message])  # fmt: skip
+                               messages=[message])
         stats = compute_dataset_statistics(dd, "train")  # the 22-joint training statistics for both
         save_prepared(dset, work / "data" / name, skel, statistics=stats, report=report, overwrite=True)
     record.setdefault("commands", {})["prepare_h22"] = {"seconds": round(time.perf_counter() - t0, 1),
-                                                        "command": "dataset_from_npz + save_prepared (this script)"}  # fmt: skip
+                                                        "command": "dataset_from_npz + save_prepared (this script)"}
     record["counts"] = {"bn-h22": {k: len(v) for k, v in dd.items()}, "bn-h22-take001": len(held)}
     for name, root in (("bn-native-ds2s", "ds2-bvh-sample"), ("bn-native-ds1", "ds1-bvh")):
         run(["motionpatch-prepare", "bandai-namco", "--variant", "native", "--root", str(data / root), "--output",
-             str(work / "data" / name), "--overwrite"], log, record, f"prepare_{name}")  # fmt: skip
+             str(work / "data" / name), "--overwrite"], log, record, f"prepare_{name}")
 
 
 def prepare_styles(work: Path) -> Path:
@@ -107,12 +107,12 @@ def prepare_styles(work: Path) -> Path:
     dd = datasets.DatasetDict({
         "train": rows.select([i for i, st in enumerate(styles) if st in FINETUNE_STYLES]),
         "test": rows.select([i for i, st in enumerate(styles) if st not in FINETUNE_STYLES]),
-    })  # fmt: skip
+    })
     out = work / "data" / "bn-native-ds2s-styles"
     report = PrepareReport(source="bandai-namco", root=str(src.path), skeleton=src.skeleton, fps=20.0,
-                           messages=[f"native ds2 take-001 clips; train styles {FINETUNE_STYLES}, test the others"])  # fmt: skip
+                           messages=[f"native ds2 take-001 clips; train styles {FINETUNE_STYLES}, test the others"])
     save_prepared(dd, out, src.skeleton, statistics=compute_dataset_statistics(dd, "train"), report=report,
-                  overwrite=True)  # fmt: skip
+                  overwrite=True)
     return out
 
 
@@ -123,16 +123,16 @@ def summary_of(path: Path) -> dict:
         chance = {k: round(v, 2) for k, v in res["chance"].items() if k.split("/")[-1] in ("R@1", "R@5", "R@10", "MedR")}
         return {"n": res["counts"]["evaluated"], "distinct_captions": res["counts"]["distinct_first_captions"],
                 "metrics": keep, "chance": chance, "skeleton": res["processor"]["skeleton"],
-                "seconds": res["seconds"]}  # fmt: skip
+                "seconds": res["seconds"]}
     return {"n": res["counts"]["evaluated"], "classes": res["counts"]["num_candidates"],
             "metrics": {k: round(v, 2) for k, v in res["metrics"].items()},
             "chance": {k: round(v, 2) for k, v in res["chance"].items()},
             "majority": {k: round(v, 2) for k, v in res["majority"].items()},
-            "skeleton": res["processor"]["skeleton"], "seconds": res["seconds"]}  # fmt: skip
+            "skeleton": res["processor"]["skeleton"], "seconds": res["seconds"]}
 
 
 def evaluations(model: Path, tag: str, work: Path, log: Path, record: dict, native_only: bool = False,
-                styles_only: bool = False) -> None:  # fmt: skip
+                styles_only: bool = False) -> None:
     out = work / "results"
     out.mkdir(exist_ok=True)
     jobs = []
@@ -143,7 +143,7 @@ def evaluations(model: Path, tag: str, work: Path, log: Path, record: dict, nati
                                          "--skeleton-from-dataset", "--protocols", "all,small_batches"]),
             ("content_native_styles", ["motionpatch-zero-shot", "--dataset", data, "--split", "test", "--label-index",
                                        "0", "--skeleton-from-dataset"]),
-        ]  # fmt: skip
+        ]
         native_only = True
     if not native_only:
         test = str(work / "data" / "bn-h22")
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     record_path = work / "bench_evaluation.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     record["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                         "load_average_start": os.getloadavg()}  # fmt: skip
+                         "load_average_start": os.getloadavg()}
     record.setdefault("dates", []).append(datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def save() -> None:
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         if "train" in steps:
             run(["motionpatch-train", "bandai-namco", "--dataset", str(work / "data" / "bn-h22"), "--output_dir",
                  str(h22), "--num_train_epochs", str(args.epochs), "--overwrite_output_dir", "true",
-                 "--disable_tqdm", "true"], log, record, "train_h22")  # fmt: skip
+                 "--disable_tqdm", "true"], log, record, "train_h22")
             record["train_h22_summary"] = json.loads((h22 / "summary.json").read_text())
             save()
         if "evaluate" in steps:
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                  str(work / "data" / "bn-native-ds1"), "--skeleton", "", "--output_dir", str(ft),
                  "--num_train_epochs", str(args.finetune_epochs), "--per_device_train_batch_size", "32",
                  "--learning_rate_motion", "3e-4", "--learning_rate_heads", "3e-4", "--warmup_ratio", "0.0",
-                 "--overwrite_output_dir", "true", "--disable_tqdm", "true"], log, record, "finetune_native")  # fmt: skip
+                 "--overwrite_output_dir", "true", "--disable_tqdm", "true"], log, record, "finetune_native")
             record["finetune_summary"] = json.loads((ft / "summary.json").read_text())
             evaluations(ft / "best", "ft", work, log, record, native_only=True)
             save()
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                  "--output_dir", str(fts), "--num_train_epochs", str(args.finetune_epochs),
                  "--per_device_train_batch_size", "20", "--per_device_eval_batch_size", "30",
                  "--learning_rate_motion", "1e-4", "--learning_rate_heads", "1e-4", "--warmup_ratio", "0.0",
-                 "--overwrite_output_dir", "true", "--disable_tqdm", "true"], log, record, "finetune_native_styles")  # fmt: skip
+                 "--overwrite_output_dir", "true", "--disable_tqdm", "true"], log, record, "finetune_native_styles")
             record["finetune_styles_summary"] = json.loads((fts / "summary.json").read_text())
             evaluations(fts / "best", "ftstyles", work, log, record, styles_only=True)
             save()
@@ -230,10 +230,10 @@ def main(argv: list[str] | None = None) -> int:
             for engine in ("batched", "pipeline"):
                 path = work / "results" / f"engine_{engine}.json"
                 secs = run(["motionpatch-zero-shot", "--model", str(h22 / "best"), "--dataset", test, "--split", "test",
-                            "--engine", engine, "--output", str(path)], log, record, f"engine_{engine}")  # fmt: skip
+                            "--engine", engine, "--output", str(path)], log, record, f"engine_{engine}")
                 res = json.loads(path.read_text())
                 record.setdefault("engines", {})[engine] = {"wall_seconds": round(secs, 1), "scoring_seconds":
-                                                            res["seconds"]["encode"], "metrics": res["metrics"]}  # fmt: skip
+                                                            res["seconds"]["encode"], "metrics": res["metrics"]}
             save()
     finally:
         record["machine"]["load_average_end"] = os.getloadavg()

@@ -101,7 +101,7 @@ def main() -> None:
             out = add_motion_values(ds, fe, num_proc=None if procs == 1 else procs, batch_size=b)
             values = out.with_format("numpy", columns=["motion_values"])
             checks[procs] = all(np.array_equal(values[i : i + 256]["motion_values"], reference[i : i + 256])
-                                for i in range(0, len(values), 256))  # fmt: skip
+                                for i in range(0, len(values), 256))
             checks[f"{procs}_mib_written"] = round(sum(Path(c["filename"]).stat().st_size for c in out.cache_files) / 2**20, 1)
         again = MotionPatchFeatureExtractor.from_dict(fe.to_dict())
         t0 = time.perf_counter()
@@ -110,20 +110,20 @@ def main() -> None:
         rows = []
         for name, procs, label in (("direct", 1, "direct `feature_extractor(motions[i:i+64])`, clips in memory (the baseline)"),
                                    ("num_proc=1", 1, "`add_motion_values(ds, fe)` (Arrow in, Arrow out)"),
-                                   ("num_proc=2", 2, "`add_motion_values(ds, fe, num_proc=2)`")):  # fmt: skip
+                                   ("num_proc=2", 2, "`add_motion_values(ds, fe, num_proc=2)`")):
             tm = t[name]
             rows.append([label, procs, f"{tm.median:.2f} ({tm.min:.2f}-{tm.max:.2f})", f"{frames / tm.median:,.0f}",
-                         f"{frames / tm.median / procs:,.0f}", fmt_ratio(ratio(t["direct"], tm))])  # fmt: skip
+                         f"{frames / tm.median / procs:,.0f}", fmt_ratio(ratio(t["direct"], tm))])
         rows.append(["`add_motion_values` again with an equal extractor (cache hit), one call", 1, f"{hit_s:.2f}",
-                     f"{frames / hit_s:,.0f}", "-", "-"])  # fmt: skip
+                     f"{frames / hit_s:,.0f}", "-", "-"])
         report.raw.update({"info": info, "checks": checks, "cache_hit_s": hit_s,
-                           **{k: v.summary() for k, v in t.items()}})  # fmt: skip
+                           **{k: v.summary() for k, v in t.items()}})
         report.table(
             "paths",
             f"`add_motion_values` against the direct call: {len(motions):,} real clips ({frames:,} frames), batches "
             f"of {b}, 1 thread per process, {args.repeats} interleaved rounds",
             markdown_table(["path", "processes", "seconds: median (range)", "frames/s (median)",
-                            "frames/s per process (median)", "speed vs direct"], rows),  # fmt: skip
+                            "frames/s per process (median)", "speed vs direct"], rows),
             notes=[f"The values written with num_proc 1 and 2 equal the direct call's: {checks[1] and checks[2]}; "
                    f"Arrow written: {checks['1_mib_written']} MiB.",
                    "Speed vs direct: the direct call's median time over the row's (below 1: slower), same rounds."],

@@ -43,7 +43,7 @@ def build(args):
         motion_config=dict(hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
                            intermediate_size=4 * args.hidden, image_size=[args.frames, 80]),
         text_config=dict(model_type="distilbert", vocab_size=len(vocab), dim=32, n_layers=1, n_heads=2, hidden_dim=64),
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = MotionPatchModel(config).eval()
     processor = MotionPatchProcessor(MotionPatchFeatureExtractor("humanml3d", max_frames=args.frames), tok)
@@ -136,25 +136,25 @@ def main() -> None:
             rows.append([name, threads, f"{lat[name].median * 1e3:.1f} ({lat[name].min * 1e3:.1f}-{lat[name].max * 1e3:.1f})",
                          f"{args.batch / tput[name].median:,.2f} ({args.batch / tput[name].max:,.2f}-"
                          f"{args.batch / tput[name].min:,.2f})", fmt_ratio(r), f"{fmt_ratio(r_best)} vs {best_other}",
-                         f"{cos:.6f}"])  # fmt: skip
+                         f"{cos:.6f}"])
             raw.append({"engine": name, "threads": threads, "batch1": lat[name].summary(), "batch": tput[name].summary(),
                         "throughput_vs_eager_fp32": r, "vs_fastest_other": {"other": best_other, **r_best},
-                        "min_cosine_vs_eager": cos})  # fmt: skip
+                        "min_cosine_vs_eager": cos})
             print(json.dumps({k: v for k, v in raw[-1].items() if k not in ("batch1", "batch")}), flush=True)
     sizes = {label: (tmp / folder / "motion_encoder.onnx").stat().st_size / 2**20 for label, folder in graphs.items()}
     report.raw.update({"engines": raw, "params_m": params, "export_s": export_s, "int8_quantisation_s": quant_s,
-                       "onnx_mib": sizes, "batch": args.batch, "rounds": rounds})  # fmt: skip
+                       "onnx_mib": sizes, "batch": args.batch, "rounds": rounds})
     report.table(
         "engines",
         f"Motion tower ViT {args.layers} x {args.hidden} ({params:.1f} M parameters) over {args.frames} x 80, random "
         f"weights, batch {args.batch}; {rounds} interleaved rounds per thread count",
         markdown_table(["engine", "threads", "batch-1 latency (ms): median (range)",
                         f"batch-{args.batch} motions/s: median (range)", "throughput vs eager fp32",
-                        "vs the fastest other engine", "min cosine vs eager"], rows),  # fmt: skip
+                        "vs the fastest other engine", "min cosine vs eager"], rows),
         notes=[f"Export {export_s:.1f} s, int8 quantisation {quant_s:.1f} s; ONNX motion graph "
                + ", ".join(f"{k} {v:.1f} MiB" for k, v in sizes.items()) + ".",
                "Ratio: eager fp32's median batch time over the engine's, same rounds; in brackets the range of the "
-               "same-round ratios."],  # fmt: skip
+               "same-round ratios."],
     )
     report.write(args.json)
 

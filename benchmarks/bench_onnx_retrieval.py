@@ -62,7 +62,7 @@ def main() -> None:
     accelerator = make_accelerator(cpu=True)
     model, processor = load_model_and_processor(args.model)
     data = load_eval_data(args.dataset, args.split, synthetic_size=args.synthetic_size,
-                          synthetic_seed=args.synthetic_seed)  # fmt: skip
+                          synthetic_seed=args.synthetic_seed)
     rows, captions = first_captions(data.dataset, "captions", args.dataset, args.split)
     motions = data.dataset.select(rows)["motion"]
     max_length = text_max_length_of(args.model)
@@ -90,7 +90,7 @@ def main() -> None:
             reference_top1 = top1
         same = [100 * sum(x == y for x, y in zip(a, b)) / len(a) for a, b in zip(top1, reference_top1)]
         row = {"engine": name, "encode_s": round(seconds, 2), "top1_same_as_eager_t2m": same[0],
-               "top1_same_as_eager_m2t": same[1]}  # fmt: skip
+               "top1_same_as_eager_m2t": same[1]}
         for p in protocols:
             for d in ("t2m", "m2t"):
                 for k in ("R@1", "R@5"):
@@ -100,7 +100,7 @@ def main() -> None:
 
     cols = [f"{p}/{d}/R@1" for p in protocols for d in ("t2m", "m2t")]
     report.raw.update({"model": str(args.model), "dataset": args.dataset, "split": args.split, "pairs": len(captions),
-                       "distinct_captions": len(set(captions)), "rows": rows_out})  # fmt: skip
+                       "distinct_captions": len(set(captions)), "rows": rows_out})
     report.table(
         "ranks",
         f"`{Path(args.model).parent.name}/{Path(args.model).name}` on {args.dataset} [{args.split}], {len(captions)} "
@@ -108,7 +108,7 @@ def main() -> None:
         markdown_table(["engine", *cols, "top-1 same as eager (t2m / m2t, %)"],
                        [[r["engine"], *(r[c] for c in cols),
                          f"{r['top1_same_as_eager_t2m']:.1f} / {r['top1_same_as_eager_m2t']:.1f}"] for r in rows_out]),
-    )  # fmt: skip
+    )
     report.write(args.json)
 
 

@@ -100,7 +100,7 @@ def main() -> None:
             "statistics": lambda: compute_dataset_statistics(dd),
             "save arrow": lambda: save_prepared(dd, Path(tmp) / f"out-{next(counter)}", "humanml3d", format="arrow"),
             "save parquet": lambda: save_prepared(dd, Path(tmp) / f"out-{next(counter)}", "humanml3d",
-                                                  format="parquet"),  # fmt: skip
+                                                  format="parquet"),
             "load 263-d": lambda: load_humanml3d(vec_root),
         }
         t = interleaved(fns, rounds=args.repeats, warmup=1)
@@ -128,7 +128,7 @@ def main() -> None:
         table.append([labels[name], f"{tm.median:.3f} ({tm.min:.3f}-{tm.max:.3f})", f"{n / tm.median:,.1f} {unit}"])
     report.raw.update({"clips": args.clips, "frames": frames, "rows_with_segments": rows,
                        "missing_ids_counted": load_report.skipped.count("missing motion file"), "arrow_MB": mb,
-                       **{k: v.summary() for k, v in t.items()}})  # fmt: skip
+                       **{k: v.summary() for k, v in t.items()}})
     report.table(
         "stages",
         f"Dataset preparation: {args.clips:,} generated clips in HumanML3D's layout ({frames:,} frames, 22 joints, "

@@ -90,7 +90,7 @@ def bench_render(repeats: int, frames: int = 200) -> dict:
          f"{t['gif200'].median / n * 1000:.2f} ms/frame, {size / 1e6:.2f} MB"],
         ["GIF of 60 frames, 256 x 256 (what the app shows)", ms(t["gif60"]), ""],
         ["key-frame strip, 6 frames", ms(t["strip"]), ""],
-    ]  # fmt: skip
+    ]
     table = markdown_table(["what", "ms: median (range)", "per frame"], rows)
     print(table)
     return {"table": table, "frames": n, "gif_bytes": size, **{k: v.summary() for k, v in t.items()}}
@@ -153,10 +153,10 @@ def bench_embedding_and_queries(model_name: str | None, embed_size: int, library
         [f"text query on a {library_size:,}-item index (text encoding + exact top-5), {queries} different captions",
          f"p50 {np.percentile(lat_ms, 50):.1f} ms, p95 {np.percentile(lat_ms, 95):.1f} ms", ""],
         ["text encoding alone (20 captions)", f"p50 {np.median(enc) * 1000:.1f} ms", ""],
-    ]  # fmt: skip
+    ]
     return {"model": what, "table": markdown_table(["what", "time", "rate"], rows), "embed_s": dt,
             "embed_size": embed_size, "frames": frames, "query_ms": lat_ms.tolist(),
-            "encode_ms": (np.array(enc) * 1000).tolist()}  # fmt: skip
+            "encode_ms": (np.array(enc) * 1000).tolist()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,12 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     frames = 60 if args.quick else 200
     render = bench_render(args.repeats, frames)
     report.table("render", f"Rendering a {frames}-frame synthetic walk ({frames / 20:g} s at 20 fps), 320 x 320, one core ({pin}), "
-                           f"{args.repeats} interleaved rounds", render.pop("table"))  # fmt: skip
+                           f"{args.repeats} interleaved rounds", render.pop("table"))
     app = bench_embedding_and_queries(args.model, args.embed_size, args.library_size, args.queries)
     report.table("app", f"The app's library embedding and text queries ({app['model']}), one core ({pin}), 1 torch "
                         "thread", app.pop("table"),
                  notes=["The query index holds the clips' embeddings tiled with small noise up to its size (search "
-                        "cost depends on the size, not the values)."])  # fmt: skip
+                        "cost depends on the size, not the values)."])
     report.raw.update({"render": render, "app": app})
     report.write(args.json)
     return 0

@@ -142,16 +142,16 @@ def bench_metrics(args: argparse.Namespace, report: Report) -> None:
         r = ratio(t["naive"], t["vectorised"])
         label = {"small_batches": "small_batches (bs 32, seed 0)", "threshold": "threshold (0.95, 384-d captions)"}
         rows.append([label.get(protocol, protocol), fmt_spread(t["vectorised"]), fmt_spread(t["naive"]), fmt_ratio(r),
-                     "yes", f"{res['t2m/R@1']:.2f}", f"{res['m2t/R@1']:.2f}"])  # fmt: skip
+                     "yes", f"{res['t2m/R@1']:.2f}", f"{res['m2t/R@1']:.2f}"])
         raw[protocol] = {"vectorised": t["vectorised"].summary(), "naive": t["naive"].summary(), "speedup": r,
-                         "t2m/R@1": res["t2m/R@1"], "m2t/R@1": res["m2t/R@1"]}  # fmt: skip
+                         "t2m/R@1": res["t2m/R@1"], "m2t/R@1": res["m2t/R@1"]}
     report.raw["metrics"] = {"n": args.n, "dim": args.dim, "rounds": args.rounds, "protocols": raw}
     report.table(
         "metrics",
         f"Retrieval metrics on a {args.n:,} x {args.n:,} similarity, both directions, {args.rounds} interleaved rounds",
         markdown_table(
             ["protocol", "vectorised: median (range)", "naive loop: median (range)", "speed-up", "identical",
-             "t2m R@1", "m2t R@1"],  # fmt: skip
+             "t2m R@1", "m2t R@1"],
             rows,
         ),
         notes=["Speed-up: naive median over vectorised median; in brackets the range of the same-round ratios."],
@@ -194,9 +194,9 @@ def bench_search(args: argparse.Namespace, report: Report) -> None:
             best_other = min(others, key=lambda k: t[k].median)
             vs_best = ratio(t[best_other], tm)
             rows.append([f"{n:,}", name, fmt_spread(tm), f"{args.queries / tm.median:,.0f}", fmt_ratio(vs_naive),
-                         f"{fmt_ratio(vs_best)} vs {best_other}", "yes" if same else "no"])  # fmt: skip
+                         f"{fmt_ratio(vs_best)} vs {best_other}", "yes" if same else "no"])
             raw[n][name] = {**tm.summary(), "same_ids_as_naive": same, "vs_naive": vs_naive,
-                            "vs_fastest_other": {"other": best_other, **vs_best}}  # fmt: skip
+                            "vs_fastest_other": {"other": best_other, **vs_best}}
         raw[n]["fastest"] = fastest
         gallery = index = fns = t = None  # free the big gallery before the next one
     report.raw["search"] = {"dim": args.dim, "queries": args.queries, "k": 10, "rounds": args.rounds, "galleries": raw}
@@ -206,7 +206,7 @@ def bench_search(args: argparse.Namespace, report: Report) -> None:
         "interleaved rounds",
         markdown_table(
             ["gallery", "method", "time: median (range)", "queries/s (median)", "vs naive", "vs the fastest other",
-             "same ids as naive"],  # fmt: skip
+             "same ids as naive"],
             rows,
             align="rlrrrrl",
         ),

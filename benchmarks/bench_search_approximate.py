@@ -57,14 +57,14 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, nargs="+", default=[HNSW_DEFAULTS["ef_search"], 128])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[IVF_DEFAULTS["nprobe"], 64])
     parser.add_argument("--ivfpq-nprobe", type=int, nargs="+", default=None,
-                        help="faiss-ivfpq nprobe values (default: the automatic one of IVFPQ_DEFAULTS)")  # fmt: skip
+                        help="faiss-ivfpq nprobe values (default: the automatic one of IVFPQ_DEFAULTS)")
     parser.add_argument("--k-factor", type=int, nargs="+", default=None,
-                        help="faiss-ivfpq k_factor values (default: the one of IVFPQ_DEFAULTS)")  # fmt: skip
+                        help="faiss-ivfpq k_factor values (default: the one of IVFPQ_DEFAULTS)")
     parser.add_argument("--ivfpq-nlist", type=int, default=None, help="override the automatic nlist of faiss-ivfpq")
     parser.add_argument("--build-threads", type=int, default=1, help="FAISS threads while building (search: 1)")
     parser.add_argument("--galleries", nargs="+", default=["clustered", "random"])
     parser.add_argument("--backends", nargs="+", default=["faiss-hnsw", "faiss-ivf", "faiss-ivfpq"],
-                        help="approximate backends (exact torch and FAISS flat always run as the baselines)")  # fmt: skip
+                        help="approximate backends (exact torch and FAISS flat always run as the baselines)")
     parser.add_argument("--calibrate", type=float, default=0.95, help="target recall@10 of the tuned setting")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds")
     add_output_args(parser)
@@ -103,12 +103,12 @@ def main() -> None:
         baselines = {"torch": lambda: exact.search(queries, k=10), "faiss flat": lambda: flat.search(queries, k=10)}
         t = interleaved(baselines, rounds=args.rounds, warmup=1)
         for name, label, build, index in (("torch", "torch (exact, the reference)", exact_build, exact),
-                                          ("faiss flat", "faiss flat (exact)", flat_build, flat)):  # fmt: skip
+                                          ("faiss flat", "faiss flat (exact)", flat_build, flat)):
             size = 0 if index._faiss_index is None else len(faiss.serialize_index(index._faiss_index))
             row = {"gallery": gallery_name, "backend": label, "build_s": round(build, 2),
                    "bytes_per_item": round(size / args.n, 1), "recall_at_10": 1.0,
                    "qps": round(len(queries) / t[name].median, 1), "vs_torch": ratio(t["torch"], t[name]),
-                   "vs_faiss_flat": ratio(t["faiss flat"], t[name]), "times": t[name].summary()}  # fmt: skip
+                   "vs_faiss_flat": ratio(t["faiss flat"], t[name]), "times": t[name].summary()}
             raw.append(row)
         for backend in args.backends:
             faiss.omp_set_num_threads(args.build_threads)
@@ -170,21 +170,21 @@ def main() -> None:
                     if "nlist" in tuned:
                         what = f"nlist {tuned['nlist']}, {what}"
                     label = (f"{backend}, **{what}** (tuned to recall {args.calibrate} on the calibration queries"
-                             f"{'' if tuned['reached'] else ': target not reached'})")  # fmt: skip
+                             f"{'' if tuned['reached'] else ': target not reached'})")
                 else:
                     label = f"{backend}, {name}"
                 row = {"gallery": gallery_name, "backend": label, "build_s": round(build, 2),
                        "bytes_per_item": round(size / args.n, 1),
                        "recall_at_10": round(recall_at_k(t[name].result.indices, ref), 4),
                        "qps": round(len(queries) / t[name].median, 1), "vs_torch": ratio(t["torch"], t[name]),
-                       "vs_faiss_flat": ratio(t["faiss flat"], t[name]), "times": t[name].summary()}  # fmt: skip
+                       "vs_faiss_flat": ratio(t["faiss flat"], t[name]), "times": t[name].summary()}
                 raw.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "times"}), file=sys.stderr, flush=True)
             del index
         exact = flat = emb = None  # free the gallery before the next one
     for row in raw:
         table.append([row["gallery"], row["backend"], row["build_s"], f"{row['bytes_per_item']:,}",
-                      row["recall_at_10"], f"{row['qps']:,}", fx(row["vs_torch"]), fx(row["vs_faiss_flat"])])  # fmt: skip
+                      row["recall_at_10"], f"{row['qps']:,}", fx(row["vs_torch"]), fx(row["vs_faiss_flat"])])
     report.raw["rows"] = raw
     report.raw["args"] = {k: v for k, v in vars(args).items() if k != "json"}
     report.table(
@@ -192,10 +192,10 @@ def main() -> None:
         f"Approximate against exact search: {args.queries} reported queries (settings tuned on {args.queries} other "
         f"queries), k=10, 1 search thread, {args.rounds} interleaved rounds",
         markdown_table(["gallery", "backend", "build (s)", "index bytes/item", "recall@10", "queries/s",
-                        "vs torch exact", "vs faiss flat exact"], table, align="llrrrrrr"),  # fmt: skip
+                        "vs torch exact", "vs faiss flat exact"], table, align="llrrrrrr"),
         notes=["vs torch exact / vs faiss flat exact: the exact search's median time over this row's in the same "
                "rounds; in brackets the range of the same-round ratios.",
-               "The tuned rows are the recommendation; the other rows are a sweep shown for context."],  # fmt: skip
+               "The tuned rows are the recommendation; the other rows are a sweep shown for context."],
     )
     report.write(args.json)
 

@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32], help="extra IVF nprobe values")
     parser.add_argument("--backends", nargs="+", default=["faiss-hnsw", "faiss-ivf", "faiss-ivfpq"],
-                        help="approximate backends (exact torch and FAISS flat always run)")  # fmt: skip
+                        help="approximate backends (exact torch and FAISS flat always run)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed rounds")
     parser.add_argument("--target", type=float, default=0.95, help="recall@10 the tuned setting must reach")
     parser.add_argument("--save-embeddings", default=None, help="write the gallery and text embeddings to this .npz")
@@ -110,7 +110,7 @@ def main() -> None:
     if args.save_embeddings:
         np.savez(args.save_embeddings, gallery=motion_q.numpy(), texts=text_q.numpy())
     info = {"clips": len(ids), "dim": exact.dim, "captions": len(texts), "embed_s": round(embed_s, 1),
-            "model": str(args.model), "max_frames": fe.max_frames}  # fmt: skip
+            "model": str(args.model), "max_frames": fe.max_frames}
     print(json.dumps(info), flush=True)
     flat = MotionSearchIndex(exact.embeddings, ids, backend="faiss", normalize=False)
     # the two halves of each kind of query: motion queries are gallery clips (their own hit is dropped)
@@ -118,7 +118,7 @@ def main() -> None:
         "motion": {"calibration": (motion_q[0::2], torch.arange(0, len(ids), 2)),
                    "reported": (motion_q[1::2], torch.arange(1, len(ids), 2))},
         "text": {"calibration": (text_q[0::2], None), "reported": (text_q[1::2], None)},
-    }  # fmt: skip
+    }
 
     def search(index, kind, half):
         q, rows_ = halves[kind][half]
@@ -160,7 +160,7 @@ def main() -> None:
         names = {None if s_ is None else s_: ("defaults" if s_ is None else f"nprobe {s_}") for s_ in settings}
         for kind in halves:
             fns = {"torch": lambda kind=kind: search(exact, kind, "reported"),
-                   "faiss flat": lambda kind=kind: search(flat, kind, "reported")}  # fmt: skip
+                   "faiss flat": lambda kind=kind: search(flat, kind, "reported")}
             for label in names.values():
                 fns[label] = lambda kind=kind, index=index: search(index, kind, "reported")
 
@@ -195,7 +195,7 @@ def main() -> None:
                     if label.startswith("nprobe "):
                         p_["nprobe"] = int(label.split()[1])
                     row = {"_key": key, "backend": backend, "setting": label, "params": p_, "build_s": round(build, 2),
-                           "tuned": []}  # fmt: skip
+                           "tuned": []}
                     rows.append(row)
                 row[f"{kind}_recall"] = round(recall_at_k(tm[label].result, ref[(kind, "reported")]), 4)
                 row[f"{kind}_calibration_recall"] = calib_recall.get(label)
@@ -224,7 +224,7 @@ def main() -> None:
         cells = [name, r["build_s"]]
         for kind in ("motion", "text"):
             cells += [r[f"{kind}_recall"], f"{r[f'{kind}_qps']:,}", fx(r[f"{kind}_vs_torch"]),
-                      fx(r[f"{kind}_vs_faiss_flat"])]  # fmt: skip
+                      fx(r[f"{kind}_vs_faiss_flat"])]
         table.append(cells)
     n_m, n_t = len(halves["motion"]["reported"][0]), len(halves["text"]["reported"][0])
     report.raw.update({"info": info, "rows": rows, "target": args.target})
@@ -235,9 +235,9 @@ def main() -> None:
         "interleaved rounds, 1 thread",
         markdown_table(["backend", "build (s)", "motion->motion recall@10", "queries/s", "vs torch exact",
                         "vs faiss flat exact", "text->motion recall@10", "queries/s", "vs torch exact",
-                        "vs faiss flat exact"], table),  # fmt: skip
+                        "vs faiss flat exact"], table),
         notes=["vs torch exact / vs faiss flat exact: the exact search's median time over this row's, same rounds; "
-               "in brackets the range of the same-round ratios."],  # fmt: skip
+               "in brackets the range of the same-round ratios."],
     )
     report.write(args.json)
 

@@ -153,9 +153,9 @@ def main() -> None:
     model = AutoModel.from_pretrained(args.model).eval()
     processor = AutoProcessor.from_pretrained(args.model)
     texts = sorted({json.loads(line)["caption_template"] for name in ("ds1", "ds2")
-                    for line in (root / f"{name}_index.jsonl").read_text().splitlines() if line.strip()})  # fmt: skip
+                    for line in (root / f"{name}_index.jsonl").read_text().splitlines() if line.strip()})
     info = {"model": str(args.model), "n": args.n, "queries": args.queries, "captions": len(texts),
-            "load_avg_start": os.getloadavg()}  # fmt: skip
+            "load_avg_start": os.getloadavg()}
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.exists():
         data = np.load(cache)
@@ -223,7 +223,7 @@ def main() -> None:
         return {f"{kind}_recall": round(recall_at_k(got.indices, exact_res.indices), 4),
                 f"{kind}_10th_cosine_gap": round(gap, 5), f"{kind}_qps": round(len(queries[kind]) / t[name].median, 1),
                 f"{kind}_vs_torch": vs_torch, f"{kind}_vs_faiss_flat": vs_flat,
-                f"{kind}_times": t[name].summary()}  # fmt: skip
+                f"{kind}_times": t[name].summary()}
 
     rows = []
     t_exact = {kind: group(kind, {}) for kind in queries}
@@ -240,7 +240,7 @@ def main() -> None:
             faiss.omp_set_num_threads(args.build_threads)
             t = time.perf_counter()
             index = MotionSearchIndex(torch.from_numpy(gallery), ids, normalize=False, backend=backend,
-                                      **{key: None if nlist is None else {"nlist": nlist}})  # fmt: skip
+                                      **{key: None if nlist is None else {"nlist": nlist}})
             build = time.perf_counter() - t
             faiss.omp_set_num_threads(1)
             params = dict(getattr(index, key))
@@ -268,7 +268,7 @@ def main() -> None:
                     calibrated[kind] = (setting, {"on": kind, "target_recall": args.calibrate, "reached": out["reached"],
                                         "calibration_recall": round(out["recall"], 4),
                                         "seconds": round(time.perf_counter() - t, 1),
-                                        "warning": str(caught[0].message) if caught else None})  # fmt: skip
+                                        "warning": str(caught[0].message) if caught else None})
             for kind in queries:
                 kind_settings = dict(settings)
                 if kind in calibrated:
@@ -277,13 +277,13 @@ def main() -> None:
                 for name in kind_settings:
                     if name == "calibrated":
                         row = {"backend": backend, "params": params | calibrated[kind][0], "defaults": False,
-                               "calibrated": calibrated[kind][1]}  # fmt: skip
+                               "calibrated": calibrated[kind][1]}
                         rows.append(row | {"build_s": round(build, 1), "bytes_per_item": round(size, 1)} | cells(kind, t_kind, name))
                         continue
                     row = next((r for r in rows if r.get("_key") == (backend, nlist, name)), None)
                     if row is None:
                         row = {"_key": (backend, nlist, name), "backend": backend, **meta[name],
-                               "build_s": round(build, 1), "bytes_per_item": round(size, 1)}  # fmt: skip
+                               "build_s": round(build, 1), "bytes_per_item": round(size, 1)}
                         rows.append(row)
                     row |= cells(kind, t_kind, name)
             for r in rows:
@@ -303,7 +303,7 @@ def main() -> None:
         if r.get("calibrated"):
             c = r["calibrated"]
             p = dict(p, nprobe=f"**{p['nprobe']}** (calibrate_nprobe to recall {c['target_recall']} on the "
-                               f"calibration {c['on']} queries{'' if c['reached'] else ': target not reached'})")  # fmt: skip
+                               f"calibration {c['on']} queries{'' if c['reached'] else ': target not reached'})")
         name = r["backend"] if p is None else (
             f"{r['backend']}, nlist {p['nlist']}, nprobe {p['nprobe']}"
             + (f", k_factor {p['k_factor']}" if "k_factor" in p else "") + (" (defaults)" if r["defaults"] else ""))
@@ -311,7 +311,7 @@ def main() -> None:
         for kind in ("motion", "text"):
             if f"{kind}_recall" in r:
                 row_cells += [r[f"{kind}_recall"], r.get(f"{kind}_10th_cosine_gap", 0), f"{r[f'{kind}_qps']:,}",
-                              fx(r[f"{kind}_vs_torch"]), fx(r[f"{kind}_vs_faiss_flat"])]  # fmt: skip
+                              fx(r[f"{kind}_vs_torch"]), fx(r[f"{kind}_vs_faiss_flat"])]
             else:
                 row_cells += ["-"] * 5
         table.append([name, r["build_s"], *row_cells])
@@ -330,7 +330,7 @@ def main() -> None:
         notes=["vs torch exact / vs faiss flat exact: the exact search's median time over this row's, same rounds; "
                "in brackets the range of the same-round ratios.",
                "Sweep rows are measured on the reported queries: pick a setting from the calibrated rows, not from "
-               "the sweep."],  # fmt: skip
+               "the sweep."],
     )
     report.write(args.json)
 

@@ -68,7 +68,7 @@ def _demo_argv(out: Path, steps: int, window: int, extra: list[str] | None = Non
     return ["demo", "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", str(window),
             "--eval_strategy", "no", "--do_test", "false", "--disable_tqdm", "--synthetic_num_train", str(64 * (steps + 1)),
             "--synthetic_num_validation", "64", "--synthetic_num_test", "64", "--checkpointing_steps", "0",
-            *(extra or [])]  # fmt: skip
+            *(extra or [])]
 
 
 def _vitb_text_dir(tmp: Path) -> Path:
@@ -89,7 +89,7 @@ def bench_vitb(tmp: Path, steps: int) -> dict:
             "--synthetic_num_test", "0", "--validation_split", "", "--test_split", "", "--text_model_name_or_path",
             str(text_dir), "--text_from_scratch", "--max_frames", "224", "--per_device_train_batch_size", "32",
             "--max_steps", str(steps), "--logging_steps", "1", "--eval_strategy", "no", "--do_test", "false",
-            "--disable_tqdm", "--output_dir", str(tmp / "vitb"), "--dataloader_num_workers", "1"]  # fmt: skip
+            "--disable_tqdm", "--output_dir", str(tmp / "vitb"), "--dataloader_num_workers", "1"]
     return _script_run(argv)
 
 
@@ -126,7 +126,7 @@ def bench_overhead(tmp: Path, steps: int, window: int, repeats: int) -> dict:
     from motionpatch_training.data import (
         EpochSampler, MotionStore, MotionTextCollator, MotionTextTrainDataset, build_feature_extractor,
         load_training_data,
-    )  # fmt: skip
+    )
     from motionpatch_training.model_factory import apply_freezing, build_model, build_tokenizer, set_train_mode
 
     argv = _demo_argv(tmp / "overhead-script", steps, window)
@@ -141,10 +141,10 @@ def bench_overhead(tmp: Path, steps: int, window: int, repeats: int) -> dict:
     geometry = MotionPatchConfig(motion_config={  # the patch geometry build_model gives the model
         "image_size": motion_image_size(data_args.max_frames, model_args.points_per_part),
         "patch_size": model_args.patch_size,
-    })  # fmt: skip
+    })
     fe, _ = build_feature_extractor(data, store, "auto", geometry, None, data.fps)
     collator = MotionTextCollator(MotionPatchProcessor(fe, tokenizer), model_args.text_max_length, True,
-                                  training_args.seed)  # fmt: skip
+                                  training_args.seed)
     dataset = MotionTextTrainDataset(store, rows["captions"], training_args.seed, data.skeleton)
     sampler = EpochSampler(len(store), training_args.seed)
     keys = list(sampler)
@@ -209,12 +209,12 @@ def main(argv: list[str] | None = None) -> dict:
             run = _script_run(_demo_argv(tmp / "demo", args.steps, args.window))
             results["demo"] = {"samples_per_second": round(run["samples_per_second"], 2), "batch_size": 64,
                                "step_seconds": statistics.median(run["step_seconds"]),
-                               "wall_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+                               "wall_seconds": round(time.perf_counter() - t0, 1)}
         if "vitb" in args.only:
             run = bench_vitb(tmp, args.vitb_steps)
             results["vitb16_distilbert"] = {"samples_per_second": round(run["samples_per_second"], 3), "batch_size": 32,
                                             "step_seconds": statistics.median(run["step_seconds"]),
-                                            "steps": run["steps"]}  # fmt: skip
+                                            "steps": run["steps"]}
         if "overhead" in args.only:
             results["overhead"] = bench_overhead(tmp, args.steps, args.window, args.repeats)
 

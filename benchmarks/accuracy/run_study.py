@@ -186,7 +186,7 @@ def load_clips(data_dir: Path, dataset: str) -> Clips:
     clips = Clips(
         dataset, names, [r["content"] for r in rows], [r["style"] for r in rows], [int(r["take"]) for r in rows],
         [r["caption_template"] for r in rows], MotionStore(flat, offsets, lengths),
-    )  # fmt: skip
+    )
     clips.grid = sorted({(c, s, t) for c, s, t in zip(clips.content, clips.style, clips.captions)})
     if len({(c, s) for c, s, _ in clips.grid}) != len(clips.grid):
         raise ValueError(f"{index}: one (content, style) pair has several caption templates.")
@@ -203,22 +203,22 @@ def make_split(clips: Clips, rule: str, seed: int, cfg: StudyConfig) -> tuple[li
 
     if rule == "held-out-takes":
         units = [f"{c}|{s}|takes {(t - 1) // cfg.block_size * cfg.block_size + 1}-{((t - 1) // cfg.block_size + 1) * cfg.block_size}"
-                 for c, s, t in zip(clips.content, clips.style, clips.take)]  # fmt: skip
+                 for c, s, t in zip(clips.content, clips.style, clips.take)]
         split = held_out_group_splits(units, seed=seed, fractions=cfg.group_fractions)
         how = (f"whole blocks of {cfg.block_size} consecutive takes of a (content, style) pair are held out: "
-               "held_out_group_splits(groups, seed, fractions)")  # fmt: skip
+               "held_out_group_splits(groups, seed, fractions)")
         fractions = cfg.group_fractions
     elif rule == "held-out-combinations":
         units = [f"{c}|{s}" for c, s in zip(clips.content, clips.style)]
         split = held_out_combination_splits(clips.content, clips.style, seed=seed, fractions=cfg.combination_fractions,
-                                            min_train_pairs=2, linked_contents=mirror_text)  # fmt: skip
+                                            min_train_pairs=2, linked_contents=mirror_text)
         how = ("held-out (content, style) pairs, a pair and its mirror pair together; every content and style keeps "
                ">= 2 training pairs: held_out_combination_splits(contents, styles, seed, fractions, 2, mirror_text)")
         fractions = cfg.combination_fractions
     else:
         raise ValueError(f"unknown split rule {rule!r}; choose from {SPLIT_RULES}.")
     record: dict[str, Any] = {"dataset": clips.name, "rule": rule, "seed": seed, "fractions": list(fractions),
-                              "how": how, "counts": {}, "held_out": {}, "ids": {}}  # fmt: skip
+                              "how": how, "counts": {}, "held_out": {}, "ids": {}}
     for name in ("train", "validation", "test"):
         ids = [n for n, s in zip(clips.names, split) if s == name]
         record["counts"][name] = len(ids)
@@ -273,11 +273,11 @@ def build_variant_model(variant: str, cfg: StudyConfig, seed: int):
         motion_num_heads=cfg.num_heads, motion_intermediate_size=cfg.intermediate_size,
         projection_dim=cfg.projection_dim, projection_dropout=cfg.projection_dropout, temperature=cfg.temperature,
         freeze_text_tower=True, text_max_length=cfg.text_max_length,
-    )  # fmt: skip
+    )
     if variant in DINOV2_VARIANTS:
         patch = DINOV2_GEOMETRY[variant]
         args = replace(args, motion_model_name_or_path=cfg.dinov2_weights, points_per_part=patch,
-                       motion_patch_size=patch)  # fmt: skip
+                       motion_patch_size=patch)
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -404,7 +404,7 @@ def reference_rows(clips: Clips, idx: np.ndarray, seed: int) -> dict[str, dict[s
         "zero_shot/style": 100.0 * float(np.mean([per_style[clips.style[i]] / n_grid for i in idx])),
     }
     chance.update({k: v for k, v in flatten_metrics(chance_levels(captions, protocols, seed)).items()
-                   if not k.endswith("rsum")})  # fmt: skip
+                   if not k.endswith("rsum")})
     ids = {c: k for k, c in enumerate(dict.fromkeys(captions))}
     onehot = torch.nn.functional.one_hot(torch.tensor([ids[c] for c in captions]), len(ids)).float()
     noise = torch.randn(onehot.shape, generator=torch.Generator().manual_seed(seed)) * 1e-3
@@ -457,12 +457,12 @@ def run_one(task: tuple[str, str, int, str], cfg: StudyConfig, data_dir: Path) -
     model, tower_params = build_variant_model(variant, cfg, seed)
     frozen = apply_freezing(model, SimpleNamespace(freeze_motion_tower=False, freeze_text_tower=True))
     tokenizer = build_tokenizer(SimpleNamespace(tokenizer_name_or_path=None, model_name_or_path=None,
-                                                text_model_name_or_path=cfg.text_model))  # fmt: skip
+                                                text_model_name_or_path=cfg.text_model))
     grid_captions = [g[2] for g in clips.grid]
     table = CaptionTable(model, tokenizer, grid_captions + [mirror_text(c) for c in grid_captions], cfg.text_max_length)
     mirror = 0.0 if variant == "patches-no-mirror" else cfg.mirror_probability
     train_data = MotionTextTrainDataset(train_store, [[clips.captions[int(i)]] for i in idx["train"]], seed,
-                                        get_skeleton("humanml3d"), mirror)  # fmt: skip
+                                        get_skeleton("humanml3d"), mirror)
     sampler = EpochSampler(len(train_data), seed, shuffle=True)
 
     def collate(items):
@@ -476,9 +476,9 @@ def run_one(task: tuple[str, str, int, str], cfg: StudyConfig, data_dir: Path) -
     lr = cfg.learning_rate
     optimizer = build_optimizer(model, SimpleNamespace(
         learning_rate_motion=cfg.dinov2_learning_rate if dinov2 else lr, learning_rate_text=0.0, learning_rate_heads=lr, weight_decay=cfg.weight_decay,
-        adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8))  # fmt: skip
+        adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8))
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * steps),
-                              num_training_steps=steps)  # fmt: skip
+                              num_training_steps=steps)
     trainable = [p for p in model.parameters() if p.requires_grad]
     loss_fn = ClipLoss()
     step, epoch, best, history, losses = 0, 0, None, [], []
@@ -522,7 +522,7 @@ def run_one(task: tuple[str, str, int, str], cfg: StudyConfig, data_dir: Path) -
         "train_seconds": round(train_seconds, 1), "wall_seconds": round(time.perf_counter() - t0, 1),
         "test": {k: round(v, 3) for k, v in test.items()},
         "validation": {k: round(v, 3) for k, v in best["validation"].items()},
-    }  # fmt: skip
+    }
 
 
 def dinov2_weights(output: Path, quick: bool) -> Path:
@@ -536,7 +536,7 @@ def dinov2_weights(output: Path, quick: bool) -> Path:
 
         torch.manual_seed(0)
         Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2,
-                                 image_size=56, patch_size=14)).save_pretrained(folder)  # fmt: skip
+                                 image_size=56, patch_size=14)).save_pretrained(folder)
         return folder
     from modeling_motionpatch.convert_dinov2_onnx import convert_dinov2_onnx, default_onnx_file
 
@@ -580,7 +580,7 @@ def _fmt(values: Sequence[float]) -> str:
 
 
 def summarise(runs: list[dict[str, Any]], refs: dict[tuple[str, str, int], dict[str, dict[str, float]]],
-              cfg: StudyConfig) -> tuple[str, dict[str, Any]]:  # fmt: skip
+              cfg: StudyConfig) -> tuple[str, dict[str, Any]]:
     """Markdown tables (one per dataset and split) and the paired differences patches - other variants."""
     lines: list[str] = []
     summary: dict[str, Any] = {}
@@ -594,7 +594,7 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[str, str, int], dict[
             sizes = group[0]["sizes"]
             lines += [f"### {dataset}, {rule} (test: {', '.join(str(r['sizes']['test']) for r in group if r['variant'] == group[0]['variant'])} clips for seeds {seeds})", "",
                       "| variant | " + " | ".join(headers) + " | motion tower params | steps (best) | wall s / run |",
-                      "|---|" + "---:|" * (len(headers) + 3)]  # fmt: skip
+                      "|---|" + "---:|" * (len(headers) + 3)]
             for variant in [v for v in ALL_VARIANTS if any(r["variant"] == v for r in group)]:
                 rs = sorted((r for r in group if r["variant"] == variant), key=lambda r: r["seed"])
                 if not rs:
@@ -602,7 +602,7 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[str, str, int], dict[
                 cells = [_fmt([r["test"].get(k, float("nan")) for r in rs]) for k, _ in COLUMNS]
                 lines.append(f"| {variant} | " + " | ".join(cells) + f" | {rs[0]['motion_tower_parameters']:,} | "
                              f"{rs[0]['steps']} ({_fmt([r['best_step'] for r in rs]).split(' ')[0]}) | "
-                             f"{_fmt([r['wall_seconds'] for r in rs]).split(' ')[0]} |")  # fmt: skip
+                             f"{_fmt([r['wall_seconds'] for r in rs]).split(' ')[0]} |")
             for name in ("chance", "oracle"):
                 vals = [refs[(dataset, rule, s)][name] for s in seeds if (dataset, rule, s) in refs]
                 cells = [_fmt([v.get(k, float("nan")) for v in vals]) for k, _ in COLUMNS]
@@ -616,7 +616,7 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[str, str, int], dict[
                 other = {r["seed"]: r for r in group if r["variant"] == variant}
                 common = sorted(set(base) & set(other))
                 diffs[variant] = {k: mean_std([base[s]["test"][k] - other[s]["test"][k] for s in common])
-                                  for k, _ in COLUMNS if common and k in base[common[0]]["test"]}  # fmt: skip
+                                  for k, _ in COLUMNS if common and k in base[common[0]]["test"]}
             summary[f"{dataset}/{rule}"] = {"paired_difference_patches_minus": diffs, "sizes_seed0": sizes}
             if diffs:
                 intro = "Paired differences, patches minus each variant (same seed and split; mean ± std over seeds, points):"
@@ -633,12 +633,12 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[str, str, int], dict[
                 common = sorted(set(pre) & set(other))
                 if common:
                     transfer[variant] = {k: mean_std([pre[s]["test"][k] - other[s]["test"][k] for s in common])
-                                         for k, _ in COLUMNS if k in pre[common[0]]["test"]}  # fmt: skip
+                                         for k, _ in COLUMNS if k in pre[common[0]]["test"]}
             if transfer:
                 summary[f"{dataset}/{rule}"]["paired_difference_dinov2_pretrained_minus"] = transfer
                 lines += ["Image pretraining: paired differences, dinov2-pretrained minus each variant (same seed and "
                           "split; mean ± std over seeds, points):", "",
-                          "| variant | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]  # fmt: skip
+                          "| variant | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]
                 for variant, d in transfer.items():
                     lines.append(f"| dinov2-pretrained − {variant} | " + " | ".join(
                         f"{d[k][0]:+.1f} ± {d[k][1]:.1f}" if k in d and not math.isnan(d[k][0]) else "n/a"
@@ -718,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         t = rec["test"]
         print(f"[study] {len(runs)} {rec['dataset']} {rec['split']} seed {rec['seed']} {rec['variant']}: "
               f"content {t['zero_shot/content']:.1f} style {t['zero_shot/style']:.1f} pair {t['zero_shot/pair']:.1f} "
-              f"strict t2m R@1 {t.get('strict/t2m/R@1', float('nan')):.1f} ({rec['wall_seconds']:.0f} s)", flush=True)  # fmt: skip
+              f"strict t2m R@1 {t.get('strict/t2m/R@1', float('nan')):.1f} ({rec['wall_seconds']:.0f} s)", flush=True)
     if workers > 1:
         pool.close()
         pool.join()
@@ -734,13 +734,13 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads((output / "study.json").read_text()) if args.append and (output / "study.json").is_file() else {}
     if "command" in previous:  # a single-invocation record
         previous["invocations"] = [{k: previous[k] for k in ("command", "date", "total_seconds", "workers", "machine",
-                                                            "config") if k in previous}]  # fmt: skip
+                                                            "config") if k in previous}]
     invocation = {
         "command": "python benchmarks/accuracy/run_study.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "total_seconds": round(total, 1),
         "runs": len(tasks), "workers": workers,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "config": asdict(cfg),
-    }  # fmt: skip
+    }
     meta = {
         "invocations": previous.get("invocations", []) + [invocation], "summary": summary,
         "references": {f"{d}/{r}/seed{s}": v for (d, r, s), v in refs.items()},
