@@ -227,8 +227,8 @@ def quantize_onnx(source_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     Weights of MatMul (and the embedding Gather) become int8 with onnxruntime's ``quantize_dynamic``
     (activations are quantised per batch at run time); onnxruntime's ``quant_pre_process`` (shape inference)
     runs first, as its documentation recommends. The patch-embedding ``Conv`` stays fp32
-    (:data:`INT8_OP_TYPES`): onnxruntime's CPU ``ConvInteger`` took 3.3x the time of the fp32 ``Conv`` and
-    15 % of the whole int8 motion graph (6 x 384 ViT, batch 32, 2 threads; ``benchmarks/README.md``).
+    (:data:`INT8_OP_TYPES`): with the Conv quantised too the int8 motion graph is slower on CPU (``bench_onnx.py
+    --conv-ab``: 118 against 131 motions/s, 6 x 384 ViT, batch 32, 2 threads; ``benchmarks/README.md``).
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}.")

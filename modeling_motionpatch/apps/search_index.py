@@ -512,9 +512,8 @@ class MotionSearchIndex:
         ``queries``, and return what was measured.
 
         The documented defaults scan many lists because synthetic worst-case galleries need it; real embeddings
-        are more structured and usually keep the recall with far fewer lists (on 1M windows of real motion
-        capture, 11 of 4,000 lists kept recall@10 0.96 for motion queries, at 49.5x exact queries/s against 2.8x
-        at the default 256; ``benchmarks/README.md``).
+        are more structured and usually keep the recall with far fewer lists (``bench_search_real_1m.py`` in
+        ``benchmarks/README.md``: settings chosen on calibration queries, measured on others).
         The exact top-``k`` comes from the float32 gallery the index keeps; ``nprobe`` is then searched by
         doubling from 1 and bisecting between the last miss and the first hit.
 
