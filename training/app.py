@@ -132,10 +132,6 @@ def _rows_of_dataset(dataset, name: str, skeleton, fps: float, mean, std, folder
     return Library(name, ids, motions, captions, labels, skeleton, fps, mean, std, folder, notes)
 
 
-def _library_statistics(motions: Sequence[np.ndarray]):
-    return compute_statistics(motions)
-
-
 def _bvh_labels(root: Path):
     """Labels of a BVH file: Bandai-Namco ids of ``<file>.json`` as names from ``../cfg/*_label.txt`` when the folder
     has them (``bow, angry``, not ``6, 3``), else the sidecar's own fields; ``None`` without a sidecar. Returns
@@ -191,7 +187,7 @@ def _bvh_library(root: Path, scale: float | None, up_axis: str | None, model_ske
         lib.motions = [np.matmul(w, m) for m in lib.motions]
         lib.skeleton, mapped = model_skeleton, f"joints mapped by name ({rig}) onto the model's skeleton"
     except JointMapError as err:
-        lib.mean, lib.std = _library_statistics(lib.motions)
+        lib.mean, lib.std = compute_statistics(lib.motions)
         mapped = f"skeleton derived from the hierarchy ({str(err).split(';')[0]})"
     lib.notes = [f"{len(lib)} BVH files under {root}: {mapped} ({lib.skeleton.name!r}, {lib.skeleton.num_joints} "
                  f"joints); scale {scale:g}, {up_axis.upper()} up ({how}); resampled to {fps:g} fps"]
@@ -221,7 +217,7 @@ def _npy_library(root: Path, skeleton, fps: float) -> Library:
         raise ValueError(f"none of the {len(files)} .npy files under {root} is a ({skeleton.num_joints}-joint) motion "
                          f"of skeleton {skeleton.name!r}; {notes[-1]}.")
     empty = [[] for _ in ids]
-    mean, std = _library_statistics(motions)
+    mean, std = compute_statistics(motions)
     return Library(str(root), ids, motions, [list(e) for e in empty], [list(e) for e in empty], skeleton, fps,
                    mean, std, root, notes)
 
