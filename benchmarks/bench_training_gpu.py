@@ -5,13 +5,15 @@ package imports, and otherwise builds the same architecture from transformers' `
 the reference MLP heads). No data, no download: batches are random ``motion_values`` and token ids of realistic
 length (HumanML3D captions are ~12-20 tokens; 32 here).
 
-One training step = forward of both towers under bf16 autocast, symmetric contrastive loss in fp32, backward,
-gradient clipping, fused AdamW step. Reports samples/s, model FLOPs utilisation (FLOPs of one step counted with
-``torch.utils.flop_counter.FlopCounterMode``, divided by step time and the GPU's dense bf16 peak), and how long
-a full HumanML3D run (23,384 training motions x 50 epochs) would take at that rate. Prints one JSON line.
+One training step = forward of both towers (fp32, bf16 autocast, or bf16 autocast + ``torch.compile``), symmetric
+contrastive loss in fp32, backward, gradient clipping, fused AdamW step. The variants run interleaved in one
+process (round-robin, same batch, same initial weights); fp32, the reference's precision, is the baseline of the
+ratios. Reports samples/s, model FLOPs utilisation (FLOPs of one step counted with
+``torch.utils.flop_counter.FlopCounterMode``, divided by step time and the GPU's dense bf16 peak), and how long a
+full HumanML3D run (23,384 training motions x 50 epochs) would take at that rate.
 
-    python benchmarks/bench_training_gpu.py                     # GPU: batch 256, bf16, ~1 minute
-    python benchmarks/bench_training_gpu.py --device cpu --batch-size 4 --steps 2   # smoke test
+    python benchmarks/bench_training_gpu.py                     # GPU: batch 256, fp32 / bf16 / bf16 + compile
+    python benchmarks/bench_training_gpu.py --device cpu --batch-size 4 --quick   # smoke test
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -128,39 +131,22 @@ def peak_tflops(device: torch.device, override: float | None) -> tuple[float | N
     return None, f"unknown GPU {name!r} (pass --peak-tflops)"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=30, help="timed steps (after the warm-up)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5 on GPU, 1 on CPU)")
-    p.add_argument("--tokens", type=int, default=32, help="caption length in tokens")
-    p.add_argument("--precision", choices=("bf16", "fp32"), default=None,
-                   help="bf16 autocast (default on GPU) or fp32 (default on CPU, where bf16 is emulated and slow)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--peak-tflops", type=float, default=None, help="dense peak of the device (for MFU)")
-    p.add_argument("--quick", action="store_true", help="5 timed steps")
-    p.add_argument("--json", type=Path, default=None, help="write the table and raw numbers here (benchmarks/run.py)")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.steps = 5
+VARIANTS = {  # name: (bf16 autocast, torch.compile)
+    "fp32": (False, False),  # the reference's precision (TF32 matmuls allowed, as PyTorch users get on Hopper)
+    "bf16": (True, False),
+    "bf16-compile": (True, True),
+}
 
-    device = torch.device(args.device)
-    if args.precision is None:
-        args.precision = "bf16" if device.type == "cuda" else "fp32"
-    if args.warmup is None:
-        args.warmup = 5 if device.type == "cuda" else 1
+
+def build_variant(name: str, batch: dict, device: torch.device) -> tuple[nn.Module, str, Callable[[], torch.Tensor]]:
+    """A fresh model (same seed, so the same weights for every variant) and its one-step function."""
+    use_amp, compile_model = VARIANTS[name]
     torch.manual_seed(0)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     model, impl = build_model()
     model = model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, fused=device.type == "cuda")
-    step_model = torch.compile(model) if args.compile else model
-    batch = make_batch(args.batch_size, args.tokens, device)
-    use_amp = args.precision == "bf16"
+    step_model = torch.compile(model) if compile_model else model
 
     def step() -> torch.Tensor:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -172,79 +158,130 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer.zero_grad(set_to_none=True)
         return loss
 
-    # FLOPs of one training step (forward + backward; the optimizer's elementwise work is not counted)
+    return model, impl, step
+
+
+def step_flops(model: nn.Module, batch: dict, device: torch.device) -> int:
+    """FLOPs of one training step (forward + backward; the optimizer's elementwise work is not counted)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            motion, text = model(**batch)
+        motion, text = model(**batch)
         clip_loss(motion, text, model.logit_scale).backward()
-    flops_per_step = counter.get_total_flops()
-    optimizer.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
+                   help="default on GPU: fp32 bf16 bf16-compile (fp32 is the baseline of the ratios); on CPU: fp32")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (each runs every variant)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5 on GPU, 1 on CPU)")
+    p.add_argument("--tokens", type=int, default=32, help="caption length in tokens")
+    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the device (for MFU)")
+    p.add_argument("--quick", action="store_true", help="1 round of 2 steps")
+    p.add_argument("--json", type=Path, default=None, help="write the table and raw numbers here (benchmarks/run.py)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.rounds = 2, 1
+    device = torch.device(args.device)
+    if args.variants is None:
+        args.variants = list(VARIANTS) if device.type == "cuda" else ["fp32"]
+    if args.warmup is None:
+        args.warmup = 5 if device.type == "cuda" else 1
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from timing import Report, fmt_ratio, interleaved, markdown_table, ratio
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    t0 = time.perf_counter()
-    for _ in range(args.warmup):
-        step()
-    sync()
-    warmup_s = time.perf_counter() - t0
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    sync()
-    elapsed = time.perf_counter() - t0
-    step_s = elapsed / args.steps
-    sps = args.batch_size / step_s
+    batch = make_batch(args.batch_size, args.tokens, device)
+    steps, memory, warmup_s, last_loss = {}, {}, {}, {}
+    flops_per_step = impl = None
+    for name in args.variants:
+        model, impl, steps[name] = build_variant(name, batch, device)
+        if flops_per_step is None:
+            flops_per_step = step_flops(model, batch, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        for _ in range(args.warmup):  # compiles, too
+            steps[name]()
+        sync()
+        warmup_s[name] = round(time.perf_counter() - t0, 2)
+        memory[name] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
+
+    def timed(name: str) -> Callable[[], float]:
+        def run() -> float:
+            for _ in range(args.steps):
+                loss = steps[name]()
+            sync()
+            return float(loss.detach())
+
+        return run
+
+    timings = interleaved({name: timed(name) for name in args.variants}, rounds=args.rounds, warmup=0)
     peak, peak_note = peak_tflops(device, args.peak_tflops)
-    achieved = flops_per_step / step_s / 1e12
-    full_run_s = HUMANML3D_TRAIN * EPOCHS / sps
-    result = {
-        "benchmark": "bench_training_gpu",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__,
-        "model": impl,
-        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-        "batch_size": args.batch_size,
-        "tokens": args.tokens,
-        "precision": args.precision,
-        "compile": args.compile,
-        "steps": args.steps,
-        "warmup_seconds": round(warmup_s, 2),
-        "step_seconds": round(step_s, 4),
-        "samples_per_second": round(sps, 3 if sps < 10 else 1),
-        "tflops_per_step": round(flops_per_step / 1e12, 3),
-        "achieved_tflops": round(achieved, 4 if achieved < 1 else 1),
-        "peak_tflops": peak,
-        "peak_note": peak_note,
-        "mfu": round(achieved / peak, 4) if peak else None,
-        "humanml3d_50_epochs_hours": round(full_run_s / 3600, 3),
-        "max_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
-        "final_loss": round(float(loss.detach()), 4),
-    }
-    print(json.dumps(result), flush=True)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from timing import Report, markdown_table
+    base = args.variants[0]
+    rows, raw = [], {}
+    for name in args.variants:
+        t = timings[name]
+        step_s = t.median / args.steps
+        sps = args.batch_size / step_s
+        achieved = flops_per_step / step_s / 1e12
+        raw[name] = {
+            **t.summary(), "step_seconds": step_s, "samples_per_second": sps, "achieved_tflops": achieved,
+            "mfu": achieved / peak if peak else None, "warmup_seconds": warmup_s[name], "max_memory_gib": memory[name],
+            "humanml3d_50_epochs_hours": HUMANML3D_TRAIN * EPOCHS / sps / 3600, "final_loss": t.result,
+        }
+        rows.append([
+            name,
+            f"{sps:,.1f} ({args.batch_size * args.steps / t.max:,.1f}-{args.batch_size * args.steps / t.min:,.1f})",
+            f"{step_s:.4f}",
+            "baseline" if name == base else fmt_ratio(ratio(timings[base], t)),
+            f"{achieved:.1f}",
+            f"{100 * achieved / peak:.1f} %" if peak else "n/a",
+            f"{raw[name]['humanml3d_50_epochs_hours']:.2f}",
+            memory[name] if memory[name] is not None else "n/a",
+            warmup_s[name],
+        ])
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    params_m = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+    result = {"benchmark": "bench_training_gpu", "device": device_name, "torch": torch.__version__, "model": impl,
+              "params_m": params_m, "batch_size": args.batch_size, "tokens": args.tokens, "steps": args.steps,
+              "rounds": args.rounds, "tflops_per_step": flops_per_step / 1e12, "peak_tflops": peak,
+              "peak_note": peak_note, "variants": raw}
+    print(json.dumps(result, default=float), flush=True)
 
     report = Report("training_gpu", quick=args.quick)
     report.raw.update(result)
-    mfu = f"{100 * result['mfu']:.1f} % ({peak_note})" if result["mfu"] is not None else f"n/a ({peak_note})"
     report.table(
         "step",
-        f"Training step of ViT-B/16 + DistilBERT ({result['params_m']} M parameters, random weights) on "
-        f"{result['device']}: batch {args.batch_size}, {args.precision}, {args.steps} timed steps after {args.warmup}",
-        markdown_table(["measure", "value"], [
-            ["samples/s", result["samples_per_second"]], ["s/step", result["step_seconds"]],
-            ["TFLOP per step (forward + backward, FlopCounterMode)", result["tflops_per_step"]],
-            ["achieved TFLOP/s", result["achieved_tflops"]], ["MFU", mfu],
-            ["a HumanML3D run (23,384 motions x 50 epochs) at this rate, hours", result["humanml3d_50_epochs_hours"]],
-            ["peak GPU memory (GiB)", result["max_memory_gib"] if result["max_memory_gib"] is not None else "n/a"],
-        ], align="lr"),
+        f"Training step of ViT-B/16 + DistilBERT ({params_m} M parameters, random weights, {impl}) on {device_name}: "
+        f"batch {args.batch_size}, {args.rounds} interleaved rounds of {args.steps} steps per variant",
+        markdown_table(
+            ["variant", "samples/s (rounds)", "s/step", f"vs {base}", "achieved TFLOP/s", "MFU",
+             "HumanML3D 50 epochs, h", "peak memory, GiB", "warm-up s"],
+            rows, align="lrrrrrrrr"),
+        notes=[
+            f"One step: forward of both towers, the symmetric contrastive loss in fp32, backward, gradient clipping, "
+            f"{'fused ' if device.type == 'cuda' else ''}AdamW. {flops_per_step / 1e12:.3f} TFLOP per step "
+            "(forward + backward, counted by FlopCounterMode).",
+            (f"MFU = achieved TFLOP/s over the {peak_note} ({peak} TFLOP/s) for every row, fp32 (TF32 matmuls) too."
+             if peak else f"No MFU: {peak_note}."),
+            "HumanML3D 50 epochs: 23,384 training motions x 50 epochs at that row's rate.",
+            f"Warm-up: {args.warmup} untimed steps per variant (includes torch.compile's compilation).",
+        ],
     )
     report.write(args.json)
     return result

@@ -10,9 +10,8 @@ mkdir -p "$out"
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$out/gpu.txt"
-python3 benchmarks/bench_training_gpu.py --precision fp32 --steps 10 | tee "$out/train_fp32.json"
-python3 benchmarks/bench_training_gpu.py --precision bf16 --steps 30 | tee "$out/train_bf16.json"
-python3 benchmarks/bench_training_gpu.py --precision bf16 --steps 30 --compile | tee "$out/train_bf16_compile.json"
+# fp32 / bf16 / bf16 + torch.compile, interleaved in one process (what `benchmarks/run.py --only training_gpu` runs)
+python3 benchmarks/bench_training_gpu.py --json "$out/training_gpu.json" | tee "$out/train.json"
 python3 - <<'PY' | tee "$out/inference.json"
 import json, time, torch
 from modeling_motionpatch import MotionPatchConfig, MotionPatchModel
@@ -40,8 +39,8 @@ python3 - <<'PY' | tee "$out/onnx_cuda.json"
 import json, tempfile, time, numpy as np, torch
 from transformers import BertTokenizerFast
 from modeling_motionpatch import MotionPatchConfig, MotionPatchFeatureExtractor, MotionPatchModel, MotionPatchProcessor
-from modeling_motionpatch.modeling_onnx import MotionPatchOnnxModel
-from modeling_motionpatch.onnx_export import export_onnx
+from modeling_motionpatch.apps.modeling_onnx import MotionPatchOnnxModel
+from modeling_motionpatch.apps.onnx_export import export_onnx
 vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(1000)]
 tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
 config = MotionPatchConfig(text_config=dict(model_type="distilbert", vocab_size=len(vocab)))
