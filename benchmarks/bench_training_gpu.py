@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
             torch.cuda.synchronize(device)
 
     batch = make_batch(args.batch_size, args.tokens, device)
-    steps, memory, warmup_s, last_loss = {}, {}, {}, {}
+    steps, memory, warmup_s = {}, {}, {}
     flops_per_step = impl = None
     for name in args.variants:
         model, impl, steps[name] = build_variant(name, batch, device)

@@ -12,6 +12,8 @@ table ``KEY`` of benchmark ``NAME``, headed by the command, machine, date and lo
 benchmark whose requirements are missing (an optional package, the shared data, a trained model, a GPU) is skipped,
 and its markers say why. The JSON of a full run is kept in ``benchmarks/results/run/NAME.json``; with ``--only``
 the other benchmarks' tables are taken from those files (each still headed by its own date and machine).
+A GPU benchmark on a machine without a GPU keeps the tables of its last run on a GPU machine (run
+``python benchmarks/run.py --only training_gpu`` there and copy its JSON into ``benchmarks/results/run/``).
 ``--quick`` never writes ``benchmarks/README.md`` and keeps its JSON in a temporary folder unless ``--results``
 says otherwise.
 """
@@ -191,6 +193,19 @@ def run_one(bench: Bench, args: argparse.Namespace, results: Path) -> dict:
     return doc
 
 
+def earlier_result(path: Path, skipped: dict) -> dict:
+    """A GPU benchmark skipped on a machine without one keeps the tables of its last run on a GPU machine (each
+    table still names that machine and date); without such a run it stays skipped."""
+    if not path.exists():
+        return skipped
+    earlier = json.loads(path.read_text())
+    if "tables" not in earlier:
+        return skipped
+    earlier["kept"] = f"not re-run by this invocation ({skipped['skipped']}): the figures of its last run"
+    print(f"[{skipped['name']}] kept the tables of its last run ({path})", flush=True)
+    return earlier
+
+
 def table_block(doc: dict, key: str) -> str:
     """One generated table: its title, the run's header (command, machine, date, load), the table, its notes."""
     name = doc.get("name", "?")
@@ -204,10 +219,11 @@ def table_block(doc: dict, key: str) -> str:
         return f"*Table `{name}/{key}` is not in this run's output ({reasons}).*"
     m = doc.get("machine", {})
     load_end = m.get("load_average_end")
+    kept = f" {doc['kept'][0].upper()}{doc['kept'][1:]}." if doc.get("kept") else ""
     lines = [
         f"**{table['title']}**" + (" — QUICK RUN: tiny sizes, the figures mean nothing" if doc.get("quick") else ""),
         "",
-        f"*Command: `{shown_command(doc)}`. Machine: {machine_line(m, load_end)}.*",
+        f"*Command: `{shown_command(doc)}`. Machine: {machine_line(m, load_end)}.{kept}*",
         "",
         table["markdown"],
     ]
@@ -276,7 +292,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 docs[bench.name] = {"name": bench.name, "skipped": "not selected by --only, and no earlier result"}
             continue
-        docs[bench.name] = run_one(bench, args, args.results)
+        doc = run_one(bench, args, args.results)
+        if bench.gpu and "skipped" in doc and not args.quick:
+            doc = earlier_result(args.results / f"{bench.name}.json", doc)
+        docs[bench.name] = doc
     seconds = time.perf_counter() - t0
 
     cmd = shlex.join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])

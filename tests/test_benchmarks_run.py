@@ -142,3 +142,29 @@ def test_template_markers_name_registered_tables():
     markers = run.MARKER.findall((BENCH / "README.template.md").read_text())
     assert markers
     assert {name for name, _ in markers} <= names
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="on a GPU machine training_gpu would really run")
+def test_a_gpu_benchmark_keeps_its_last_gpu_run_on_a_machine_without_one(tmp_path):
+    import run
+
+    results = tmp_path / "results"
+    results.mkdir()
+    out = tmp_path / "README.md"
+    # no earlier GPU run: the table says it was skipped and why
+    assert run.main(["--only", "training_gpu", "--results", str(results), "--output", str(out)]) == 0
+    assert "`training_gpu` was skipped in this run: it needs a GPU" in out.read_text()
+    assert not (results / "training_gpu.json").exists()
+    # an earlier run on a GPU machine: its table is kept, headed by that machine and date, and says why
+    earlier = {
+        "name": "training_gpu", "command": "python benchmarks/bench_training_gpu.py",
+        "machine": {"cpu": "Some Xeon", "logical_cpus": 16, "load_average": [0.1, 0.1, 0.1],
+                    "date_utc": "2026-12-06 10:55:12 UTC", "gpu": "NVIDIA H100 80GB HBM3"},
+        "tables": {"step": {"title": "Training step", "markdown": "| variant | samples/s |\n|---|---:|\n| bf16 | 4,412.7 |"}},
+    }
+    (results / "training_gpu.json").write_text(json.dumps(earlier))
+    assert run.main(["--only", "training_gpu", "--results", str(results), "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "| bf16 | 4,412.7 |" in text and "2026-12-06 10:55:12 UTC" in text
+    assert "Not re-run by this invocation (it needs a GPU)" in text
+    assert json.loads((results / "training_gpu.json").read_text())["tables"] == earlier["tables"]  # not overwritten
