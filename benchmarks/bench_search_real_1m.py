@@ -37,6 +37,7 @@ windows, 200 motion queries, 2 rounds, no ``faiss-ivfpq`` (seconds after the emb
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -111,6 +112,17 @@ def embed(args, model, processor, source, count: int, seed: int, mirror) -> np.n
     return out
 
 
+def cache_key(args) -> str:
+    """What the cached embeddings depend on: the model's weights and config, the sizes and the seed."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors", "processor_config.json", "preprocessor_config.json"):
+        path = Path(args.model) / name
+        if path.exists():
+            digest.update(name.encode() + path.read_bytes())
+    digest.update(f"n={args.n} queries={args.queries} seed={args.seed}".encode())
+    return digest.hexdigest()
+
+
 def main() -> None:
     import faiss
     from motionpatch_processing.mirror import mirror_motion
@@ -157,9 +169,16 @@ def main() -> None:
     info = {"model": str(args.model), "n": args.n, "queries": args.queries, "captions": len(texts),
             "load_avg_start": os.getloadavg()}
     cache = Path(args.cache) if args.cache else None
+    key = cache_key(args)
+    cached = None
     if cache is not None and cache.exists():
-        data = np.load(cache)
-        gallery, motion_q, text_q = data["gallery"], data["motion_queries"], data["text_queries"]
+        cached = np.load(cache)
+        stored = str(cached["key"]) if "key" in cached.files else None
+        if stored != key:
+            print(f"[bench] {cache} holds the embeddings of another model or sizes: recomputing them", flush=True)
+            cached = None
+    if cached is not None:
+        gallery, motion_q, text_q = cached["gallery"], cached["motion_queries"], cached["text_queries"]
         info["embeddings"] = f"cached in {cache}"
     else:
         torch.set_num_threads(args.embed_threads)
@@ -180,7 +199,7 @@ def main() -> None:
             feats = model.get_text_features(**tok)
         text_q = torch.nn.functional.normalize(getattr(feats, "pooler_output", feats), dim=-1).numpy()
         if cache is not None:
-            np.savez(cache, gallery=gallery, motion_queries=motion_q, text_queries=text_q)
+            np.savez(cache, gallery=gallery, motion_queries=motion_q, text_queries=text_q, key=np.array(key))
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     info["dim"] = int(gallery.shape[1])
