@@ -5,9 +5,17 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import transformers
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+
+try:
+    from transformers.configuration_utils import SubConfigSpec
+except ImportError:  # remote code loaded by an older transformers than the package's floor
+    raise ImportError(
+        f"MotionPatch needs transformers>=5.20,<6 (it composes its configs with SubConfigSpec); this is "
+        f"transformers {transformers.__version__}. Upgrade it: pip install -U 'transformers>=5.20,<6'."
+    ) from None
 
 #: ViT-B/16 over a (224 frames x 80 points) motion image: 14 x 5 patches of 16 x 16.
 DEFAULT_MOTION_CONFIG = {"image_size": [224, 80], "patch_size": 16, "num_channels": 3}

@@ -215,6 +215,24 @@ def test_a_saved_folder_holds_the_model_code_and_nothing_else(folders, remote):
     assert marked(remote, "CLASSES:") and marked(remote, "PAIR_CLASS:").startswith("transformers_modules.")
 
 
+def test_remote_code_under_an_older_transformers_says_which_version_to_install(folders):
+    """Below the floor (transformers < 5.20 has no ``SubConfigSpec``) loading stops with an ImportError that names
+    the version to install, not a bare "cannot import name"."""
+    code = BLOCK_PACKAGE + textwrap.dedent(
+        """
+        import transformers.configuration_utils as cu
+        del cu.SubConfigSpec  # what an older transformers lacks
+        from transformers import AutoConfig
+        try:
+            AutoConfig.from_pretrained("model", trust_remote_code=True)
+        except ImportError as e:
+            print("ERROR:", e)
+        """
+    )
+    out = run_python(code, cwd=folders[0]).stdout
+    assert "ERROR: MotionPatch needs transformers>=5.20,<6" in out and "pip install -U" in out, out
+
+
 def test_pipeline_without_the_package_matches_the_installed_one(folders, remote):
     from transformers import pipeline
 

@@ -102,6 +102,16 @@ class RunResult:
     pushed_to: str | None = None
 
 
+
+def enable_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing, non-reentrant, by the name the installed transformers has: from 5.23
+    ``activation_checkpointing_enable`` (``gradient_checkpointing_enable`` is then a deprecated alias)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def write_atomically(path: Path, content) -> None:
     """Write ``path`` through a temporary sibling renamed into place: a failed write (full disk, kill) leaves the
     previous file or none, never a truncated one. ``content`` is the text, or a function that writes a given path."""
@@ -336,7 +346,7 @@ def build_run(accelerator, model_args: ModelArguments, data_args: DataArguments,
                                  + ", ".join(f"{n} {role}" for role, n in short.items() if n))
     frozen = apply_freezing(model, model_args)
     if model_args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     feature_extractor, stats_note = build_feature_extractor(
         splits.data, splits.train_store, data_args.statistics, model.config, data_args.fps, splits.input_fps,
         data_args.body_frame,
