@@ -106,6 +106,14 @@ def test_unknown_config_keys_and_flags_are_errors(tmp_path):
         parse_args(["--eval_protocols", "all", "nope"])
 
 
+def test_help_prints(capsys):
+    """``motionpatch-train --help`` formats every help string (argparse %-formats them: a bare '%' breaks it)."""
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--help"])
+    assert exc.value.code == 0
+    assert "--augment_crop_probability" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # learning-rate groups and freezing
 # ---------------------------------------------------------------------------------------------------------------------

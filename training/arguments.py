@@ -181,7 +181,7 @@ class DataArguments:
     )
     augment_crop_probability: float = arg(
         0.0,
-        "Clip-length augmentation: with this probability keep a random window of 50-100 % of the clip (at least one "
+        "Clip-length augmentation: with this probability keep a random window of 50-100 percent of the clip (at least one "
         "16-frame patch row), put in the body frame from its own first frame.",
     )
     max_train_samples: Optional[int] = arg(None, "Use only the first N training rows.")
