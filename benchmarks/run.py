@@ -120,6 +120,17 @@ REGISTRY = [
         model=True,
         minutes=25,  # 17 of them embed the 1M windows (once: --cache keeps them; then about 8)
     ),
+    # real data end to end: prepare, train (8 epochs), 15 evaluation processes, two fine-tunes (15 epochs each).
+    # Estimated from the quick run (1 + 1 epochs, 5 min, 2 cores) and the shipped config (12 epochs in 12.4 min on 2
+    # shared cores): training 4-8 min, evaluation processes ~3 min, the pipeline engine ~1 min, fine-tunes ~1 min
+    Bench(
+        "evaluation",
+        "bench_evaluation.py",
+        [],
+        modules=("datasets",),
+        data=("bandai-namco/ds2_h22_20fps.npz", "bandai-namco/ds2-bvh-sample/data", "bandai-namco/ds1-bvh/data"),
+        minutes=12,
+    ),
 ]
 
 
