@@ -184,6 +184,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+#: instruction-set extensions that change these figures (int8 and bf16 kernels, wide vectors), as /proc/cpuinfo names them
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_isa() -> str | None:
+    """The CPU's family/model and which of :data:`ISA_FLAGS` it has, e.g. ``'family 25 model 1; avx2'``: the same
+    model name ("AMD EPYC") can hide generations with and without AVX-512, which moves int8 and bf16 figures."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the first processor is enough
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    flags = set(fields.get("flags", "").split())
+    have = [f for f in ISA_FLAGS if f in flags]
+    return f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}; {', '.join(have) or 'no AVX2'}"
+
+
 def load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -195,6 +217,7 @@ def machine_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
     """CPU model, logical CPUs, load average now, Python and library versions, date (UTC), GPU if torch sees one."""
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "isa": cpu_isa(),
         "logical_cpus": os.cpu_count(),
         "load_average": load_average(),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -226,8 +249,9 @@ def machine_line(info: Mapping[str, Any], load_end: Sequence[float] | None = Non
         load_s += f" at the start, {load_end[0]:.2f} at the end"
     versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items() if v)
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    isa = f" ({info['isa']})" if info.get("isa") else ""
     return (
-        f"{info.get('cpu')}, {info.get('logical_cpus')} logical CPUs{gpu}; {info.get('date_utc')}; {load_s}; "
+        f"{info.get('cpu')}{isa}, {info.get('logical_cpus')} logical CPUs{gpu}; {info.get('date_utc')}; {load_s}; "
         f"Python {info.get('python')}, {versions}"
     )
 

@@ -61,7 +61,7 @@ def test_interleaved_before_each_and_ratio():
 
 def test_machine_info_fields():
     info = timing.machine_info()
-    for key in ("cpu", "logical_cpus", "load_average", "date_utc", "python", "versions"):
+    for key in ("cpu", "isa", "logical_cpus", "load_average", "date_utc", "python", "versions"):
         assert key in info
     assert info["date_utc"].endswith("UTC")
     assert "torch" in info["versions"] and "numpy" in info["versions"]
