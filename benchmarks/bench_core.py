@@ -17,8 +17,12 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy is imported: numpy's BLAS on one thread, like the torch side it is compared with
+
+import argparse
 import sys
 from pathlib import Path
 
@@ -145,7 +149,7 @@ def main():
         report.table(
             "feature_extractor",
             f"Feature extractor: {n:,} real clips ({frames:,} frames) to motion_values, batches of 256, "
-            f"{args.threads} thread(s), {args.rounds} interleaved rounds",
+            f"{args.threads} torch thread(s) and 1 BLAS thread, {args.rounds} interleaved rounds",
             markdown_table(
                 ["implementation", "motions/s: median (slowest-fastest round)", "frames/s (median)", "speed-up"],
                 [

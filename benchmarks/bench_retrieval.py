@@ -20,6 +20,11 @@ a speed-up is median over median with the range of the same-round ratios. Every 
 
 from __future__ import annotations
 
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy is imported: numpy's BLAS on one thread, like the torch side it is compared with
+
 import argparse
 import sys
 from functools import partial
@@ -148,7 +153,8 @@ def bench_metrics(args: argparse.Namespace, report: Report) -> None:
     report.raw["metrics"] = {"n": args.n, "dim": args.dim, "rounds": args.rounds, "protocols": raw}
     report.table(
         "metrics",
-        f"Retrieval metrics on a {args.n:,} x {args.n:,} similarity, both directions, {args.rounds} interleaved rounds",
+        f"Retrieval metrics on a {args.n:,} x {args.n:,} similarity, both directions, 1 thread (torch and BLAS), "
+        f"{args.rounds} interleaved rounds",
         markdown_table(
             ["protocol", "vectorised: median (range)", "naive loop: median (range)", "speed-up", "identical",
              "t2m R@1", "m2t R@1"],

