@@ -342,39 +342,38 @@ def write_tables(report: Report, record: dict, work: Path, data: Path, args: arg
                      + f"; bn-h22-take001: {counts.get('bn-h22-take001')}.")
     report.table("commands", f"Real-data evaluation: every step and its wall time{quick}",
                  commands_table(record, work, data), notes=notes)
-    table = retrieval_table(record)
-    if table:
-        report.table("retrieval", f"Text-motion retrieval on real Bandai-Namco clips, percent (the chance level of the "
-                     f"same rows and protocol in parentheses){quick}", table, notes=[
-                         ("Captions are label-derived (\"a person bows angrily.\"): 70 distinct sentences at most, "
-                         "so several clips share a caption; the chance levels come from each result file "
-                         "(`motionpatch-evaluate`'s own random-ranking levels for the same captions). MedR: median "
-                         "rank, lower is better."),
-                         ("Protocols: all = one gallery of every clip of the split (n clips); small_batches = "
-                         "shuffled batches of 32 (Guo et al.), whole batches only (256 of 262 clips, 64 of 70), "
-                         "left out when there are fewer than 32 clips (the 30-clip rows)."), *SPLIT_NOTES])
-    else:
-        report.notes.append("no retrieval evaluation in this run")
-    table = zero_shot_table(record)
-    if table:
-        report.table("zero_shot", f"Zero-shot classification of real Bandai-Namco clips, percent (chance / majority "
-                     f"class of the same rows in parentheses){quick}", table, notes=[
-                         ("labels: content = 10 actions (labels[0]), style = 7 styles (labels[1]); prompt "
-                         "'A person {}.'; the candidates (classes) are the distinct labels of that entry over every "
-                         "split of the dataset. Chance: a uniformly random ranking; majority: always answering the "
-                         "most frequent class of the evaluated rows."),
-                         *SPLIT_NOTES])
-    else:
-        report.notes.append("no zero-shot evaluation in this run")
-    table = engines_table(record)
-    if table:
-        report.table("engines", f"Zero-shot engines on bn-h22 test (content): batched (the baseline) vs the pipeline "
-                     f"one motion at a time{quick}", table, notes=[
-                         ("One run of each, one after the other (not interleaved): the ratios are indicative. Wall: "
-                         "the whole process; scoring: the encoding and scoring time the result file reports."),
-                         "Metrics equal: every metric of the result file (top-1, top-5, balanced top-1) compared."])
-    else:
-        report.notes.append("the engines step did not run")
+    sections = [  # (key, table builder, title, notes, what the page says when the step did not run)
+        ("retrieval", retrieval_table,
+         "Text-motion retrieval on real Bandai-Namco clips, percent (the chance level of the same rows and protocol "
+         "in parentheses)",
+         ["Captions are label-derived (\"a person bows angrily.\"): 70 distinct sentences at most, so several clips "
+          "share a caption; the chance levels come from each result file (`motionpatch-evaluate`'s own "
+          "random-ranking levels for the same captions). MedR: median rank, lower is better.",
+          "Protocols: all = one gallery of every clip of the split (n clips); small_batches = shuffled batches of 32 "
+          "(Guo et al.), whole batches only (256 of 262 clips, 64 of 70), left out when there are fewer than 32 "
+          "clips (the 30-clip rows).", *SPLIT_NOTES],
+         "no retrieval evaluation in this run"),
+        ("zero_shot", zero_shot_table,
+         "Zero-shot classification of real Bandai-Namco clips, percent (chance / majority class of the same rows in "
+         "parentheses)",
+         ["labels: content = 10 actions (labels[0]), style = 7 styles (labels[1]); prompt 'A person {}.'; the "
+          "candidates (classes) are the distinct labels of that entry over every split of the dataset. Chance: a "
+          "uniformly random ranking; majority: always answering the most frequent class of the evaluated rows.",
+          *SPLIT_NOTES],
+         "no zero-shot evaluation in this run"),
+        ("engines", engines_table,
+         "Zero-shot engines on bn-h22 test (content): batched (the baseline) vs the pipeline one motion at a time",
+         ["One run of each, one after the other (not interleaved): the ratios are indicative. Wall: the whole "
+          "process; scoring: the encoding and scoring time the result file reports.",
+          "Metrics equal: every metric of the result file (top-1, top-5, balanced top-1) compared."],
+         "the engines step did not run"),
+    ]
+    for key, build, title, table_notes, absent in sections:
+        table = build(record)
+        if table:
+            report.table(key, title + quick, table, notes=table_notes)
+        else:
+            report.notes.append(absent)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import Report, add_output_args, fmt_ratio, interleaved, markdown_table, ratio  # noqa: E402
+from timing import Report, add_output_args, cpu_flags, fmt_ratio, interleaved, markdown_table, ratio  # noqa: E402
 
 
 def build(args):
@@ -92,8 +92,7 @@ def main() -> None:
         finally:
             onnx_export.INT8_OP_TYPES = default_ops
         graphs["ONNX int8, Conv int8 too"] = "int8-conv"
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    bf16 = "avx512_bf16" in cpuinfo or "amx_bf16" in cpuinfo
+    bf16 = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())  # else bf16 is emulated: slow, not an option
     params = sum(p.numel() for p in model.motion_model.parameters()) / 1e6
     rows, raw = [], []
     rounds = args.rounds * args.repeats

@@ -173,36 +173,41 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def cpu_model() -> str:
+def _first_cpu() -> dict[str, str]:
+    """The ``key: value`` fields of the first processor in ``/proc/cpuinfo`` (empty where there is none)."""
     try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_model() -> str:
+    return _first_cpu().get("model name") or platform.processor() or platform.machine() or "unknown"
 
 
 #: instruction-set extensions that change these figures (int8 and bf16 kernels, wide vectors), as /proc/cpuinfo names them
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
+def cpu_flags() -> set[str]:
+    """The first processor's ``/proc/cpuinfo`` flags (empty where there is no such file)."""
+    return set(_first_cpu().get("flags", "").split())
+
+
 def cpu_isa() -> str | None:
     """The CPU's family/model and which of :data:`ISA_FLAGS` it has, e.g. ``'family 25 model 1; avx2'``: the same
     model name ("AMD EPYC") can hide generations with and without AVX-512, which moves int8 and bf16 figures."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    fields = _first_cpu()
+    if not fields:
         return None
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            break  # the first processor is enough
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    flags = set(fields.get("flags", "").split())
-    have = [f for f in ISA_FLAGS if f in flags]
+    have = [f for f in ISA_FLAGS if f in cpu_flags()]
     return f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}; {', '.join(have) or 'no AVX2'}"
 
 

@@ -65,6 +65,10 @@ def test_machine_info_fields():
         assert key in info
     assert info["date_utc"].endswith("UTC")
     assert "torch" in info["versions"] and "numpy" in info["versions"]
+    if Path("/proc/cpuinfo").exists():  # Linux: family, model and the int8/bf16-relevant flags this CPU has
+        assert re.fullmatch(r"family \d+ model \d+; .+", info["isa"]), info["isa"]
+        assert ("avx2" in info["isa"]) == ("avx2" in timing.cpu_flags())
+        assert info["isa"] in timing.machine_line(info)
 
 
 def _tables(text: str) -> list[list[str]]:
